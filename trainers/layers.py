@@ -1,0 +1,295 @@
+"""GUNN and SUNN layers: N channels in P segments, each updated by its own `SegmentUpdate`.
+
+SUNN computes every segment from the layer input at once. GUNN updates the segments in order,
+each reading the state as the earlier updates left it (the paper's Eq. 3-4). Both hold the same
+modules under the same names, so a SUNN state_dict loads into the GUNN of the same spec.
+
+GUNN training memory (the paper's Algorithm 1): because every segment is updated exactly once,
+the value a segment held before its update is its value in the layer input. Keeping only the
+input x and the output y therefore lets backward rebuild the state before any update i
+(``cat(y[:, :a], x[:, a:])``), walking the segments in reverse. Modes:
+
+- ``recompute``: forward keeps no unit activations; backward recomputes one segment at a time.
+  Least memory, about one extra forward of compute.
+- ``keep``: each segment keeps its own activations as autograd normally would, except the one
+  tensor it reads (the N-channel state), which backward rebuilds; the first 1x1 convs' gradients
+  are taken against that rebuilt state. Memory about SUNN's, no extra forward (the authors' way).
+- ``naive``: a fresh copy of the state per segment; the reference the other two are tested on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.grad import conv2d_input, conv2d_weight
+
+from trainers.units import SegmentUpdate
+
+GUNN_MODES = ("recompute", "keep", "naive")
+
+
+class _SegmentedLayer(nn.Module):
+    """Shared structure of GUNN and SUNN layers: P segment updates over N channels."""
+
+    def __init__(self, N: int, P: int, K: int, M: int, projection: bool = False):
+        super().__init__()
+        if N % P:
+            raise ValueError(f"N={N} is not divisible by P={P}")
+        if min(N, P, K, M) < 1:
+            raise ValueError(f"N, P, K, M must be positive, got {(N, P, K, M)}")
+        self.N, self.P, self.K, self.M, self.n = N, P, K, M, N // P
+        self.projection = projection
+        self.segments = nn.ModuleList(SegmentUpdate(N, self.n, K, M, projection) for _ in range(P))
+
+    def bounds(self, i: int) -> tuple[int, int]:
+        """Channel range [a, b) of segment i."""
+        return i * self.n, (i + 1) * self.n
+
+    def extra_repr(self) -> str:
+        return f"N={self.N}, P={self.P}, K={self.K}, M={self.M}, projection={self.projection}"
+
+
+class SUNNLayer(_SegmentedLayer):
+    """Simultaneously updated layer: every segment's update reads the same input.
+
+    ``grouped=True`` runs the P bottlenecks as one grouped bottleneck (same parameters, P times
+    fewer kernel launches); ``grouped=False`` runs them one by one (the reference).
+    """
+
+    def __init__(self, N, P, K, M, projection=False, grouped: bool = True):
+        super().__init__(N, P, K, M, projection)
+        self.grouped = grouped
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.grouped:
+            return torch.cat([seg(x, *self.bounds(i)) for i, seg in enumerate(self.segments)], 1)
+        segs = self.segments
+        s = x
+        for m in range(self.M):
+            units = [seg.units[m] for seg in segs]
+            # The first unit reads all N channels; later ones read their own segment (groups=P).
+            groups = 1 if m == 0 else self.P
+            h = F.conv2d(s, torch.cat([u.conv1.weight for u in units]), groups=groups)
+            h = torch.relu(grouped_batch_norm(h, [u.bn1 for u in units]))
+            h = F.conv2d(h, torch.cat([u.conv2.weight for u in units]), padding=1, groups=self.P)
+            h = torch.relu(grouped_batch_norm(h, [u.bn2 for u in units]))
+            h = F.conv2d(h, torch.cat([u.conv3.weight for u in units]), groups=self.P)
+            h = grouped_batch_norm(h, [u.bn3 for u in units])
+            if m == 0 and self.projection:
+                p = F.conv2d(x, torch.cat([seg.proj.conv.weight for seg in segs]))
+                h = h + grouped_batch_norm(p, [seg.proj.bn for seg in segs])
+            s = s + h
+        return s
+
+
+class GUNNLayer(_SegmentedLayer):
+    """Gradually updated layer: segment i's update reads segments < i already updated."""
+
+    def __init__(self, N, P, K, M, projection=False, mode: str = "recompute"):
+        super().__init__(N, P, K, M, projection)
+        if mode not in GUNN_MODES:
+            raise ValueError(f"mode must be one of {GUNN_MODES}, got {mode!r}")
+        self.mode = mode
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mode == "naive":
+            state = x
+            for i, seg in enumerate(self.segments):
+                a, b = self.bounds(i)
+                state = torch.cat([state[:, :a], seg(state, a, b), state[:, b:]], 1)
+            return state
+        params = [p for seg in self.segments for p in seg.parameters()]
+        fn = _GradualUpdateRecompute if self.mode == "recompute" else _GradualUpdateKeep
+        return fn.apply(x, self, *params)
+
+
+def grouped_batch_norm(x: torch.Tensor, bns: list[nn.BatchNorm2d]) -> torch.Tensor:
+    """Apply P BatchNorms over consecutive channel groups of x as one BatchNorm call.
+
+    BN is per channel, so concatenating the P modules' parameters and statistics gives exactly
+    their separate results; the updated running statistics are copied back to each module.
+    """
+    bn0 = bns[0]
+    weight = torch.cat([bn.weight for bn in bns])
+    bias = torch.cat([bn.bias for bn in bns])
+    use_batch_stats = bn0.training or not bn0.track_running_stats
+    update_stats = bn0.training and bn0.track_running_stats
+    if bn0.track_running_stats:
+        running_mean = torch.cat([bn.running_mean for bn in bns])
+        running_var = torch.cat([bn.running_var for bn in bns])
+    else:
+        running_mean = running_var = None
+    momentum = bn0.momentum
+    if update_stats:
+        with torch.no_grad():
+            for bn in bns:
+                bn.num_batches_tracked.add_(1)
+        if momentum is None:  # cumulative moving average, as nn.BatchNorm2d does
+            momentum = 1.0 / float(bn0.num_batches_tracked)
+    out = F.batch_norm(x, running_mean, running_var, weight, bias, use_batch_stats,
+                       momentum or 0.0, bn0.eps)
+    if update_stats:
+        sizes = [bn.num_features for bn in bns]
+        with torch.no_grad():
+            torch._foreach_copy_([bn.running_mean for bn in bns], list(running_mean.split(sizes)))
+            torch._foreach_copy_([bn.running_var for bn in bns], list(running_var.split(sizes)))
+    return out
+
+
+@contextlib.contextmanager
+def frozen_bn_stats(module: nn.Module) -> Iterator[None]:
+    """Recompute with the same normalisation as the forward pass without touching running stats.
+
+    In training mode BN then still uses batch statistics (identical input, identical stats); in
+    eval mode it uses the running statistics as before. Without this a recomputation would move
+    the running statistics a second time per step.
+    """
+    bns = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [bn.track_running_stats for bn in bns]
+    for bn in bns:
+        bn.track_running_stats = False
+    try:
+        yield
+    finally:
+        for bn, flag in zip(bns, saved):
+            bn.track_running_stats = flag
+
+
+def _autocast_state(x: torch.Tensor) -> tuple[str, bool, torch.dtype]:
+    dev = x.device.type
+    return dev, torch.is_autocast_enabled(dev), torch.get_autocast_dtype(dev)
+
+
+class _GradualUpdateRecompute(torch.autograd.Function):
+    """Algorithm 1, recompute mode: save x and y only; recompute one segment at a time."""
+
+    @staticmethod
+    def forward(ctx, x, layer: GUNNLayer, *params):
+        y = x.clone()
+        for i, seg in enumerate(layer.segments):
+            a, b = layer.bounds(i)
+            y[:, a:b] = seg(y, a, b)
+        ctx.layer = layer
+        ctx.autocast = _autocast_state(x)
+        ctx.save_for_backward(x, y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        x, y = ctx.saved_tensors
+        layer: GUNNLayer = ctx.layer
+        dev, ac_on, ac_dtype = ctx.autocast
+        state = y.detach().clone()  # rebuilt backwards, segment by segment
+        g = grad_y.clone()
+        seg_grads: list[tuple] = [()] * layer.P
+        for i in reversed(range(layer.P)):
+            a, b = layer.bounds(i)
+            seg = layer.segments[i]
+            state[:, a:b] = x[:, a:b]  # the state segment i's update read
+            g_new = g[:, a:b].clone()
+            with torch.enable_grad(), frozen_bn_stats(seg), \
+                    torch.autocast(dev, dtype=ac_dtype, enabled=ac_on):
+                st = state.detach().requires_grad_()
+                new = seg(st, a, b)
+            seg_params = tuple(seg.parameters())
+            grads = torch.autograd.grad(new, (st, *seg_params), g_new.to(new.dtype))
+            g[:, a:b] = 0
+            g += grads[0].to(g.dtype)
+            seg_grads[i] = grads[1:]
+        return (g, None, *[p for gs in seg_grads for p in gs])
+
+
+class _GradualUpdateKeep(torch.autograd.Function):
+    """Algorithm 1, keep mode: each segment keeps its activations, not the state it read.
+
+    The only ops that read the whole N-channel state are the first unit's conv1 and the
+    projection conv. They run outside autograd on the running tensor; the rest of the segment's
+    graph starts from their outputs. Backward rebuilds the state and takes the convs' input and
+    weight gradients against it directly (no forward recomputation).
+    """
+
+    @staticmethod
+    def forward(ctx, x, layer: GUNNLayer, *params):
+        y = x.clone()
+        graphs = []
+        for i, seg in enumerate(layer.segments):
+            a, b = layer.bounds(i)
+            w = _first_conv_weight(seg)
+            h0 = F.conv2d(y, w)
+            with torch.enable_grad():
+                h0 = h0.detach().requires_grad_()
+                old = x[:, a:b].detach().requires_grad_()
+                new = _segment_from_first_conv(seg, old, h0)
+            y[:, a:b] = new.detach()
+            graphs.append((new, h0, old))
+        ctx.layer = layer
+        ctx.graphs = graphs
+        ctx.save_for_backward(x, y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        x, y = ctx.saved_tensors
+        layer: GUNNLayer = ctx.layer
+        state = y.detach().clone()
+        g = grad_y.clone()
+        seg_grads: list[tuple] = [()] * layer.P
+        for i in reversed(range(layer.P)):
+            a, b = layer.bounds(i)
+            seg = layer.segments[i]
+            new, h0, old = ctx.graphs[i]
+            ctx.graphs[i] = None  # free this segment's graph as soon as it is used
+            state[:, a:b] = x[:, a:b]
+            g_new = g[:, a:b].clone().to(new.dtype)
+            first, rest = _first_conv_params(seg), _rest_params(seg)
+            grads = torch.autograd.grad(new, (h0, old, *rest), g_new)
+            g_h0, g_old = grads[0], grads[1]
+            w = _first_conv_weight(seg).to(g_h0.dtype)
+            st = state.to(g_h0.dtype)
+            g_state = conv2d_input(st.shape, w, g_h0)
+            g_w = conv2d_weight(st, w.shape, g_h0)
+            g[:, a:b] = g_old.to(g.dtype)
+            g += g_state.to(g.dtype)
+            first_grads = [gw.to(p.dtype) for gw, p in
+                           zip(g_w.split([p.shape[0] for p in first]), first)]
+            by_param = dict(zip(map(id, first), first_grads))
+            by_param.update(zip(map(id, rest), grads[2:]))
+            seg_grads[i] = tuple(by_param[id(p)] for p in seg.parameters())
+        return (g, None, *[p for gs in seg_grads for p in gs])
+
+
+def _first_conv_params(seg: SegmentUpdate) -> list[nn.Parameter]:
+    convs = [seg.units[0].conv1.weight]
+    if seg.proj is not None:
+        convs.append(seg.proj.conv.weight)
+    return convs
+
+
+def _rest_params(seg: SegmentUpdate) -> list[nn.Parameter]:
+    first = set(map(id, _first_conv_params(seg)))
+    return [p for p in seg.parameters() if id(p) not in first]
+
+
+def _first_conv_weight(seg: SegmentUpdate) -> torch.Tensor:
+    """conv1 of the first unit and the projection conv, stacked: one conv reads the state."""
+    ws = _first_conv_params(seg)
+    return ws[0] if len(ws) == 1 else torch.cat(ws)
+
+
+def _segment_from_first_conv(seg: SegmentUpdate, old: torch.Tensor,
+                             h0: torch.Tensor) -> torch.Tensor:
+    """`SegmentUpdate.forward` with the state-reading convs already applied (h0)."""
+    u = seg.units[0]
+    width = u.conv1.out_channels
+    h = torch.relu(u.bn1(h0[:, :width]))
+    h = torch.relu(u.bn2(u.conv2(h)))
+    s = old + u.bn3(u.conv3(h))
+    if seg.proj is not None:
+        s = s + seg.proj.bn(h0[:, width:])
+    for unit in seg.units[1:]:
+        s = s + unit(s)
+    return s
