@@ -1,0 +1,141 @@
+"""GUNN/SUNN layers: Algorithm 1 against the naive reference, SUNN grouping, conversion."""
+
+import copy
+
+import pytest
+import torch
+
+from trainers.layers import GUNNLayer, SUNNLayer
+
+SPECS = [  # N, P, K, M, projection
+    (12, 3, 2, 1, True),
+    (12, 4, 2, 2, True),   # M = 2: stacked units read the segment
+    (8, 1, 2, 1, False),   # P = 1
+    (12, 6, 1, 2, False),
+    (16, 4, 3, 1, True),
+]
+
+
+def run_step(layer, x, weight=None):
+    """One forward + backward; returns output, input grad, param grads, buffers."""
+    x = x.clone().requires_grad_()
+    y = layer(x)
+    w = torch.linspace(-1, 1, y.numel(), dtype=y.dtype).view_as(y) if weight is None else weight
+    (y * w).sum().backward()
+    grads = {n: p.grad.clone() for n, p in layer.named_parameters()}
+    bufs = {n: b.clone() for n, b in layer.named_buffers()}
+    return y.detach(), x.grad.clone(), grads, bufs
+
+
+def max_diff(a, b):
+    ya, gxa, pa, ba = a
+    yb, gxb, pb, bb = b
+    assert pa.keys() == pb.keys() and ba.keys() == bb.keys()
+    return max([(ya - yb).abs().max().item(), (gxa - gxb).abs().max().item()]
+               + [(pa[k] - pb[k]).abs().max().item() for k in pa]
+               + [(ba[k].double() - bb[k].double()).abs().max().item() for k in ba])
+
+
+@pytest.mark.parametrize("mode", ["recompute", "keep"])
+@pytest.mark.parametrize("spec", SPECS)
+def test_algorithm1_matches_naive_in_float64(spec, mode):
+    torch.manual_seed(0)
+    ref = GUNNLayer(*spec, mode="naive").double().train()
+    layer = copy.deepcopy(ref)
+    layer.mode = mode
+    x = torch.randn(3, spec[0], 5, 5, dtype=torch.float64)
+    # Outputs, input grads, every parameter grad and BN running stats (updated exactly once).
+    assert max_diff(run_step(layer, x), run_step(ref, x)) < 1e-10
+
+
+@pytest.mark.parametrize("mode", ["recompute", "keep"])
+def test_algorithm1_eval_mode(mode):
+    torch.manual_seed(1)
+    ref = GUNNLayer(12, 4, 2, 2, True, mode="naive").double()
+    run_step(ref.train(), torch.randn(4, 12, 4, 4, dtype=torch.float64))  # move running stats
+    ref.zero_grad(set_to_none=True)
+    layer = copy.deepcopy(ref).eval()
+    layer.mode = mode
+    x = torch.randn(2, 12, 4, 4, dtype=torch.float64)
+    assert max_diff(run_step(layer, x), run_step(ref.eval(), x)) < 1e-10
+
+
+def test_running_stats_updated_once_per_step():
+    torch.manual_seed(2)
+    layer = GUNNLayer(8, 2, 2, 1, True, mode="recompute").train()
+    run_step(layer, torch.randn(4, 8, 4, 4))
+    counts = {b.item() for n, b in layer.named_buffers() if n.endswith("num_batches_tracked")}
+    assert counts == {1}
+
+
+def test_gunn_with_one_segment_equals_sunn():
+    torch.manual_seed(3)
+    g = GUNNLayer(8, 1, 2, 2, True, mode="recompute").double()
+    s = SUNNLayer(8, 1, 2, 2, True).double()
+    s.load_state_dict(g.state_dict())
+    x = torch.randn(2, 8, 4, 4, dtype=torch.float64)
+    assert max_diff(run_step(g, x), run_step(s, x)) < 1e-12
+
+
+def test_gunn_differs_from_sunn_with_several_segments():
+    torch.manual_seed(4)
+    g = GUNNLayer(8, 4, 2, 1, True).double()
+    s = SUNNLayer(8, 4, 2, 1, True).double()
+    s.load_state_dict(g.state_dict())
+    x = torch.randn(2, 8, 4, 4, dtype=torch.float64)
+    with torch.no_grad():
+        out_g, out_s = g(x), s(x)
+    # The first segment reads the same input in both; later ones see updated segments in GUNN.
+    assert torch.allclose(out_g[:, :2], out_s[:, :2])
+    assert not torch.allclose(out_g[:, 2:], out_s[:, 2:])
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_grouped_sunn_matches_per_unit_sunn(spec):
+    torch.manual_seed(5)
+    ref = SUNNLayer(*spec, grouped=False).double()
+    fast = copy.deepcopy(ref)
+    fast.grouped = True
+    x = torch.randn(3, spec[0], 5, 5, dtype=torch.float64)
+    assert max_diff(run_step(fast, x), run_step(ref, x)) < 1e-10
+
+
+def test_sunn_state_dict_loads_into_gunn():
+    s = SUNNLayer(12, 4, 2, 2, True)
+    g = GUNNLayer(12, 4, 2, 2, True)
+    assert {k: v.shape for k, v in s.state_dict().items()} == \
+        {k: v.shape for k, v in g.state_dict().items()}
+    g.load_state_dict(s.state_dict())  # strict: same names and shapes
+
+
+@pytest.mark.parametrize("mode", ["recompute", "keep"])
+def test_channels_last_and_autocast(mode):
+    torch.manual_seed(6)
+    ref = GUNNLayer(12, 3, 2, 2, True, mode="naive")
+    layer = copy.deepcopy(ref)
+    layer.mode = mode
+    x = torch.randn(4, 12, 6, 6).contiguous(memory_format=torch.channels_last)
+    w = torch.randn(4, 12, 6, 6)
+    # channels_last, float32: equal to the reference up to float rounding
+    a, b = run_step(layer, x, w), run_step(ref, x, w)
+    assert max_diff(a, b) < 1e-3
+    # bfloat16 autocast: gradients finite and close to the naive reference under autocast
+    grads = {}
+    for m in (mode, "naive"):
+        lay = copy.deepcopy(ref)
+        lay.mode = m
+        xg = x.clone().requires_grad_()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y = lay(xg)
+        (y.float() * w).sum().backward()
+        grads[m] = [xg.grad] + [p.grad for p in lay.parameters()]
+    for g, r in zip(grads[mode], grads["naive"]):
+        assert g is not None and torch.isfinite(g).all()
+        assert (g.float() - r.float()).norm() <= 0.05 * r.float().norm() + 1e-6
+
+
+def test_invalid_layer_specs():
+    with pytest.raises(ValueError, match="divisible"):
+        GUNNLayer(10, 3, 2, 1)
+    with pytest.raises(ValueError, match="mode"):
+        GUNNLayer(8, 2, 2, 1, mode="fast")

@@ -1,0 +1,184 @@
+"""TrainConfig: one training run as validated data (YAML in, YAML out).
+
+Unknown keys and bad values are rejected; `ConfigError` carries one line naming the field.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from trainers.networks import NetworkSpec, model_spec, MODEL_REGISTRY
+
+
+class ConfigError(Exception):
+    """A bad config file or value; str() is one line naming the file and field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class StageConfig(_Strict):
+    N: int = Field(ge=1)
+    P: int = Field(ge=1)
+    K: int = Field(default=2, ge=1)
+    M: int = Field(default=1, ge=1)
+
+
+class ModelConfig(_Strict):
+    """A registered model (`name`) or an explicit architecture (`stages` ...)."""
+
+    name: str | None = None
+    family: Literal["gunn", "sunn"] = "gunn"
+    stem: Literal["cifar", "imagenet"] = "cifar"
+    stem_channels: int = Field(default=64, ge=1)
+    head_channels: int | None = Field(default=None, ge=1)
+    projection: bool = True
+    stages: list[StageConfig] | None = None
+    gunn_mode: Literal["recompute", "keep", "naive"] = "recompute"
+
+    @model_validator(mode="after")
+    def _one_of(self):
+        if (self.name is None) == (self.stages is None):
+            raise ValueError("give either name (a registered model) or stages, not both/neither")
+        if self.name is not None and self.name not in MODEL_REGISTRY:
+            raise ValueError(f"unknown model {self.name!r}; known: {', '.join(sorted(MODEL_REGISTRY))}")
+        for i, s in enumerate(self.stages or []):
+            if s.N % s.P:
+                raise ValueError(f"stages[{i}]: N={s.N} is not divisible by P={s.P}")
+        return self
+
+    def network_spec(self, num_classes: int) -> NetworkSpec:
+        if self.name is not None:
+            return model_spec(self.name, num_classes)
+        return NetworkSpec(stages=tuple((s.N, s.P, s.K, s.M) for s in self.stages),
+                           family=self.family, stem=self.stem, stem_channels=self.stem_channels,
+                           head_channels=self.head_channels, projection=self.projection,
+                           num_classes=num_classes)
+
+    @classmethod
+    def from_spec(cls, spec: NetworkSpec, gunn_mode: str = "recompute") -> "ModelConfig":
+        d = spec.to_dict()
+        d.pop("num_classes"), d.pop("in_channels")
+        return cls(gunn_mode=gunn_mode, **d)
+
+
+class DataConfig(_Strict):
+    name: Literal["cifar10", "cifar100", "synthetic", "digits"] = "synthetic"
+    data_dir: str = "data"
+    split: Literal["search", "final"] = "search"
+    val_fraction: float = Field(default=0.1, gt=0.0, lt=1.0)
+    download: bool = False
+    split_seed: int = 0  # fixes the train/val split and synthetic data, the same for every trial
+    synthetic_train_size: int = Field(default=2000, ge=10)
+    synthetic_test_size: int = Field(default=500, ge=10)
+    synthetic_num_classes: Literal[10, 100] = 10
+    cyclic_shift: bool = False  # the authors' extra augmentation (PAPER-NOTES)
+
+
+class OptimConfig(_Strict):
+    lr: float = Field(default=0.1, gt=0.0)
+    momentum: float = Field(default=0.9, ge=0.0, lt=1.0)
+    weight_decay: float = Field(default=1e-4, ge=0.0)
+    nesterov: bool = True  # the authors' code uses Nesterov; the paper's text does not say
+
+
+class ScheduleConfig(_Strict):
+    kind: Literal["step", "cosine", "constant"] = "step"
+    milestones: list[float] = Field(default_factory=lambda: [0.5, 0.75])  # fractions of training
+    gamma: float = Field(default=0.1, gt=0.0, le=1.0)
+    warmup_epochs: float = Field(default=0.0, ge=0.0)
+
+
+class TrackingConfig(_Strict):
+    """Where `gunn-train` logs to MLflow (used by the search package's CLI, not by trainers)."""
+
+    uri: str | None = None
+    experiment: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+
+
+class TrainConfig(_Strict):
+    model: ModelConfig
+    data: DataConfig = Field(default_factory=DataConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    epochs: int = Field(default=300, ge=1)
+    batch_size: int = Field(default=64, ge=1)
+    eval_batch_size: int = Field(default=500, ge=1)
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: bool = True  # bfloat16 autocast, CUDA only
+    channels_last: bool = True  # CUDA only
+    compile: bool = False  # torch.compile, CUDA only
+    num_threads: int | None = Field(default=None, ge=1)
+    out_dir: str | None = "runs/train"
+    tracking: TrackingConfig | None = None
+
+    @model_validator(mode="after")
+    def _warmup_fits(self):
+        if self.schedule.warmup_epochs >= self.epochs:
+            raise ValueError(f"schedule.warmup_epochs ({self.schedule.warmup_epochs}) must be "
+                             f"less than epochs ({self.epochs})")
+        return self
+
+
+def format_validation_error(err: ValidationError, source: str) -> str:
+    """First pydantic error as one line: `source: field.path: message`."""
+    e = err.errors()[0]
+    loc = ""
+    for part in e["loc"]:
+        loc += f"[{part}]" if isinstance(part, int) else (f".{part}" if loc else str(part))
+    msg = e["msg"]
+    if e["type"] == "extra_forbidden":
+        msg = "unknown key"
+    elif e["type"] == "missing":
+        msg = "required field is missing"
+    elif "input" in e and e["type"] not in ("value_error",) and not isinstance(e["input"], dict):
+        msg = f"{msg} (got {e['input']!r})"
+    msg = msg.replace("Value error, ", "")
+    return f"{source}: {loc}: {msg}" if loc else f"{source}: {msg}"
+
+
+def read_yaml(path: str | Path) -> dict:
+    """A YAML mapping from a file, with safe_load only; ConfigError on any problem."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: no such file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{p}: cannot read: {e.__class__.__name__}: {e}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        where = getattr(e, "problem_mark", None)
+        line = f"line {where.line + 1}: " if where is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{p}: {line}invalid YAML: {problem}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: expected a mapping of settings at the top level, "
+                          f"got {type(data).__name__}")
+    return data
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    """Read and validate a `gunn-train` YAML config."""
+    return parse_config(read_yaml(path), str(path))
+
+
+def parse_config(data: dict, source: str = "config") -> TrainConfig:
+    try:
+        return TrainConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(e, source)) from None
+
+
+def dump_config(cfg: TrainConfig, path: str | Path) -> None:
+    """Write a config as YAML (round-trips through `load_config`)."""
+    Path(path).write_text(yaml.safe_dump(cfg.model_dump(mode="json", exclude_none=False),
+                                         sort_keys=False))
