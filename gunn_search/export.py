@@ -1,0 +1,109 @@
+"""Export a searched trial as a `gunn-train` config for full training.
+
+The trial's exact search-time config is an artifact of its MLflow run (`train_config.yaml`), so
+the export needs nothing but the tracking store. The export keeps the architecture and the
+searched hyperparameters and switches to the paper's full schedule: 300 epochs, lr / 10 at 50%
+and 75%, training on train + val and reporting the test set.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from pathlib import Path
+
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from trainers.config import ConfigError, TrainConfig, dump_config, parse_config, read_yaml
+
+from gunn_search import tracking as tr
+
+
+class ExportError(Exception):
+    """One line: what could not be exported and why."""
+
+
+def export_config(cfg: TrainConfig, search_run_id: str = "", trial_run_id: str = "",
+                  epochs: int = 300, experiment: str | None = None,
+                  tracking_uri: str | None = None) -> TrainConfig:
+    """A full-training config from a search trial's config."""
+    data = cfg.model_dump(mode="json")
+    data["epochs"] = epochs
+    data["schedule"] = {"kind": "step", "milestones": [0.5, 0.75], "gamma": 0.1,
+                        "warmup_epochs": 0.0}
+    data["data"]["split"] = "final"
+    data["device"] = "auto"
+    data["num_threads"] = None
+    name = safe_name(trial_run_id[:12] or "best")
+    data["out_dir"] = f"runs/{name}"
+    tags = {}
+    if search_run_id:
+        tags[tr.SEARCH_TAG] = search_run_id
+    if trial_run_id:
+        tags["gunn_search.trial_run_id"] = trial_run_id
+    data["tracking"] = {"uri": tracking_uri, "experiment": experiment, "tags": tags}
+    return parse_config(data, "export")
+
+
+def safe_name(name: str) -> str:
+    """A file-name-safe component: exported paths never leave the output directory."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name).strip(".") or "run"
+
+
+def find_best_trial_run(client: MlflowClient, experiment: str) -> tuple[str, str]:
+    """(search parent run id, best trial run id) of the newest search in `experiment`."""
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        raise ExportError(f"experiment {experiment!r} not found in the tracking store")
+    parents = client.search_runs([exp.experiment_id], f"tags.`{tr.ROLE_TAG}` = 'search'",
+                                 order_by=["attributes.start_time DESC"], max_results=50)
+    for parent in parents:
+        children = client.search_runs(
+            [exp.experiment_id], f"tags.`{tr.PARENT_TAG}` = '{parent.info.run_id}'",
+            max_results=10000)
+        finished = [c for c in children if "val_acc" in c.data.metrics
+                    and not c.data.tags.get(tr.STATUS_TAG, "").startswith(("errored", "non-finite"))]
+        if finished:
+            best = max(finished, key=lambda c: max(
+                m.value for m in client.get_metric_history(c.info.run_id, "val_acc")))
+            return parent.info.run_id, best.info.run_id
+    raise ExportError(f"experiment {experiment!r} has no finished trials to export")
+
+
+def export_run(tracking_uri: str, experiment: str, out: str | Path, run_id: str | None = None,
+               epochs: int = 300) -> Path:
+    """Write the full-training config of `run_id` (default: the best trial) to `out`."""
+    client = MlflowClient(tracking_uri)
+    try:
+        if run_id is None:
+            search_id, run_id = find_best_trial_run(client, experiment)
+        else:
+            try:
+                run = client.get_run(run_id)
+            except MlflowException:
+                raise ExportError(f"run {run_id!r} not found in the tracking store") from None
+            search_id = run.data.tags.get(tr.PARENT_TAG, "")
+            if tr.TRIAL_TAG not in run.data.tags:
+                raise ExportError(f"run {run_id!r} is not a gunn-search trial")
+        with tempfile.TemporaryDirectory() as d:
+            try:
+                local = client.download_artifacts(run_id, "train_config.yaml", d)
+            except (MlflowException, OSError) as e:
+                raise ExportError(f"run {run_id}: no train_config.yaml artifact "
+                                  f"({tr.first_line(str(e))})") from None
+            cfg = parse_config(read_yaml(local), f"run {run_id} train_config.yaml")
+    except ConfigError as e:
+        raise ExportError(str(e)) from None
+    full = export_config(cfg, search_run_id=search_id, trial_run_id=run_id, epochs=epochs,
+                         experiment=experiment, tracking_uri=tracking_uri)
+    out = Path(out)
+    if out.is_dir():
+        raise ExportError(f"{out}: is a directory; give a file path such as {out}/best.yaml")
+    if not out.parent.exists():
+        raise ExportError(f"{out}: directory {out.parent} does not exist")
+    try:
+        dump_config(full, out)
+    except OSError as e:
+        raise ExportError(f"{out}: cannot write: {e.strerror or e}") from None
+    return out

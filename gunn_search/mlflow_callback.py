@@ -1,0 +1,198 @@
+"""The Tune callback that writes a search to MLflow, in the driver.
+
+Child run per trial: readable params, the trial's train config as an artifact, per-epoch
+metrics (step = epoch) and a final status tag: completed, stopped by ASHA at epoch e,
+errored: <first line>, non-finite loss, oom, rejected by budget. A trial retried after an
+error continues its run. The parent run gets the running best and, at the end, the best
+trial's config and the search plots.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+import yaml
+from mlflow.tracking import MlflowClient
+from ray import tune
+
+from gunn_search import tracking as tr
+from gunn_search.trainable import (COMPLETED, METRIC, NONFINITE, OOM, REJECTED, RUNNING,
+                                   trial_train_config)
+
+
+class MLflowSearchCallback(tune.Callback):
+    """Parent/child MLflow runs for one search. Picklable: Tune stores it with the experiment."""
+
+    def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str, space,
+                 space_path: str):
+        self.tracking_uri = tracking_uri
+        self.experiment_id = experiment_id
+        self.parent_run_id = parent_run_id
+        self.space = space
+        self.space_path = space_path
+        self._init_runtime()
+
+    def _init_runtime(self) -> None:
+        self._client: tr.BufferedClient | None = None
+        self.runs: dict[str, str] = {}  # trial_id -> child run id
+        self.histories: dict[str, list[dict]] = {}
+        self.statuses: dict[str, str] = {}
+        self.best: float | None = None
+        self.n_results = 0
+
+    def __getstate__(self):
+        return {k: self.__dict__[k] for k in
+                ("tracking_uri", "experiment_id", "parent_run_id", "space", "space_path")}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._init_runtime()
+
+    @property
+    def client(self) -> tr.BufferedClient:
+        if self._client is None:
+            raw = MlflowClient(self.tracking_uri)
+            self._client = tr.BufferedClient(raw)
+            try:  # a resumed search: continue the runs its trials already have
+                self.runs.update(tr.child_runs(raw, self.experiment_id, self.parent_run_id))
+                best = raw.get_run(self.parent_run_id).data.metrics.get("best_val_acc")
+                self.best = best
+            except Exception as e:  # tracking down at start: carry on, writes are buffered
+                print(f"gunn-search: could not read existing MLflow runs: {tr.first_line(str(e))}",
+                      file=sys.stderr)
+        return self._client
+
+    # --- Tune hooks -----------------------------------------------------------------------------
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self._ensure_run(trial)
+
+    def on_trial_restore(self, iteration, trials, trial, **info):
+        self._ensure_run(trial)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        run_id = self._ensure_run(trial)
+        status = result.get("trial_status", RUNNING)
+        self.statuses[trial.trial_id] = status
+        if status in (REJECTED, OOM):
+            if result.get("error"):
+                tr.batch(self.client, run_id, tags={"gunn_search.error": result["error"]})
+            return
+        epoch = int(result.get("epoch", 0))
+        keys = [k for k in tr.EPOCH_METRICS if not (status == NONFINITE and k == METRIC)]
+        metrics = tr.finite_metrics(result, keys)
+        tr.batch(self.client, run_id, metrics=metrics, step=epoch)
+        self.histories.setdefault(trial.trial_id, []).append({"epoch": epoch, **metrics})
+        if status != NONFINITE and METRIC in metrics:
+            self.n_results += 1
+            if self.best is None or metrics[METRIC] > self.best:
+                self.best = metrics[METRIC]
+                tr.batch(self.client, self.parent_run_id,
+                         metrics={"best_val_acc": self.best}, step=self.n_results)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        last = trial.last_result or {}
+        status = last.get("trial_status", RUNNING)
+        if status == RUNNING:
+            status = f"stopped by ASHA at epoch {int(last.get('epoch', 0))}"
+        self._finish(trial, status, "FINISHED")
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._finish(trial, f"errored: {self._error_line(trial)}", "FAILED")
+
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        run_id = self._ensure_run(trial)
+        tr.batch(self.client, run_id, tags={tr.STATUS_TAG: f"retrying after error: "
+                                                           f"{self._error_line(trial)}"})
+
+    def on_experiment_end(self, trials, **info):
+        self.finalize(trials)
+
+    # --- helpers --------------------------------------------------------------------------------
+    def _ensure_run(self, trial) -> str:
+        tid = trial.trial_id
+        if tid in self.runs:
+            return self.runs[tid]
+        client = self.client
+        tid_runs = self.runs  # the client property may have filled it on first use
+        if tid in tid_runs:
+            return tid_runs[tid]
+        run = client.call("create_run", self.experiment_id, run_name=f"trial-{tid}",
+                          tags={tr.PARENT_TAG: self.parent_run_id, tr.TRIAL_TAG: tid,
+                                tr.ROLE_TAG: "trial", tr.STATUS_TAG: RUNNING})
+        if run is None:  # tracking unreachable: nothing to attach to; metrics are dropped
+            return ""
+        run_id = run.info.run_id
+        self.runs[tid] = run_id
+        config = dict(trial.config)
+        tr.batch(client, run_id, params=tr.flat_params(config))
+        try:
+            cfg = trial_train_config(self.space, config)
+            self._log_yaml(run_id, cfg.model_dump(mode="json"), "train_config.yaml")
+        except Exception as e:  # never let bookkeeping stop a search
+            print(f"gunn-search: could not log trial config: {e}", file=sys.stderr)
+        return run_id
+
+    def _finish(self, trial, status: str, mlflow_status: str) -> None:
+        run_id = self._ensure_run(trial)
+        self.statuses[trial.trial_id] = status
+        if run_id:
+            tr.batch(self.client, run_id, tags={tr.STATUS_TAG: status})
+            self.client.call("set_terminated", run_id, mlflow_status)
+
+    @staticmethod
+    def _error_line(trial) -> str:
+        path = getattr(trial, "error_file", None)
+        try:
+            if path and Path(path).exists():
+                return tr.first_line(Path(path).read_text())
+        except OSError:
+            pass
+        return "unknown error"
+
+    def _log_yaml(self, run_id: str, data: dict, name: str) -> None:
+        with tempfile.TemporaryDirectory() as d:
+            p = Path(d) / name
+            p.write_text(yaml.safe_dump(data, sort_keys=False))
+            self.client.call("log_artifact", run_id, str(p))
+
+    def finalize(self, trials) -> None:
+        """Best trial's config and the search plots onto the parent run; end the parent."""
+        from gunn_search.export import export_config
+        from gunn_search.plots import TrialRecord, write_search_plots
+
+        records, best = [], None
+        for t in trials:
+            hist = self.histories.get(t.trial_id, [])
+            vals = [h[METRIC] for h in hist if METRIC in h]
+            value = max(vals) if vals else None
+            status = self.statuses.get(t.trial_id, str(t.status).lower())
+            records.append(TrialRecord(trial_id=t.trial_id, params=tr.flat_params(dict(t.config)),
+                                       history=hist, status=status, value=value))
+            if value is not None and status != NONFINITE and (best is None or value > best[0]):
+                best = (value, t)
+        client = self.client
+        if best is not None:
+            value, t = best
+            cfg = export_config(trial_train_config(self.space, dict(t.config)),
+                                search_run_id=self.parent_run_id,
+                                trial_run_id=self.runs.get(t.trial_id, ""))
+            self._log_yaml(self.parent_run_id, cfg.model_dump(mode="json"), "best_config.yaml")
+            tr.batch(client, self.parent_run_id, tags={"gunn_search.best_trial_id": t.trial_id,
+                                                       "gunn_search.best_run_id": self.runs.get(t.trial_id, "")},
+                     metrics={"best_val_acc": value}, step=self.n_results + 1)
+        with tempfile.TemporaryDirectory() as d:
+            try:
+                paths = write_search_plots(records, d)
+            except Exception as e:
+                print(f"gunn-search: plots failed: {e}", file=sys.stderr)
+                paths = []
+            for p in paths:
+                client.call("log_artifact", self.parent_run_id, str(p), "plots")
+        client.call("set_terminated", self.parent_run_id, "FINISHED")
+        client.flush()
+        if client.pending:
+            print(f"gunn-search: {len(client.pending)} MLflow writes could not be delivered "
+                  f"to {self.tracking_uri}", file=sys.stderr)
+

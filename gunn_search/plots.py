@@ -1,0 +1,487 @@
+"""Plots of a finished hyperparameter search, written as PNG files.
+
+`write_search_plots(records, out_dir)` draws whatever the trial records support:
+
+- ``optimization_history.png`` -- each trial's value in the order given, the running best, and
+  colour/marker by status kind (completed / stopped early / failed or rejected);
+- ``param_importances.png`` -- Optuna fANOVA importances of the searched parameters;
+- ``parallel_coordinates.png`` -- one polyline per trial with a value over the varying parameters;
+- ``learning_curves.png`` -- the metric against epoch for every trial with a history.
+
+A plot the records cannot support (e.g. fewer than two trials with a value for the importances)
+is skipped, never raised. The importances are computed by Optuna
+(`optuna.importance.get_param_importances` with `FanovaImportanceEvaluator`) on an in-memory study
+rebuilt from the records; all drawing is plain matplotlib. (Optuna's
+`optuna.visualization.matplotlib` works without plotly, but every function in it emits an
+`ExperimentalWarning`, its history plot drops non-complete trials and cannot colour by our status
+kinds, and its parallel-coordinate plot neither normalises nor log-scales the axes.)
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import numbers
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: set before pyplot is imported
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.colors import Normalize  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.patches import Rectangle  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+DPI = 100
+HISTORY_FILE = "optimization_history.png"
+IMPORTANCES_FILE = "param_importances.png"
+PARALLEL_FILE = "parallel_coordinates.png"
+CURVES_FILE = "learning_curves.png"
+
+# derived parameters (functions of the architecture), never plotted as searched params
+DERIVED_PREFIXES = ("cost.",)
+
+COMPLETED, STOPPED, FAILED = "completed", "stopped early", "failed / rejected"
+_KIND_STYLE = {  # colour, marker, line style
+    COMPLETED: ("tab:blue", "o", "-"),
+    STOPPED: ("tab:orange", "v", "--"),
+    FAILED: ("tab:red", "X", ":"),
+}
+
+
+@dataclass
+class TrialRecord:
+    trial_id: str
+    params: dict = field(default_factory=dict)      # flat: {"family": "gunn", "lr": 0.1, ...}
+    history: list[dict] = field(default_factory=list)  # per-epoch metric dicts with "epoch"
+    status: str = "completed"  # "completed", "stopped by ASHA at epoch 3", "errored: ...", ...
+    value: float | None = None  # the trial's best metric value, or None
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def status_kind(status: str | None) -> str:
+    """Map a free-form trial status onto COMPLETED / STOPPED / FAILED."""
+    s = (status or "").strip().lower()
+    if s in ("completed", "complete", "terminated", "finished", "success"):
+        return COMPLETED
+    if any(w in s for w in ("stopped", "pruned", "early", "asha")):
+        return STOPPED
+    return FAILED
+
+
+def _finite(x: Any) -> float | None:
+    """`x` as a float when it is a finite real number (not a bool), else None."""
+    if x is None or isinstance(x, bool) or not isinstance(x, numbers.Real):
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def _infer_maximize(metric: str) -> bool:
+    m = metric.lower()
+    return not any(w in m for w in ("loss", "err", "perplexity"))
+
+
+def _best_index(values: list[float | None], maximize: bool) -> int | None:
+    idx = [i for i, v in enumerate(values) if v is not None]
+    if not idx:
+        return None
+    return (max if maximize else min)(idx, key=lambda i: values[i])
+
+
+def _save(fig, path: Path) -> Path:
+    try:
+        fig.tight_layout()
+        fig.savefig(path, dpi=DPI)
+    finally:
+        plt.close(fig)
+    return path
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.3g}"
+
+
+@dataclass
+class _Axis:
+    """One searched parameter as an axis: how to put each observed value onto [0, 1]."""
+    name: str
+    kind: str                      # "int", "float" or "categorical"
+    low: float = 0.0
+    high: float = 1.0
+    log: bool = False
+    choices: list[str] = field(default_factory=list)
+    observed: list[float] = field(default_factory=list)  # distinct numeric values, sorted
+
+    def position(self, v: Any) -> float:
+        """Normalised [0, 1] position of a raw value, NaN when missing / not representable."""
+        if self.kind == "categorical":
+            if v is None:
+                return math.nan
+            s = str(v)
+            if s not in self.choices:
+                return math.nan
+            return self.choices.index(s) / (len(self.choices) - 1)
+        x = _finite(v)
+        if x is None:
+            return math.nan
+        if self.log:
+            return (math.log10(x) - math.log10(self.low)) / (math.log10(self.high) - math.log10(self.low))
+        return (x - self.low) / (self.high - self.low)
+
+    def ticks(self) -> list[tuple[float, str]]:
+        if self.kind == "categorical":
+            return [(i / (len(self.choices) - 1), c) for i, c in enumerate(self.choices)]
+        if 2 <= len(self.observed) <= 5:  # few distinct values (batch size, depth): label each
+            return [(self.position(x), _fmt(x)) for x in self.observed]
+        if self.log:
+            mid = 10 ** ((math.log10(self.low) + math.log10(self.high)) / 2)
+        else:
+            mid = (self.low + self.high) / 2
+        return [(0.0, _fmt(self.low)), (0.5, _fmt(mid)), (1.0, _fmt(self.high))]
+
+
+def _searched_axes(records: list[TrialRecord]) -> list[_Axis]:
+    """The varying, non-derived parameters of `records`, in order of first appearance.
+
+    Numeric parameters (all observed values finite ints/floats, bools excluded) become numeric
+    axes (int when all observed values are ints), log-scaled when their positive range spans
+    more than one decade; anything else becomes categorical over the observed values (as strings).
+    Parameters with fewer than two distinct observed values are dropped.
+    """
+    names: list[str] = []
+    for r in records:
+        for k in (r.params or {}):
+            if k not in names and not k.startswith(DERIVED_PREFIXES):
+                names.append(k)
+    axes = []
+    for name in names:
+        observed = [r.params[name] for r in records
+                    if name in (r.params or {}) and r.params[name] is not None
+                    and not (isinstance(r.params[name], float) and not math.isfinite(r.params[name]))]
+        if not observed:
+            continue
+        if all(_is_number(v) for v in observed):
+            xs = [float(v) for v in observed]
+            low, high = min(xs), max(xs)
+            if not high > low:
+                continue
+            axes.append(_Axis(name, "int" if all(_is_int(v) for v in observed) else "float",
+                              low, high, log=low > 0 and high / low > 10,
+                              observed=sorted(set(xs))))
+        else:
+            choices = sorted({str(v) for v in observed})
+            if len(choices) < 2:
+                continue
+            axes.append(_Axis(name, "categorical", choices=choices))
+    return axes
+
+
+def _valued(records: list[TrialRecord]) -> list[tuple[TrialRecord, float]]:
+    out = []
+    for r in records:
+        v = _finite(r.value)
+        if v is not None:
+            out.append((r, v))
+    return out
+
+
+# --------------------------------------------------------------------------- importances
+
+
+def param_importances(records: list[TrialRecord], maximize: bool = True) -> dict[str, float]:
+    """Optuna fANOVA importances of the searched params; {} when they cannot be computed.
+
+    Builds an in-memory Optuna study from the trials with a finite value: numeric params get a
+    `FloatDistribution` (`IntDistribution` if all ints) over the observed [min, max], others a
+    `CategoricalDistribution` of the observed values (as strings); constant and derived `cost.*`
+    params are left out. Optuna assesses the params that every such trial has (its intersection
+    search space).
+    """
+    import optuna
+    from optuna.distributions import (
+        CategoricalDistribution,
+        FloatDistribution,
+        IntDistribution,
+    )
+
+    valued = _valued(records)
+    if len(valued) < 2:
+        return {}
+    axes = _searched_axes([r for r, _ in valued])
+    if not axes:
+        return {}
+    dists = {}
+    for a in axes:
+        if a.kind == "categorical":
+            dists[a.name] = CategoricalDistribution(a.choices)
+        elif a.kind == "int":
+            dists[a.name] = IntDistribution(int(a.low), int(a.high))
+        else:
+            dists[a.name] = FloatDistribution(a.low, a.high)
+
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = optuna.create_study(direction="maximize" if maximize else "minimize")
+        for r, value in valued:
+            params, ds = {}, {}
+            for a in axes:
+                v = (r.params or {}).get(a.name)
+                if a.kind == "categorical":
+                    if v is None:
+                        continue
+                    v = str(v)
+                else:
+                    v = _finite(v)
+                    if v is None:
+                        continue
+                    v = int(v) if a.kind == "int" else v
+                params[a.name], ds[a.name] = v, dists[a.name]
+            study.add_trial(optuna.trial.create_trial(params=params, distributions=ds, value=value))
+        try:
+            imp = optuna.importance.get_param_importances(
+                study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0))
+        except (RuntimeError, ValueError) as e:  # e.g. zero variance in every tree
+            logger.info("parameter importances not computable: %s", e)
+            return {}
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+    imp = {k: float(v) for k, v in imp.items()}
+    if not imp or not all(math.isfinite(v) for v in imp.values()) or sum(imp.values()) <= 0:
+        return {}
+    return imp
+
+
+# --------------------------------------------------------------------------- plots
+
+
+def plot_optimization_history(records: list[TrialRecord], path: Path, metric: str = "val_acc",
+                              maximize: bool = True) -> Path | None:
+    if not records:
+        return None
+    kinds = [status_kind(r.status) for r in records]
+    values = [_finite(r.value) for r in records]
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for kind, (color, marker, _) in _KIND_STYLE.items():
+        xs = [i for i, (k, v) in enumerate(zip(kinds, values)) if k == kind and v is not None]
+        ys = [values[i] for i in xs]
+        if xs:
+            ax.scatter(xs, ys, c=color, marker=marker, s=40, zorder=3,
+                       label=f"{kind} ({len(xs)})", edgecolors="none" if marker != "X" else None)
+    # trials without a value: hollow markers in a shaded band along the bottom edge
+    # (x in data, y in axes coordinates), kept clear of the data by lowering the y limit
+    missing = [i for i, v in enumerate(values) if v is None]
+    band = 0.07
+    if missing:
+        if any(v is not None for v in values):
+            lo, hi = ax.get_ylim()
+            ax.set_ylim((lo - (band + 0.02) * hi) / (1 - band - 0.02), hi)
+        trans = ax.get_xaxis_transform()
+        ax.add_patch(Rectangle((0, 0), 1, band, transform=ax.transAxes, color="0.92", zorder=0,
+                               lw=0))
+        ax.text(1.005, band / 2, "no\nvalue", transform=ax.transAxes, fontsize=7, color="0.4",
+                va="center", ha="left")
+        for kind, (color, marker, _) in _KIND_STYLE.items():
+            xs = [i for i in missing if kinds[i] == kind]
+            if xs:
+                ax.scatter(xs, [band / 2] * len(xs), transform=trans, facecolors="none",
+                           edgecolors=color, marker=marker if marker != "X" else "s", s=40,
+                           zorder=3, label=f"{kind}, no value ({len(xs)})")
+    # running best over the trials that did not fail
+    best, xs, ys = None, [], []
+    for i, (k, v) in enumerate(zip(kinds, values)):
+        if v is not None and k != FAILED:
+            best = v if best is None else (max(best, v) if maximize else min(best, v))
+        if best is not None:
+            xs.append(i)
+            ys.append(best)
+    if xs:
+        ax.step(xs, ys, where="post", color="black", lw=1.5, zorder=2, label="best so far")
+    if all(v is None for v in values):
+        ax.set_ylim(0, 1)
+        ax.text(0.5, 0.5, "no trial reported a value", transform=ax.transAxes,
+                ha="center", va="center", color="gray")
+    ax.set_xlim(-0.5, len(records) - 0.5)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("trial number (in order)")
+    ax.set_ylabel(metric)
+    ax.set_title(f"Optimization history ({len(records)} trials)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    return _save(fig, path)
+
+
+def plot_param_importances(records: list[TrialRecord], path: Path, metric: str = "val_acc",
+                           maximize: bool = True) -> Path | None:
+    imp = param_importances(records, maximize=maximize)
+    if not imp:
+        return None
+    items = sorted(imp.items(), key=lambda kv: kv[1])  # least important at the bottom
+    names, vals = [k for k, _ in items], [v for _, v in items]
+    fig, ax = plt.subplots(figsize=(7, max(2.5, 0.45 * len(items) + 1.5)))
+    bars = ax.barh(range(len(items)), vals, color="tab:blue")
+    ax.set_yticks(range(len(items)))
+    ax.set_yticklabels(names)
+    for b, v in zip(bars, vals):
+        ax.text(b.get_width() + 0.01 * max(vals), b.get_y() + b.get_height() / 2, f"{v:.2f}",
+                va="center", fontsize=8)
+    ax.set_xlim(0, max(vals) * 1.15)
+    ax.set_xlabel(f"importance for {metric} (fANOVA, sums to 1)")
+    ax.set_ylabel("hyperparameter")
+    ax.set_title(f"Hyperparameter importances ({len(_valued(records))} trials)")
+    ax.grid(axis="x", alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_parallel_coordinates(records: list[TrialRecord], path: Path, metric: str = "val_acc",
+                              maximize: bool = True) -> Path | None:
+    valued = _valued(records)
+    if len(valued) < 2:
+        return None
+    axes = _searched_axes([r for r, _ in valued])
+    if not axes:
+        return None
+    n = len(axes)
+    vals = np.array([v for _, v in valued])
+    vmin, vmax = float(vals.min()), float(vals.max())
+    if vmax <= vmin:
+        vmin, vmax = vmin - 0.5 * (abs(vmin) or 1), vmax + 0.5 * (abs(vmax) or 1)
+    norm = Normalize(vmin, vmax)
+    cmap = plt.get_cmap("viridis" if maximize else "viridis_r")
+
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.7 * n + 2.5), 5))
+    xs = np.arange(n)
+    # worst first so the best lines are drawn on top
+    order = sorted(range(len(valued)), key=lambda i: valued[i][1], reverse=not maximize)
+    best_i = order[-1]
+    for i in order:
+        r, v = valued[i]
+        ys = [a.position((r.params or {}).get(a.name)) for a in axes]
+        ax.plot(xs, ys, color=cmap(norm(v)), lw=2.5 if i == best_i else 1.2,
+                alpha=1.0 if i == best_i else 0.75, marker="o", ms=3, zorder=3 if i == best_i else 2)
+    for x, a in zip(xs, axes):
+        ax.axvline(x, color="black", lw=1, zorder=1)
+        for y, label in a.ticks():
+            ax.text(x + 0.04, y, label, fontsize=7, va="center", ha="left", zorder=4,
+                    bbox=dict(boxstyle="round,pad=0.1", fc="white", ec="none", alpha=0.7))
+    ax.set_xticks(xs)
+    ax.set_xticklabels([a.name + (" (log)" if a.log else "") for a in axes],
+                       rotation=20 if n > 4 else 0, ha="right" if n > 4 else "center")
+    ax.set_yticks([])
+    ax.set_xlim(-0.3, n - 0.4)
+    ax.set_ylim(-0.06, 1.06)
+    for side in ("left", "right", "top"):
+        ax.spines[side].set_visible(False)
+    ax.set_ylabel("normalised value (per axis)")
+    sm = plt.cm.ScalarMappable(norm=norm, cmap=cmap)
+    sm.set_array([])
+    fig.colorbar(sm, ax=ax, label=metric, pad=0.02)
+    ax.set_title(f"Parallel coordinates ({len(valued)} trials with a value)")
+    return _save(fig, path)
+
+
+def _curve(r: TrialRecord, metric: str) -> tuple[list[float], list[float]]:
+    xs, ys = [], []
+    for j, h in enumerate(r.history or []):
+        if not isinstance(h, dict):
+            continue
+        y = _finite(h.get(metric))
+        if y is None:
+            continue
+        x = _finite(h.get("epoch"))
+        xs.append(x if x is not None else float(j + 1))
+        ys.append(y)
+    return xs, ys
+
+
+def plot_learning_curves(records: list[TrialRecord], path: Path, metric: str = "val_acc",
+                         maximize: bool = True) -> Path | None:
+    curves = [(r, *_curve(r, metric)) for r in records]
+    curves = [c for c in curves if c[1]]
+    if not curves:
+        return None
+    # best: the best value among trials that did not fail, else among all, else the best epoch
+    kinds = [status_kind(r.status) for r, _, _ in curves]
+    ok_vals = [_finite(r.value) if k != FAILED else None for (r, _, _), k in zip(curves, kinds)]
+    best_i = _best_index(ok_vals, maximize)
+    if best_i is None:
+        best_i = _best_index([_finite(r.value) for r, _, _ in curves], maximize)
+    if best_i is None:
+        best_i = _best_index([(max if maximize else min)(ys) for _, _, ys in curves], maximize)
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    used = set()
+    for i, ((r, xs, ys), k) in enumerate(zip(curves, kinds)):
+        if i == best_i:
+            continue
+        color, _, ls = _KIND_STYLE[k]
+        used.add(k)
+        ax.plot(xs, ys, color=color, ls=ls, lw=1, alpha=0.6, marker="o" if len(xs) == 1 else None,
+                ms=3)
+    r, xs, ys = curves[best_i]
+    best_val = _finite(r.value)
+    best_val = best_val if best_val is not None else (max if maximize else min)(ys)
+    ax.plot(xs, ys, color="black", lw=2.5, marker="o", ms=3, zorder=5)
+    handles = [Line2D([], [], color=_KIND_STYLE[k][0], ls=_KIND_STYLE[k][2], label=k)
+               for k in _KIND_STYLE if k in used]
+    handles.append(Line2D([], [], color="black", lw=2.5,
+                          label=f"best: {r.trial_id} ({metric}={best_val:.4g})"))
+    ax.legend(handles=handles, fontsize=8, loc="best")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(metric)
+    ax.set_title(f"Learning curves ({len(curves)} trials with history)")
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def write_search_plots(records: list[TrialRecord], out_dir: str | Path, metric: str = "val_acc",
+                       *, maximize: bool | None = None) -> list[Path]:
+    """Write the search plots that `records` support into `out_dir`; return their paths.
+
+    `maximize` defaults to True unless `metric` looks like a loss/error. A plot the records
+    cannot support is skipped; an unexpected failure in one plot is logged and skipped too, so
+    the others are still written.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    records = list(records or [])
+    if maximize is None:
+        maximize = _infer_maximize(metric)
+    written: list[Path] = []
+    for fn, name in ((plot_optimization_history, HISTORY_FILE),
+                     (plot_param_importances, IMPORTANCES_FILE),
+                     (plot_parallel_coordinates, PARALLEL_FILE),
+                     (plot_learning_curves, CURVES_FILE)):
+        before = set(plt.get_fignums())
+        try:
+            p = fn(records, out / name, metric=metric, maximize=maximize)
+        except Exception:  # a plot is a by-product; never lose the others to one
+            logger.warning("search plot %s failed", name, exc_info=True)
+            for num in set(plt.get_fignums()) - before:  # only the figure(s) it left open
+                plt.close(num)
+            continue
+        if p is not None:
+            written.append(p)
+    return written

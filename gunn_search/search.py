@@ -1,0 +1,204 @@
+"""Building, running and resuming the Tune search: OptunaSearch (TPE) + ASHA + MLflow.
+
+A search lives in `<storage>/<experiment>/`: Tune's experiment state plus `gunn_search.json`
+(the MLflow parent run, the space's fingerprint). `--resume` restores the Tuner from there
+(`Tuner.restore`), so finished trials are not rerun, running ones continue from their last
+checkpoint and the Optuna searcher's state comes back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+from gunn_search import tracking as tr
+from gunn_search.space import SearchSpace, define_by_run, space_fingerprint
+from gunn_search.trainable import METRIC, train_trial
+
+STATE_FILE = "gunn_search.json"
+
+
+class SearchError(Exception):
+    """A user-facing problem starting or resuming a search; one line."""
+
+
+@dataclass
+class SearchOptions:
+    space_path: str
+    experiment: str
+    tracking_uri: str
+    storage: str
+    address: str | None = None
+    resume: bool = False
+    max_failures: int = 1
+    artifact_root: str | None = None
+
+
+@dataclass
+class SearchOutcome:
+    experiment: str
+    parent_run_id: str
+    best_trial_id: str | None
+    best_run_id: str | None
+    best_val_acc: float | None
+    best_config: dict | None
+    num_trials: int
+    experiment_path: str
+
+
+def check_address(address: str, timeout: float = 5.0) -> None:
+    """Fail fast on an unreachable Ray address (ray.init would hang for minutes)."""
+    if address == "auto":
+        return
+    parsed = urlparse(address if "://" in address else f"tcp://{address}")
+    if not parsed.hostname or not parsed.port:
+        raise SearchError(f"--address {address!r}: expected auto, HOST:PORT or ray://HOST:PORT")
+    try:
+        with socket.create_connection((parsed.hostname, parsed.port), timeout=timeout):
+            pass
+    except OSError as e:
+        raise SearchError(f"--address {address}: cannot reach a Ray cluster there "
+                          f"({e.strerror or e})") from None
+
+
+def experiment_path(opts: SearchOptions) -> Path:
+    return Path(opts.storage) / tr_safe(opts.experiment)
+
+
+def tr_safe(name: str) -> str:
+    from gunn_search.export import safe_name
+    return safe_name(name)
+
+
+def read_state(path: Path) -> dict | None:
+    f = path / STATE_FILE
+    if not f.exists():
+        return None
+    return json.loads(f.read_text())
+
+
+def start_parent_run(space: SearchSpace, opts: SearchOptions, fingerprint: str):
+    """Create (or, resuming, reopen) the experiment's parent run; returns (client, exp_id, run_id)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(opts.tracking_uri)
+    root = Path(opts.artifact_root) if opts.artifact_root else None
+    exp_id = tr.get_or_create_experiment(client, opts.experiment, root)
+    state = read_state(experiment_path(opts)) if opts.resume else None
+    if state is not None:
+        client.update_run(state["parent_run_id"], status="RUNNING")
+        return client, exp_id, state["parent_run_id"]
+    run = client.create_run(exp_id, run_name=f"search-{tr_safe(opts.experiment)}",
+                            tags={tr.ROLE_TAG: "search", "gunn_search.fingerprint": fingerprint,
+                                  "gunn_search.space": Path(opts.space_path).name})
+    s = space.search
+    tr.batch(tr.BufferedClient(client), run.info.run_id, params={
+        "num_samples": s.num_samples, "seed": s.seed, "max_concurrent": s.max_concurrent,
+        "grace_period": s.grace_period, "reduction_factor": s.reduction_factor,
+        "metric": s.metric, "mode": s.mode, "max_epochs": space.train.epochs,
+        "dataset": space.dataset.name, "cpus_per_trial": space.resources.cpus_per_trial,
+        "gpus_per_trial": space.resources.gpus_per_trial, "max_failures": opts.max_failures,
+        "searcher": "optuna-tpe", "scheduler": "asha"})
+    client.log_artifact(run.info.run_id, opts.space_path)
+    return client, exp_id, run.info.run_id
+
+
+def build_tuner(space: SearchSpace, opts: SearchOptions, callbacks: list):
+    import optuna
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search import ConcurrencyLimiter
+    from ray.tune.search.optuna import OptunaSearch
+
+    s = space.search
+    trainable = tune.with_resources(
+        tune.with_parameters(train_trial, space=space),
+        {"cpu": space.resources.cpus_per_trial, "gpu": space.resources.gpus_per_trial})
+    path = experiment_path(opts)
+    if opts.resume:
+        # Callbacks, searcher and scheduler come back from the pickled experiment state.
+        return tune.Tuner.restore(str(path.resolve()), trainable=trainable, resume_errored=True)
+    sampler = optuna.samplers.TPESampler(
+        seed=s.seed, n_startup_trials=min(10, max(3, s.num_samples // 4)))
+    searcher = ConcurrencyLimiter(
+        OptunaSearch(space=define_by_run(space), metric=METRIC, mode=s.mode, sampler=sampler),
+        max_concurrent=s.max_concurrent)
+    scheduler = ASHAScheduler(time_attr="epoch", max_t=space.train.epochs,
+                              grace_period=s.grace_period, reduction_factor=s.reduction_factor)
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(metric=METRIC, mode=s.mode, search_alg=searcher,
+                                    scheduler=scheduler, num_samples=s.num_samples),
+        run_config=tune.RunConfig(
+            name=path.name, storage_path=str(path.parent.resolve()), callbacks=callbacks,
+            failure_config=tune.FailureConfig(max_failures=opts.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2), verbose=0),
+    )
+
+
+def run_search(space: SearchSpace, opts: SearchOptions) -> SearchOutcome:
+    """Run (or resume) a search to the end; MLflow holds everything it did."""
+    # Tune writes its experiment state every ~10 s by default; a driver killed inside that
+    # window reruns finished trials on resume (RUNTIME-NOTES). Write it every second instead.
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
+    import ray
+    from ray import tune
+
+    from gunn_search.mlflow_callback import MLflowSearchCallback
+    from gunn_search.progress import ProgressCallback
+
+    fingerprint = space_fingerprint(space)
+    path = experiment_path(opts)
+    if opts.resume:
+        state = read_state(path)
+        if state is None or not tune.Tuner.can_restore(str(path.resolve())):
+            raise SearchError(f"--resume: no previous search of experiment {opts.experiment!r} "
+                              f"in {path}")
+        if state["fingerprint"] != fingerprint:
+            raise SearchError(f"--resume: {opts.space_path} differs from the space this search "
+                              f"started with ({state['space_path']}); resume with the same file")
+    elif (path / STATE_FILE).exists():
+        raise SearchError(f"a search of experiment {opts.experiment!r} already exists in {path}; "
+                          "use --resume to continue it or --experiment NAME for a new one")
+    if opts.address:
+        check_address(opts.address)
+
+    client, exp_id, parent_id = start_parent_run(space, opts, fingerprint)
+    path.mkdir(parents=True, exist_ok=True)
+    (path / STATE_FILE).write_text(json.dumps({
+        "parent_run_id": parent_id, "experiment_id": exp_id, "tracking_uri": opts.tracking_uri,
+        "fingerprint": fingerprint, "space_path": str(opts.space_path)}, indent=2))
+
+    ray.init(address=opts.address, include_dashboard=False, log_to_driver=False,
+             configure_logging=True, logging_level="ERROR")
+    try:
+        callbacks = [MLflowSearchCallback(opts.tracking_uri, exp_id, parent_id, space,
+                                          str(opts.space_path)),
+                     ProgressCallback(space.search.num_samples)]
+        tuner = build_tuner(space, opts, callbacks)
+        results = tuner.fit()
+    finally:
+        ray.shutdown()
+    return outcome(results, opts, parent_id, client)
+
+
+def outcome(results, opts: SearchOptions, parent_id: str, client) -> SearchOutcome:
+    best_id = best_run = best_acc = best_cfg = None
+    parent = client.get_run(parent_id)
+    best_id = parent.data.tags.get("gunn_search.best_trial_id")
+    best_run = parent.data.tags.get("gunn_search.best_run_id")
+    best_acc = parent.data.metrics.get("best_val_acc")
+    for r in results:
+        if r.config and r.path and best_id and best_id in r.path:
+            best_cfg = {k: v for k, v in r.config.items() if k in tr.flat_params(r.config)}
+    return SearchOutcome(opts.experiment, parent_id, best_id, best_run, best_acc, best_cfg,
+                         len(results), str(experiment_path(opts)))
+
+
+def log(msg: str) -> None:
+    print(f"gunn-search: {msg}", file=sys.stderr, flush=True)

@@ -1,0 +1,135 @@
+"""MLflow tracking of a search, from the driver only.
+
+One experiment per space, one parent run per search, one nested child run per trial. Every
+write goes through `MlflowClient` with explicit run ids from a Tune callback in the driver:
+SQLite has one writer, and on a cluster only the driver must reach the tracking server.
+
+Writes that fail (a tracking server that went away) are queued and retried before each later
+write and once more at the end; whatever still could not be written is reported, never raised
+into the search.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+ROLE_TAG = "gunn_search.role"
+TRIAL_TAG = "gunn_search.trial_id"
+STATUS_TAG = "gunn_search.status"
+SEARCH_TAG = "gunn_search.search_run_id"
+PARENT_TAG = "mlflow.parentRunId"
+
+# Per-epoch metrics logged for each trial (anything else Tune adds is Ray's, not ours).
+EPOCH_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_seconds",
+                 "images_per_s", "peak_memory_bytes")
+
+
+def local_store_uri(path: str | Path) -> str:
+    return f"sqlite:///{Path(path).resolve()}"
+
+
+def is_local_uri(uri: str) -> bool:
+    return uri.startswith("sqlite:") or uri.startswith("file:") or "://" not in uri
+
+
+def get_or_create_experiment(client: MlflowClient, name: str, artifact_root: Path | None) -> str:
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    location = (artifact_root / name).resolve().as_uri() if artifact_root else None
+    return client.create_experiment(name, artifact_location=location)
+
+
+@dataclass
+class BufferedClient:
+    """MlflowClient calls that survive a tracking server outage: queued and retried in order."""
+
+    client: MlflowClient
+    pending: list[tuple[str, tuple, dict]] = field(default_factory=list)
+    warned: bool = False
+
+    def call(self, method: str, *args, **kwargs) -> Any:
+        """Run one client call; on failure queue it (and everything after it, to keep order)."""
+        self.flush()
+        if self.pending:
+            self.pending.append((method, args, kwargs))
+            return None
+        try:
+            return getattr(self.client, method)(*args, **kwargs)
+        except (MlflowException, OSError) as e:
+            self.pending.append((method, args, kwargs))
+            if not self.warned:
+                first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+                print(f"gunn-search: MLflow write failed ({first[:160]}); buffering and "
+                      "retrying, training goes on", file=sys.stderr, flush=True)
+                self.warned = True
+            return None
+
+    def flush(self) -> None:
+        while self.pending:
+            method, args, kwargs = self.pending[0]
+            try:
+                getattr(self.client, method)(*args, **kwargs)
+            except (MlflowException, OSError):
+                return
+            self.pending.pop(0)
+        if self.warned:
+            print("gunn-search: MLflow reachable again; buffered writes delivered",
+                  file=sys.stderr, flush=True)
+            self.warned = False
+
+
+_RAW_SAMPLED = re.compile(r"^stage\d+\.(n|P_N\d+)$")
+
+
+def flat_params(config: dict) -> dict[str, str]:
+    """The readable parameters of a trial: the resolved architecture and hyperparameters.
+
+    The sampler's raw names (the segment width `stage1.n`, the N-dependent `stage1.P_N240`)
+    are left out: the resolved `stage{i}.N/P/K/M` say the same thing.
+    """
+    return {k: str(v) for k, v in sorted(config.items()) if not _RAW_SAMPLED.match(k)}
+
+
+def first_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    # A Python traceback ends with "ErrorType: message"; that is the line worth showing.
+    for ln in reversed(lines):
+        if not ln.startswith(("File ", "^", "~", "Traceback")) and ":" in ln:
+            return ln[:250]
+    return (lines[-1] if lines else "unknown error")[:250]
+
+
+def finite_metrics(result: dict, keys=EPOCH_METRICS) -> dict[str, float]:
+    out = {}
+    for k in keys:
+        v = result.get(k)
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+            out[k] = float(v)
+    return out
+
+
+def batch(client: BufferedClient, run_id: str, metrics: dict | None = None, step: int = 0,
+          params: dict | None = None, tags: dict | None = None) -> None:
+    now = int(time.time() * 1000)
+    client.call("log_batch", run_id,
+                metrics=[Metric(k, v, now, step) for k, v in (metrics or {}).items()],
+                params=[Param(k, str(v)[:6000]) for k, v in (params or {}).items()],
+                tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()])
+
+
+def child_runs(client: MlflowClient, experiment_id: str, parent_run_id: str) -> dict[str, str]:
+    """trial_id -> run_id of the existing children of a parent run (used when resuming)."""
+    runs = client.search_runs([experiment_id], f"tags.`{PARENT_TAG}` = '{parent_run_id}'",
+                              max_results=10000)
+    return {r.data.tags[TRIAL_TAG]: r.info.run_id for r in runs if TRIAL_TAG in r.data.tags}

@@ -1,0 +1,106 @@
+"""`gunn-train`: the trainer's command, logging to MLflow when the config or flags say where.
+
+`trainers.cli` stays free of MLflow; this wraps it. A run trained from an exported config is
+tagged with the search and trial it came from, logs per-epoch metrics (step = epoch), the final
+test accuracy, and the final weights (the checkpoint) as an artifact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Sequence
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+from trainers import cli as base
+from trainers.config import TrainConfig
+
+from gunn_search import tracking as tr
+
+
+def flat_config(cfg: TrainConfig) -> dict[str, str]:
+    """Readable MLflow params of a training config (model.stages.0.N, optim.lr, ...)."""
+    out: dict[str, str] = {}
+
+    def walk(prefix: str, v):
+        if isinstance(v, dict):
+            for k, x in v.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), x)
+        elif isinstance(v, list) and v and isinstance(v[0], dict):
+            for i, x in enumerate(v):
+                walk(f"{prefix}.{i}", x)
+        elif v is not None:
+            out[prefix] = str(v)
+
+    walk("", cfg.model_dump(mode="json", exclude={"tracking"}))
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = base.build_parser()
+    parser.add_argument("--tracking-uri", help="log the run to this MLflow tracking URI")
+    parser.add_argument("--experiment", help="MLflow experiment (default: the config's, or gunn-train)")
+    args = parser.parse_args(argv)
+    try:
+        cfg = base.config_from_args(args)
+        uri = args.tracking_uri or (cfg.tracking.uri if cfg.tracking else None)
+        if uri is None:
+            _, result = base.run(args)
+            print(json.dumps(base.summary(cfg, result), indent=2))
+            return 0 if result.status in ("completed", "stopped") else 1
+        from gunn_search.cli import UsageError, check_tracking_uri
+        try:
+            check_tracking_uri(uri)
+        except UsageError as e:
+            raise base.UsageError(str(e)) from None
+        return run_tracked(args, cfg, uri)
+    except base.USER_ERRORS + (base.UsageError,) as e:
+        print(f"gunn-train: error: {e}", file=sys.stderr)
+        return 2
+
+
+def run_tracked(args, cfg: TrainConfig, uri: str) -> int:
+    from mlflow.tracking import MlflowClient
+
+    client = tr.BufferedClient(MlflowClient(uri))
+    experiment = args.experiment or (cfg.tracking.experiment if cfg.tracking else None) or "gunn-train"
+    exp_id = tr.get_or_create_experiment(client.client, experiment, None)
+    tags = dict(cfg.tracking.tags) if cfg.tracking else {}
+    tags[tr.ROLE_TAG] = "train"
+    run = client.client.create_run(exp_id, run_name=f"train-{cfg.model.name or 'searched'}",
+                                   tags=tags)
+    run_id = run.info.run_id
+    tr.batch(client, run_id, params=flat_config(cfg))
+    print(f"gunn-train: MLflow run {run_id} in experiment {experiment!r} at {uri}",
+          file=sys.stderr, flush=True)
+
+    def on_epoch(metrics: dict, ckpt) -> bool:
+        keys = [k for k in metrics if isinstance(metrics[k], (int, float)) and k != "epoch"]
+        tr.batch(client, run_id, metrics=tr.finite_metrics(metrics, keys),
+                 step=int(metrics["epoch"]))
+        return False
+
+    try:
+        _, result = base.run(args, on_epoch=on_epoch)
+    except BaseException as e:
+        tr.batch(client, run_id, tags={tr.STATUS_TAG: f"errored: {tr.first_line(str(e) or type(e).__name__)}"})
+        client.call("set_terminated", run_id, "FAILED")
+        raise
+    final = result.final
+    finals = {f"final_{k}": v for k, v in final.items() if k.endswith(("_acc", "_loss"))}
+    tr.batch(client, run_id, metrics=tr.finite_metrics(finals, list(finals)),
+             step=result.epochs_completed, tags={tr.STATUS_TAG: result.status})
+    if result.checkpoint:
+        client.call("log_artifact", run_id, str(result.checkpoint), "final")
+    client.call("set_terminated", run_id, "FINISHED" if result.status != "non-finite loss" else "FAILED")
+    client.flush()
+    summary = base.summary(cfg, result)
+    summary["mlflow_run_id"] = run_id
+    print(json.dumps(summary, indent=2))
+    return 0 if result.status in ("completed", "stopped") else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

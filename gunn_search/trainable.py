@@ -1,0 +1,99 @@
+"""The Ray Tune function trainable: one trial = one `trainers.train` run.
+
+It builds the network from the sampled flat config, loads the data once onto its device,
+trains epoch by epoch, and `tune.report`s each epoch's metrics with a checkpoint. Restarted
+(after a failure or a driver restore) it resumes from `tune.get_checkpoint()`.
+The trial's outcome is reported in the metric `trial_status`, which the tracking callback turns
+into the MLflow status tag.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from ray import tune
+
+from trainers.checkpoint import CHECKPOINT_NAME
+from trainers.config import DataConfig, ModelConfig, OptimConfig, ScheduleConfig, TrainConfig
+from trainers.data import load_dataset
+from trainers.loop import STATUS_NONFINITE, train
+
+from gunn_search.space import SearchSpace, dataset_num_classes, network_spec
+
+METRIC = "val_acc"
+# trial_status values reported by the trainable (others are decided in the driver)
+RUNNING, COMPLETED, REJECTED, NONFINITE, OOM = (
+    "running", "completed", "rejected by budget", STATUS_NONFINITE, "oom")
+
+
+def trial_train_config(space: SearchSpace, config: dict, device: str = "cpu",
+                       out_dir: str | None = None, num_threads: int | None = None) -> TrainConfig:
+    """The exact `TrainConfig` a trial with this sampled `config` trains with."""
+    spec = network_spec(space, config, dataset_num_classes(space))
+    ds = space.dataset
+    data = dict(name=ds.name, data_dir=str(ds.data_dir), split="search",
+                val_fraction=ds.val_fraction, download=ds.download, split_seed=ds.split_seed,
+                cyclic_shift=space.train.cyclic_shift)
+    for key in ("synthetic_train_size", "synthetic_test_size", "synthetic_num_classes"):
+        if getattr(ds, key, None) is not None:
+            data[key] = getattr(ds, key)
+    return TrainConfig(
+        model=ModelConfig.from_spec(spec, gunn_mode=space.model.gunn_mode),
+        data=DataConfig(**data),
+        optim=OptimConfig(lr=config["lr"], weight_decay=config["weight_decay"],
+                          nesterov=space.train.nesterov),
+        schedule=ScheduleConfig(kind=space.train.schedule, warmup_epochs=space.train.warmup_epochs),
+        epochs=space.train.epochs, batch_size=int(config["batch_size"]), seed=space.search.seed,
+        device=device, out_dir=out_dir, num_threads=num_threads,
+    )
+
+
+def train_trial(config: dict, space: SearchSpace) -> None:
+    """Tune function trainable (bind `space` with `tune.with_parameters`)."""
+    ctx = tune.get_context()
+    resources = ctx.get_trial_resources().required_resources if ctx else {}
+    cpus = max(1, int(resources.get("CPU", 1)))
+    device = "cuda" if resources.get("GPU", 0) > 0 and torch.cuda.is_available() else "cpu"
+    torch.set_num_threads(cpus)  # the trial's CPU share, not every core of the node
+
+    if not config.get("budget_ok", True):
+        tune.report({METRIC: 0.0, "epoch": space.train.epochs, "trial_status": REJECTED})
+        return
+
+    workdir = Path(tempfile.mkdtemp(prefix="gunn-trial-"))
+    try:
+        cfg = trial_train_config(space, config, device=device, out_dir=str(workdir / "run"),
+                                 num_threads=cpus)
+        resume = None
+        checkpoint = tune.get_checkpoint()
+        if checkpoint is not None:
+            with checkpoint.as_directory() as d:
+                resume = workdir / CHECKPOINT_NAME
+                shutil.copy(Path(d) / CHECKPOINT_NAME, resume)
+        d = cfg.data
+        data = load_dataset(d.name, d.data_dir, split="search", val_fraction=d.val_fraction,
+                            seed=d.split_seed, download=d.download, device=device,
+                            synthetic_train_size=d.synthetic_train_size,
+                            synthetic_test_size=d.synthetic_test_size,
+                            synthetic_num_classes=d.synthetic_num_classes)
+
+        def on_epoch(metrics: dict, ckpt_path: Path | None) -> bool:
+            out = {k: v for k, v in metrics.items() if k != "status"}
+            if metrics.get("status") == STATUS_NONFINITE:
+                out.update({METRIC: 0.0, "trial_status": NONFINITE})  # a bad result, not a crash
+            else:
+                out["trial_status"] = COMPLETED if metrics["epoch"] >= cfg.epochs else RUNNING
+            ckpt = tune.Checkpoint.from_directory(str(ckpt_path.parent)) if ckpt_path else None
+            tune.report(out, checkpoint=ckpt)
+            return False
+
+        try:
+            train(cfg, on_epoch=on_epoch, resume=resume, data=data, log=lambda m: None)
+        except torch.cuda.OutOfMemoryError as e:
+            first = (str(e).strip().splitlines() or ["CUDA out of memory"])[0]
+            tune.report({METRIC: 0.0, "epoch": 0, "trial_status": OOM, "error": first[:250]})
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)

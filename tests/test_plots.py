@@ -1,0 +1,170 @@
+"""Search plots: PNGs written from synthetic trial records, skipped when unsupported."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import matplotlib.image as mpimg
+import matplotlib.pyplot as plt
+import pytest
+
+from gunn_search.plots import (
+    COMPLETED,
+    CURVES_FILE,
+    FAILED,
+    HISTORY_FILE,
+    IMPORTANCES_FILE,
+    PARALLEL_FILE,
+    STOPPED,
+    TrialRecord,
+    _searched_axes,
+    param_importances,
+    status_kind,
+    write_search_plots,
+)
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+ALL_FILES = {HISTORY_FILE, IMPORTANCES_FILE, PARALLEL_FILE, CURVES_FILE}
+
+
+def _hist(n_epochs: int, final: float) -> list[dict]:
+    return [{"epoch": e, "val_acc": final * (e / n_epochs) ** 0.5, "train_loss": 2.0 / e}
+            for e in range(1, n_epochs + 1)]
+
+
+def _params(i: int, family: str, n: int, lr: float, wd: float, bs: int) -> dict:
+    return {"family": family, "stage1.N": n, "stage1.P": 20, "lr": lr, "weight_decay": wd,
+            "batch_size": bs, "cost.params": 1000 * n + 7 * i}
+
+
+def synthetic_records() -> list[TrialRecord]:
+    specs = [  # family, N, lr, wd, bs, status, epochs, value
+        ("gunn", 240, 0.1, 1e-4, 64, "completed", 6, 0.71),
+        ("gunn", 120, 0.01, 5e-4, 128, "completed", 6, 0.64),
+        ("sunn", 240, 0.3, 1e-5, 64, "stopped by ASHA at epoch 3", 3, 0.42),
+        ("gunn", 180, 0.05, 1e-3, 32, "completed", 6, 0.78),
+        ("sunn", 120, 0.003, 3e-5, 128, "stopped by ASHA at epoch 2", 2, 0.31),
+        ("gunn", 300, 0.2, 2e-4, 64, "rejected by budget", 0, None),
+        ("sunn", 200, 0.02, 1e-4, 32, "errored: RuntimeError('boom')", 0, None),
+        ("gunn", 160, 1.0, 1e-4, 64, "non-finite loss", 2, 0.12),
+        ("gunn", 200, 0.07, 3e-4, 128, "oom", 0, None),
+    ]
+    out = []
+    for i, (fam, n, lr, wd, bs, status, epochs, value) in enumerate(specs):
+        hist = _hist(epochs, value) if epochs and value is not None else []
+        out.append(TrialRecord(f"trial_{i:03d}", _params(i, fam, n, lr, wd, bs), hist, status, value))
+    return out
+
+
+def assert_png(path, min_bytes: int = 5000) -> None:
+    assert path.exists()
+    data = path.read_bytes()
+    assert data[:8] == PNG_SIGNATURE
+    assert len(data) > min_bytes
+    img = mpimg.imread(path)
+    assert img.ndim == 3 and img.shape[2] in (3, 4)
+    # dpi 100 and figures a few inches wide/high: a few hundred pixels each way
+    assert 200 <= img.shape[0] <= 2000 and 400 <= img.shape[1] <= 3000
+    assert img.std() > 0.01  # not a blank canvas
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_figures():
+    before = set(plt.get_fignums())
+    yield
+    assert set(plt.get_fignums()) == before  # every figure closed after saving
+
+
+def test_all_four_plots_written(tmp_path):
+    out = tmp_path / "plots"  # does not exist yet: created
+    paths = write_search_plots(synthetic_records(), out)
+    assert {p.name for p in paths} == ALL_FILES
+    assert len(paths) == 4
+    for p in paths:
+        assert p.parent == out
+        assert_png(p)
+
+
+def test_importances_exclude_constant_and_derived_params():
+    imp = param_importances(synthetic_records())
+    # stage1.P is constant, cost.* is derived; the rest vary across trials with a value
+    assert set(imp) == {"family", "stage1.N", "lr", "weight_decay", "batch_size"}
+    assert all(v >= 0 for v in imp.values())
+    assert math.isclose(sum(imp.values()), 1.0, rel_tol=1e-6)
+
+
+def test_searched_axes_scaling():
+    axes = {a.name: a for a in _searched_axes(synthetic_records())}
+    assert set(axes) == {"family", "stage1.N", "lr", "weight_decay", "batch_size"}
+    assert axes["lr"].log and axes["weight_decay"].log  # > 1 decade
+    assert not axes["stage1.N"].log and axes["stage1.N"].kind == "int"
+    assert axes["family"].kind == "categorical" and axes["family"].choices == ["gunn", "sunn"]
+    assert axes["family"].position("gunn") == 0.0 and axes["family"].position("sunn") == 1.0
+    lr = axes["lr"]
+    assert lr.position(lr.low) == pytest.approx(0.0) and lr.position(lr.high) == pytest.approx(1.0)
+    assert math.isnan(lr.position(None))
+
+
+def test_single_record_skips_importances_and_parallel(tmp_path):
+    rec = synthetic_records()[0]
+    paths = write_search_plots([rec], tmp_path)
+    names = {p.name for p in paths}
+    assert names == {HISTORY_FILE, CURVES_FILE}
+    for p in paths:
+        assert_png(p)
+    assert not (tmp_path / IMPORTANCES_FILE).exists()
+    assert not (tmp_path / PARALLEL_FILE).exists()
+
+
+def test_all_values_none(tmp_path):
+    recs = synthetic_records()
+    for r in recs:
+        r.value = None
+    paths = write_search_plots(recs, tmp_path)
+    names = {p.name for p in paths}
+    assert IMPORTANCES_FILE not in names and PARALLEL_FILE not in names
+    for p in paths:
+        assert_png(p, min_bytes=2000)
+    # and with no history either
+    for r in recs:
+        r.history = []
+    paths = write_search_plots(recs, tmp_path / "bare")
+    assert {p.name for p in paths} <= {HISTORY_FILE}
+    for p in paths:
+        assert_png(p, min_bytes=2000)
+
+
+def test_empty_and_degenerate_inputs(tmp_path):
+    assert write_search_plots([], tmp_path / "empty") == []
+    # two trials, identical params: nothing varies -> no importances / parallel coordinates
+    recs = synthetic_records()[:2]
+    recs[1].params = dict(recs[0].params)
+    names = {p.name for p in write_search_plots(recs, tmp_path / "same")}
+    assert names == {HISTORY_FILE, CURVES_FILE}
+    # equal values and non-finite values / params must not crash
+    recs = synthetic_records()[:4]
+    for r in recs:
+        r.value = 0.5
+    recs[2].value = float("nan")
+    recs[3].params["lr"] = float("inf")
+    recs[3].history.append({"epoch": 99, "val_acc": float("nan")})
+    paths = write_search_plots(recs, tmp_path / "flat")
+    assert HISTORY_FILE in {p.name for p in paths}
+    for p in paths:
+        assert_png(p, min_bytes=2000)
+
+
+def test_no_experimental_warnings(tmp_path):
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", optuna.exceptions.ExperimentalWarning)
+        write_search_plots(synthetic_records(), tmp_path)
+
+
+def test_status_kind():
+    assert status_kind("completed") == COMPLETED
+    assert status_kind("stopped by ASHA at epoch 3") == STOPPED
+    for s in ("errored: x", "rejected by budget", "non-finite loss", "oom", "", None):
+        assert status_kind(s) == FAILED
