@@ -8,6 +8,7 @@ checkpoint and the Optuna searcher's state comes back.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -181,7 +182,9 @@ def run_search(space: SearchSpace, opts: SearchOptions) -> SearchOutcome:
                                           str(opts.space_path)),
                      ProgressCallback(space.search.num_samples)]
         tuner = build_tuner(space, opts, callbacks)
-        results = tuner.fit()
+        # Tune prints its own banner on stdout; stdout is for our results, so send it to stderr.
+        with contextlib.redirect_stdout(sys.stderr):
+            results = tuner.fit()
     finally:
         ray.shutdown()
     return outcome(results, opts, parent_id, client)
