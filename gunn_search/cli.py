@@ -123,6 +123,7 @@ def cmd_search(argv: Sequence[str]) -> int:
                              "has no GPU (use --gpus-per-trial 0 to train on the CPU)")
     uri = args.tracking_uri or default_tracking_uri()
     check_tracking_uri(uri)
+    preflight_data(space)
     from gunn_search.search import SearchOptions, run_search
     from gunn_search.tracking import is_local_uri
 
@@ -137,6 +138,18 @@ def cmd_search(argv: Sequence[str]) -> int:
     out = run_search(space, opts)
     print_outcome(out, uri)
     return 0
+
+
+def preflight_data(space) -> None:
+    """Load (and, if allowed, download) the dataset once in the driver before Ray starts: a
+    missing dataset is a one-line error now, not N failed trials later."""
+    from trainers.data import load_dataset
+
+    ds = space.dataset
+    extra = {k: getattr(ds, k) for k in ("synthetic_train_size", "synthetic_test_size",
+                                         "synthetic_num_classes") if getattr(ds, k) is not None}
+    load_dataset(ds.name, ds.data_dir, split="search", val_fraction=ds.val_fraction,
+                 seed=ds.split_seed, download=ds.download, device="cpu", **extra)
 
 
 def print_outcome(out, uri: str) -> None:
@@ -189,13 +202,14 @@ def cmd_export(argv: Sequence[str]) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    from trainers.data import DataError
     from gunn_search.export import ExportError
     from gunn_search.search import SearchError
     try:
         if argv and argv[0] == "export":
             return cmd_export(argv[1:])
         return cmd_search(argv)
-    except (SpaceError, SearchError, ExportError, UsageError) as e:
+    except (SpaceError, SearchError, ExportError, UsageError, DataError) as e:
         print(f"gunn-search: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

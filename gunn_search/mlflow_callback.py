@@ -9,6 +9,7 @@ trial's config and the search plots.
 
 from __future__ import annotations
 
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -39,6 +40,7 @@ class MLflowSearchCallback(tune.Callback):
         self.runs: dict[str, str] = {}  # trial_id -> child run id
         self.histories: dict[str, list[dict]] = {}
         self.statuses: dict[str, str] = {}
+        self.closed: set[str] = set()  # trials whose run got its final status in this driver
         self.best: float | None = None
         self.n_results = 0
 
@@ -118,12 +120,10 @@ class MLflowSearchCallback(tune.Callback):
         tid_runs = self.runs  # the client property may have filled it on first use
         if tid in tid_runs:
             return tid_runs[tid]
-        run = client.call("create_run", self.experiment_id, run_name=f"trial-{tid}",
-                          tags={tr.PARENT_TAG: self.parent_run_id, tr.TRIAL_TAG: tid,
-                                tr.ROLE_TAG: "trial", tr.STATUS_TAG: RUNNING})
-        if run is None:  # tracking unreachable: nothing to attach to; metrics are dropped
-            return ""
-        run_id = run.info.run_id
+        # While the store is unreachable this is a placeholder id that queued writes resolve.
+        run_id = client.create_run(self.experiment_id, run_name=f"trial-{tid}",
+                                   tags={tr.PARENT_TAG: self.parent_run_id, tr.TRIAL_TAG: tid,
+                                         tr.ROLE_TAG: "trial", tr.STATUS_TAG: RUNNING})
         self.runs[tid] = run_id
         config = dict(trial.config)
         tr.batch(client, run_id, params=tr.flat_params(config))
@@ -137,9 +137,9 @@ class MLflowSearchCallback(tune.Callback):
     def _finish(self, trial, status: str, mlflow_status: str) -> None:
         run_id = self._ensure_run(trial)
         self.statuses[trial.trial_id] = status
-        if run_id:
-            tr.batch(self.client, run_id, tags={tr.STATUS_TAG: status})
-            self.client.call("set_terminated", run_id, mlflow_status)
+        self.closed.add(trial.trial_id)
+        tr.batch(self.client, run_id, tags={tr.STATUS_TAG: status})
+        self.client.call("set_terminated", run_id, mlflow_status)
 
     @staticmethod
     def _error_line(trial) -> str:
@@ -152,47 +152,81 @@ class MLflowSearchCallback(tune.Callback):
         return "unknown error"
 
     def _log_yaml(self, run_id: str, data: dict, name: str) -> None:
-        with tempfile.TemporaryDirectory() as d:
-            p = Path(d) / name
-            p.write_text(yaml.safe_dump(data, sort_keys=False))
-            self.client.call("log_artifact", run_id, str(p))
+        d = Path(tempfile.mkdtemp(dir=self._spool()))
+        p = d / name
+        p.write_text(yaml.safe_dump(data, sort_keys=False))
+        self.client.call("log_artifact", run_id, str(p))
 
     def finalize(self, trials) -> None:
-        """Best trial's config and the search plots onto the parent run; end the parent."""
+        """Close every trial's run, put the best config and the plots on the parent, end it.
+
+        After a resume, trials that ended while the driver was down get their final status here
+        (no run is left RUNNING), and histories are read back from MLflow.
+        """
         from gunn_search.export import export_config
         from gunn_search.plots import TrialRecord, write_search_plots
 
+        client = self.client
+        client.flush()
         records, best = [], None
         for t in trials:
-            hist = self.histories.get(t.trial_id, [])
+            status = self._close_if_ended(t)
+            hist = self._history(t)
             vals = [h[METRIC] for h in hist if METRIC in h]
             value = max(vals) if vals else None
-            status = self.statuses.get(t.trial_id, str(t.status).lower())
             records.append(TrialRecord(trial_id=t.trial_id, params=tr.flat_params(dict(t.config)),
                                        history=hist, status=status, value=value))
             if value is not None and status != NONFINITE and (best is None or value > best[0]):
                 best = (value, t)
-        client = self.client
         if best is not None:
             value, t = best
+            run_id = client.resolve(self.runs.get(t.trial_id, ""))
             cfg = export_config(trial_train_config(self.space, dict(t.config)),
-                                search_run_id=self.parent_run_id,
-                                trial_run_id=self.runs.get(t.trial_id, ""))
+                                search_run_id=self.parent_run_id, trial_run_id=run_id)
             self._log_yaml(self.parent_run_id, cfg.model_dump(mode="json"), "best_config.yaml")
-            tr.batch(client, self.parent_run_id, tags={"gunn_search.best_trial_id": t.trial_id,
-                                                       "gunn_search.best_run_id": self.runs.get(t.trial_id, "")},
+            tr.batch(client, self.parent_run_id,
+                     tags={"gunn_search.best_trial_id": t.trial_id, "gunn_search.best_run_id": run_id},
                      metrics={"best_val_acc": value}, step=self.n_results + 1)
-        with tempfile.TemporaryDirectory() as d:
-            try:
-                paths = write_search_plots(records, d)
-            except Exception as e:
-                print(f"gunn-search: plots failed: {e}", file=sys.stderr)
-                paths = []
-            for p in paths:
-                client.call("log_artifact", self.parent_run_id, str(p), "plots")
+        try:
+            paths = write_search_plots(records, self._spool() / "plots")
+        except Exception as e:  # plots are a convenience; never fail a finished search on them
+            print(f"gunn-search: plots failed: {tr.first_line(str(e))}", file=sys.stderr)
+            paths = []
+        for p in paths:
+            client.call("log_artifact", self.parent_run_id, str(p), "plots")
         client.call("set_terminated", self.parent_run_id, "FINISHED")
         client.flush()
         if client.pending:
-            print(f"gunn-search: {len(client.pending)} MLflow writes could not be delivered "
-                  f"to {self.tracking_uri}", file=sys.stderr)
+            print(f"gunn-search: {len(client.pending)} MLflow writes could not be delivered to "
+                  f"{self.tracking_uri}: " + ", ".join(sorted({m for m, _, _ in client.pending})),
+                  file=sys.stderr)
+        else:
+            shutil.rmtree(self._spool(), ignore_errors=True)
 
+    def _close_if_ended(self, trial) -> str:
+        tid = trial.trial_id
+        if tid in self.closed:
+            return self.statuses[tid]
+        if trial.status == "ERROR":
+            self._finish(trial, f"errored: {self._error_line(trial)}", "FAILED")
+        elif trial.status == "TERMINATED":
+            self.on_trial_complete(0, [], trial)
+        return self.statuses.get(tid, trial.status.lower())
+
+    def _history(self, trial) -> list[dict]:
+        hist = self.histories.get(trial.trial_id, [])
+        if hist and hist[0].get("epoch") == 1:
+            return hist
+        try:  # a resumed search saw only part of it: read it back
+            run_id = self.client.resolve(self.runs[trial.trial_id])
+            points = self.client.client.get_metric_history(run_id, METRIC)
+            return [{"epoch": m.step, METRIC: m.value} for m in sorted(points, key=lambda m: m.step)]
+        except Exception:
+            return hist
+
+    def _spool(self) -> Path:
+        """Artifacts are written here, not to a temporary directory, so that a write queued
+        while the tracking store is unreachable still finds its file when it is retried."""
+        d = Path(tempfile.gettempdir()) / f"gunn-search-spool-{self.parent_run_id}"
+        d.mkdir(parents=True, exist_ok=True)
+        return d

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
+from gunn_search import faults
 from gunn_search import tracking as tr
 from gunn_search.space import SearchSpace, define_by_run, space_fingerprint
 from gunn_search.trainable import METRIC, train_trial
@@ -175,8 +176,11 @@ def run_search(space: SearchSpace, opts: SearchOptions) -> SearchOutcome:
         "parent_run_id": parent_id, "experiment_id": exp_id, "tracking_uri": opts.tracking_uri,
         "fingerprint": fingerprint, "space_path": str(opts.space_path)}, indent=2))
 
+    # Test failpoints (gunn_search.faults) travel to the workers through the runtime env.
+    env_vars = {k: os.environ[k] for k in (faults.ENV_FAULTS, faults.ENV_DIR) if k in os.environ}
     ray.init(address=opts.address, include_dashboard=False, log_to_driver=False,
-             configure_logging=True, logging_level="ERROR")
+             configure_logging=True, logging_level="ERROR",
+             runtime_env={"env_vars": env_vars} if env_vars else None)
     try:
         callbacks = [MLflowSearchCallback(opts.tracking_uri, exp_id, parent_id, space,
                                           str(opts.space_path)),

@@ -57,17 +57,22 @@ class BufferedClient:
     client: MlflowClient
     pending: list[tuple[str, tuple, dict]] = field(default_factory=list)
     warned: bool = False
+    retry_every: float = 5.0  # seconds between retries while the store is unreachable
+    next_retry: float = 0.0
+    aliases: dict[str, str | None] = field(default_factory=dict)
 
     def call(self, method: str, *args, **kwargs) -> Any:
         """Run one client call; on failure queue it (and everything after it, to keep order)."""
-        self.flush()
+        if self.pending and time.monotonic() >= self.next_retry:
+            self.flush()
         if self.pending:
             self.pending.append((method, args, kwargs))
             return None
         try:
-            return getattr(self.client, method)(*args, **kwargs)
+            return self._invoke(method, args, kwargs)
         except (MlflowException, OSError) as e:
             self.pending.append((method, args, kwargs))
+            self.next_retry = time.monotonic() + self.retry_every
             if not self.warned:
                 first = (str(e).strip().splitlines() or [type(e).__name__])[0]
                 print(f"gunn-search: MLflow write failed ({first[:160]}); buffering and "
@@ -75,12 +80,34 @@ class BufferedClient:
                 self.warned = True
             return None
 
+    def create_run(self, experiment_id: str, **kwargs) -> str:
+        """A run id, or while the store is unreachable a placeholder that later calls may use:
+        it is replaced by the real id when the queued create_run goes through."""
+        alias = f"pending-run-{len(self.aliases)}"
+        self.aliases[alias] = None
+        run = self.call("create_run", experiment_id, _alias=alias, **kwargs)
+        return run.info.run_id if run is not None else alias
+
+    def resolve(self, run_id: str) -> str:
+        return self.aliases.get(run_id) or run_id
+
+    def _invoke(self, method: str, args: tuple, kwargs: dict) -> Any:
+        kwargs = dict(kwargs)
+        alias = kwargs.pop("_alias", None)
+        args = tuple(self.resolve(a) if isinstance(a, str) else a for a in args)
+        result = getattr(self.client, method)(*args, **kwargs)
+        if alias is not None:
+            self.aliases[alias] = result.info.run_id
+        return result
+
     def flush(self) -> None:
+        """Deliver queued writes in order; stop at the first that still fails."""
         while self.pending:
             method, args, kwargs = self.pending[0]
             try:
-                getattr(self.client, method)(*args, **kwargs)
+                self._invoke(method, args, kwargs)
             except (MlflowException, OSError):
+                self.next_retry = time.monotonic() + self.retry_every
                 return
             self.pending.pop(0)
         if self.warned:

@@ -21,6 +21,7 @@ from trainers.config import DataConfig, ModelConfig, OptimConfig, ScheduleConfig
 from trainers.data import load_dataset
 from trainers.loop import STATUS_NONFINITE, train
 
+from gunn_search import faults
 from gunn_search.space import SearchSpace, dataset_num_classes, network_spec
 
 METRIC = "val_acc"
@@ -91,7 +92,9 @@ def train_trial(config: dict, space: SearchSpace) -> None:
             return False
 
         try:
-            train(cfg, on_epoch=on_epoch, resume=resume, data=data, log=lambda m: None)
+            hook = faults.step_hook(ctx.get_trial_id()) if ctx else None
+            train(cfg, on_epoch=on_epoch, resume=resume, data=data, log=lambda m: None,
+                  on_step=hook)
         except torch.cuda.OutOfMemoryError as e:
             first = (str(e).strip().splitlines() or ["CUDA out of memory"])[0]
             tune.report({METRIC: 0.0, "epoch": 0, "trial_status": OOM, "error": first[:250]})

@@ -28,6 +28,8 @@ from trainers.schedule import lr_at
 
 # Callback: (metrics of the epoch just finished, checkpoint path or None) -> True to stop.
 EpochCallback = Callable[[dict, "Path | None"], "bool | None"]
+# Hook before each training step: (epoch (1-based), step within the epoch, model).
+StepHook = Callable[[int, int, torch.nn.Module], None]
 
 STATUS_COMPLETED = "completed"
 STATUS_STOPPED = "stopped"
@@ -69,12 +71,12 @@ def log_stderr(msg: str) -> None:
 
 def train(cfg: TrainConfig, on_epoch: EpochCallback | None = None,
           resume: str | Path | None = None, data: DataSplits | None = None,
-          log: Callable[[str], None] = log_stderr) -> TrainResult:
+          log: Callable[[str], None] = log_stderr, on_step: StepHook | None = None) -> TrainResult:
     """Train `cfg.model` on `cfg.data` for `cfg.epochs`, optionally resuming from a checkpoint.
 
     Writes `checkpoint.pt` (atomically) and `metrics.jsonl` to `cfg.out_dir` after every epoch
     when out_dir is set. Returns the status (completed / stopped by the callback / non-finite
-    loss) and the per-epoch history.
+    loss) and the per-epoch history. `on_step` runs before every step (fault injection, probes).
     """
     device = resolve_device(cfg.device)
     if cfg.num_threads:
@@ -134,6 +136,8 @@ def train(cfg: TrainConfig, on_epoch: EpochCallback | None = None,
         last_note = t0
         try:
             for i, idx in enumerate(batches(n_train, bs, gen, drop_last=True)):
+                if on_step is not None:
+                    on_step(epoch + 1, i, model)
                 lr = lr_at(step, total_steps, cfg.optim.lr, cfg.schedule, steps_per_epoch)
                 for g in opt.param_groups:
                     g["lr"] = lr
