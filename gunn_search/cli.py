@@ -16,7 +16,8 @@ from typing import Sequence
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # an offline tool sends no telemetry
 
-from gunn_search.space import SpaceError, load_space, parse_space, summarize, example_configs
+from gunn_search.space import (SpaceError, example_configs, load_space, parse_space,
+                               space_fingerprint, summarize)
 
 DEFAULT_STORE = "mlflow.db"
 DEFAULT_ARTIFACTS = "mlartifacts"
@@ -68,6 +69,13 @@ class UsageError(Exception):
     pass
 
 
+def quiet_libraries() -> None:
+    """Keep MLflow's and alembic's INFO notes (store creation, migrations) off the terminal."""
+    import logging
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def apply_overrides(space, args) -> object:
     """The space with command-line overrides applied, re-validated like the file."""
     data = space.model_dump(mode="json")
@@ -111,6 +119,7 @@ def cmd_search(argv: Sequence[str]) -> int:
     args = search_parser().parse_args(argv)
     space = load_space(args.space)
     space_path = str(Path(space._source).resolve())
+    fingerprint = space_fingerprint(space)
     space = apply_overrides(space, args)
     if args.dry_run:
         return dry_run(space)
@@ -131,10 +140,8 @@ def cmd_search(argv: Sequence[str]) -> int:
         space_path=space_path, experiment=args.experiment or space.name, tracking_uri=uri,
         storage=str(Path(args.storage).resolve()) if "://" not in args.storage else args.storage,
         address=args.address, resume=args.resume, max_failures=args.max_failures,
-        artifact_root=str(Path(DEFAULT_ARTIFACTS).resolve()) if is_local_uri(uri) else None)
-    print(f"gunn-search: {'resuming' if args.resume else 'starting'} search "
-          f"{opts.experiment!r}: {space.search.num_samples} trials, up to {space.train.epochs} "
-          f"epochs each, MLflow at {uri}", file=sys.stderr, flush=True)
+        artifact_root=str(Path(DEFAULT_ARTIFACTS).resolve()) if is_local_uri(uri) else None,
+        fingerprint=fingerprint)
     out = run_search(space, opts)
     print_outcome(out, uri)
     return 0
@@ -201,6 +208,7 @@ def cmd_export(argv: Sequence[str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    quiet_libraries()
     argv = list(sys.argv[1:] if argv is None else argv)
     from trainers.data import DataError
     from gunn_search.export import ExportError

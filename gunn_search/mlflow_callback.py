@@ -41,6 +41,8 @@ class MLflowSearchCallback(tune.Callback):
         self.histories: dict[str, list[dict]] = {}
         self.statuses: dict[str, str] = {}
         self.closed: set[str] = set()  # trials whose run got its final status in this driver
+        self.logged_upto: dict[str, int] = {}  # last epoch already in MLflow (resumed runs)
+        self.redone: dict[str, int] = {}
         self.best: float | None = None
         self.n_results = 0
 
@@ -59,6 +61,9 @@ class MLflowSearchCallback(tune.Callback):
             self._client = tr.BufferedClient(raw)
             try:  # a resumed search: continue the runs its trials already have
                 self.runs.update(tr.child_runs(raw, self.experiment_id, self.parent_run_id))
+                for tid, run_id in self.runs.items():
+                    hist = raw.get_metric_history(run_id, "train_loss")
+                    self.logged_upto[tid] = max((m.step for m in hist), default=0)
                 best = raw.get_run(self.parent_run_id).data.metrics.get("best_val_acc")
                 self.best = best
             except Exception as e:  # tracking down at start: carry on, writes are buffered
@@ -82,6 +87,12 @@ class MLflowSearchCallback(tune.Callback):
                 tr.batch(self.client, run_id, tags={"gunn_search.error": result["error"]})
             return
         epoch = int(result.get("epoch", 0))
+        if epoch <= self.logged_upto.get(trial.trial_id, 0):
+            # Resumed from a checkpoint older than the epochs already logged (the driver died
+            # before Tune saved its state): the epoch is trained again but logged once.
+            self.redone[trial.trial_id] = self.redone.get(trial.trial_id, 0) + 1
+            tr.batch(self.client, run_id, tags={"gunn_search.epochs_redone": self.redone[trial.trial_id]})
+            return
         keys = [k for k in tr.EPOCH_METRICS if not (status == NONFINITE and k == METRIC)]
         metrics = tr.finite_metrics(result, keys)
         tr.batch(self.client, run_id, metrics=metrics, step=epoch)

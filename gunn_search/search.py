@@ -39,6 +39,7 @@ class SearchOptions:
     resume: bool = False
     max_failures: int = 1
     artifact_root: str | None = None
+    fingerprint: str | None = None  # of the space file as written (flag overrides left out)
 
 
 @dataclass
@@ -154,22 +155,28 @@ def run_search(space: SearchSpace, opts: SearchOptions) -> SearchOutcome:
     from gunn_search.mlflow_callback import MLflowSearchCallback
     from gunn_search.progress import ProgressCallback
 
-    fingerprint = space_fingerprint(space)
+    fingerprint = opts.fingerprint or space_fingerprint(space)
     path = experiment_path(opts)
     if opts.resume:
         state = read_state(path)
-        if state is None or not tune.Tuner.can_restore(str(path.resolve())):
+        if state is None:
             raise SearchError(f"--resume: no previous search of experiment {opts.experiment!r} "
                               f"in {path}")
         if state["fingerprint"] != fingerprint:
             raise SearchError(f"--resume: {opts.space_path} differs from the space this search "
                               f"started with ({state['space_path']}); resume with the same file")
+        if not tune.Tuner.can_restore(str(path.resolve())):
+            raise SearchError(f"--resume: the search in {path} has no Tune state to restore "
+                              "(it was stopped before its first trial)")
     elif (path / STATE_FILE).exists():
         raise SearchError(f"a search of experiment {opts.experiment!r} already exists in {path}; "
                           "use --resume to continue it or --experiment NAME for a new one")
     if opts.address:
         check_address(opts.address)
 
+    log(f"{'resuming' if opts.resume else 'starting'} search {opts.experiment!r}: "
+        f"{space.search.num_samples} trials, up to {space.train.epochs} epochs each, "
+        f"MLflow at {opts.tracking_uri}")
     client, exp_id, parent_id = start_parent_run(space, opts, fingerprint)
     path.mkdir(parents=True, exist_ok=True)
     (path / STATE_FILE).write_text(json.dumps({

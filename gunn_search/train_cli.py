@@ -12,12 +12,13 @@ import os
 import sys
 from typing import Sequence
 
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # an offline tool sends no telemetry
 
 from trainers import cli as base
 from trainers.config import TrainConfig
 
 from gunn_search import tracking as tr
+from gunn_search.cli import quiet_libraries
 
 
 def flat_config(cfg: TrainConfig) -> dict[str, str]:
@@ -39,6 +40,7 @@ def flat_config(cfg: TrainConfig) -> dict[str, str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    quiet_libraries()
     parser = base.build_parser()
     parser.add_argument("--tracking-uri", help="log the run to this MLflow tracking URI")
     parser.add_argument("--experiment", help="MLflow experiment (default: the config's, or gunn-train)")
