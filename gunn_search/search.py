@@ -177,7 +177,11 @@ def run_search(space: SearchSpace, opts: SearchOptions) -> SearchOutcome:
     log(f"{'resuming' if opts.resume else 'starting'} search {opts.experiment!r}: "
         f"{space.search.num_samples} trials, up to {space.train.epochs} epochs each, "
         f"MLflow at {opts.tracking_uri}")
-    client, exp_id, parent_id = start_parent_run(space, opts, fingerprint)
+    try:
+        client, exp_id, parent_id = start_parent_run(space, opts, fingerprint)
+    except Exception as e:  # MlflowException, connection errors: the store is unusable
+        raise SearchError(f"tracking URI {opts.tracking_uri}: cannot start the search's MLflow run "
+                          f"({tr.first_line(str(e))})") from None
     path.mkdir(parents=True, exist_ok=True)
     (path / STATE_FILE).write_text(json.dumps({
         "parent_run_id": parent_id, "experiment_id": exp_id, "tracking_uri": opts.tracking_uri,
@@ -202,14 +206,25 @@ def run_search(space: SearchSpace, opts: SearchOptions) -> SearchOutcome:
 
 
 def outcome(results, opts: SearchOptions, parent_id: str, client) -> SearchOutcome:
+    """The best trial, from Tune's results (so it is known even if MLflow is unreachable)."""
     best_id = best_run = best_acc = best_cfg = None
-    parent = client.get_run(parent_id)
-    best_id = parent.data.tags.get("gunn_search.best_trial_id")
-    best_run = parent.data.tags.get("gunn_search.best_run_id")
-    best_acc = parent.data.metrics.get("best_val_acc")
-    for r in results:
-        if r.config and r.path and best_id and best_id in r.path:
-            best_cfg = {k: v for k, v in r.config.items() if k in tr.flat_params(r.config)}
+    try:
+        best = results.get_best_result(metric=METRIC, mode="max", scope="all")
+    except RuntimeError:  # no trial reported the metric
+        best = None
+    if best is not None and best.metrics_dataframe is not None:
+        df = best.metrics_dataframe
+        statuses = set(df.get("trial_status", []))
+        if not statuses & {"rejected by budget", "oom", "non-finite loss"}:
+            best_id = best.metrics.get("trial_id")
+            best_acc = float(df[METRIC].max())
+            best_cfg = {k: v for k, v in best.config.items() if k in tr.flat_params(best.config)}
+    if best_id is not None:
+        try:
+            runs = tr.child_runs(client, client.get_run(parent_id).info.experiment_id, parent_id)
+            best_run = runs.get(best_id)
+        except Exception:  # tracking unreachable: the run id is the only thing we can't say
+            best_run = "unknown (MLflow unreachable)"
     return SearchOutcome(opts.experiment, parent_id, best_id, best_run, best_acc, best_cfg,
                          len(results), str(experiment_path(opts)))
 

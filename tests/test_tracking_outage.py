@@ -1,0 +1,137 @@
+"""The MLflow tracking server goes away mid-search: training goes on, writes are buffered and
+arrive when it comes back; if it never does, the search still finishes and says what was lost."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from gunn_search import tracking as tr
+from gunn_search.space import resolve_space_path
+
+BIN = Path(sys.executable).parent
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """`mlflow server` on 127.0.0.1 with a SQLite backend, restartable on the same port."""
+
+    def __init__(self, tmp: Path):
+        self.tmp, self.port, self.proc = tmp, free_port(), None
+        self.uri = f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout=90):
+        env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
+        self.proc = subprocess.Popen(
+            [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(self.port),
+             "--backend-store-uri", f"sqlite:///{self.tmp / 'server.db'}",
+             "--default-artifact-root", str(self.tmp / "artifacts"), "--workers", "1"],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                with urllib.request.urlopen(f"{self.uri}/health", timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.5)
+        raise RuntimeError("mlflow server did not start")
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=30)
+
+
+def start_search(tmp: Path, uri: str) -> subprocess.Popen:
+    data = yaml.safe_load(resolve_space_path("smoke.yaml").read_text())
+    data["name"] = "outage"
+    data["train"]["epochs"] = 3
+    data["search"].update({"num_samples": 3, "max_concurrent": 2, "grace_period": 3})
+    (tmp / "space.yaml").write_text(yaml.safe_dump(data))
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
+    return subprocess.Popen([str(BIN / "gunn-search"), "--space", "space.yaml", "--tracking-uri", uri],
+                            cwd=tmp, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def wait_for_metrics(uri: str, timeout=240):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        time.sleep(1)
+        try:
+            client = MlflowClient(uri)
+            exp = client.get_experiment_by_name("outage")
+            runs = client.search_runs([exp.experiment_id], f"tags.`{tr.ROLE_TAG}` = 'trial'")
+            if any(r.data.metrics for r in runs):
+                return
+        except Exception:
+            continue
+    raise AssertionError("no trial metrics reached the server")
+
+
+def test_server_outage_is_buffered_and_delivered(tmp_path):
+    server = Server(tmp_path)
+    server.start()
+    search = None
+    try:
+        search = start_search(tmp_path, server.uri)
+        wait_for_metrics(server.uri)
+        server.stop()
+        time.sleep(15)  # trials keep training and reporting while the server is down
+        server.start()
+        out, err = search.communicate(timeout=600)
+        assert search.returncode == 0, err[-3000:]
+        assert "buffering" in err and "buffered writes delivered" in err
+
+        client = MlflowClient(server.uri)
+        exp = client.get_experiment_by_name("outage")
+        runs = client.search_runs([exp.experiment_id])
+        parent = [r for r in runs if r.data.tags.get(tr.ROLE_TAG) == "search"]
+        children = [r for r in runs if r.data.tags.get(tr.ROLE_TAG) == "trial"]
+        assert len(parent) == 1 and parent[0].info.status == "FINISHED"
+        assert len(children) == 3
+        for c in children:
+            assert c.data.tags[tr.STATUS_TAG] == "completed"
+            assert c.info.status == "FINISHED"
+            for key in ("val_acc", "train_loss", "lr"):
+                steps = sorted(m.step for m in client.get_metric_history(c.info.run_id, key))
+                assert steps == [1, 2, 3], (key, steps)  # nothing lost, nothing twice
+        arts = {a.path for a in client.list_artifacts(parent[0].info.run_id)}
+        assert "best_config.yaml" in arts and "plots" in arts
+    finally:
+        if search and search.poll() is None:
+            search.kill()
+        server.stop()
+
+
+def test_server_gone_for_good_search_still_finishes(tmp_path):
+    server = Server(tmp_path)
+    server.start()
+    search = None
+    try:
+        search = start_search(tmp_path, server.uri)
+        wait_for_metrics(server.uri)
+        server.stop()
+        out, err = search.communicate(timeout=600)
+        assert search.returncode == 0, err[-3000:]
+        assert "best trial:" in out
+        assert "MLflow writes could not be delivered" in err
+    finally:
+        if search and search.poll() is None:
+            search.kill()
+        server.stop()
