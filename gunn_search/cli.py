@@ -130,15 +130,28 @@ def cmd_search(argv: Sequence[str]) -> int:
         if not torch.cuda.is_available():
             raise UsageError(f"--gpus-per-trial {space.resources.gpus_per_trial:g}: this machine "
                              "has no GPU (use --gpus-per-trial 0 to train on the CPU)")
-    uri = args.tracking_uri or default_tracking_uri()
-    check_tracking_uri(uri)
-    preflight_data(space)
-    from gunn_search.search import SearchOptions, run_search
+    from gunn_search.search import (SearchOptions, check_address, experiment_path, read_state,
+                                    run_search)
     from gunn_search.tracking import is_local_uri
 
+    experiment = args.experiment or space.name
+    storage = args.storage if "://" in args.storage else str(Path(args.storage).resolve())
+    uri = args.tracking_uri
+    if uri is None and args.resume:  # continue logging where the search started
+        state = read_state(experiment_path(SearchOptions("", experiment, "", storage)))
+        uri = state["tracking_uri"] if state else None
+    uri = uri or default_tracking_uri()
+    check_tracking_uri(uri)
+    if args.address:
+        if args.address.startswith("ray://") and is_local_uri(uri):
+            raise UsageError(f"--address {args.address}: with Ray Client the search loop runs on "
+                             f"the head node, where {uri} is not this machine's store; "
+                             "pass --tracking-uri http://... of a tracking server")
+        check_address(args.address)
+    preflight_data(space)
+
     opts = SearchOptions(
-        space_path=space_path, experiment=args.experiment or space.name, tracking_uri=uri,
-        storage=str(Path(args.storage).resolve()) if "://" not in args.storage else args.storage,
+        space_path=space_path, experiment=experiment, tracking_uri=uri, storage=storage,
         address=args.address, resume=args.resume, max_failures=args.max_failures,
         artifact_root=str(Path(DEFAULT_ARTIFACTS).resolve()) if is_local_uri(uri) else None,
         fingerprint=fingerprint)

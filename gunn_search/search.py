@@ -69,8 +69,16 @@ def check_address(address: str, timeout: float = 5.0) -> None:
                           f"({e.strerror or e})") from None
 
 
-def experiment_path(opts: SearchOptions) -> Path:
-    return Path(opts.storage) / tr_safe(opts.experiment)
+def experiment_path(opts: SearchOptions) -> str:
+    """`<storage>/<experiment>`: a local path or a URI (s3://, gs://, file://) all nodes see."""
+    name = tr_safe(opts.experiment)
+    if "://" in opts.storage:
+        return f"{opts.storage.rstrip('/')}/{name}"
+    return str(Path(opts.storage).resolve() / name)
+
+
+def storage_root(opts: SearchOptions) -> str:
+    return opts.storage if "://" in opts.storage else str(Path(opts.storage).resolve())
 
 
 def tr_safe(name: str) -> str:
@@ -78,11 +86,30 @@ def tr_safe(name: str) -> str:
     return safe_name(name)
 
 
-def read_state(path: Path) -> dict | None:
-    f = path / STATE_FILE
-    if not f.exists():
+def _filesystem(path: str):
+    # pyarrow (a Ray dependency) is what Tune itself uses for storage URIs.
+    import pyarrow.fs as pafs
+    if "://" in path:
+        return pafs.FileSystem.from_uri(path)
+    return pafs.LocalFileSystem(), path
+
+
+def read_state(path: str) -> dict | None:
+    """The search's own state file next to Tune's, or None if there is none."""
+    import pyarrow.fs as pafs
+    fs, p = _filesystem(path)
+    f = f"{p}/{STATE_FILE}"
+    if fs.get_file_info(f).type != pafs.FileType.File:
         return None
-    return json.loads(f.read_text())
+    with fs.open_input_stream(f) as stream:
+        return json.loads(stream.read().decode())
+
+
+def write_state(path: str, state: dict) -> None:
+    fs, p = _filesystem(path)
+    fs.create_dir(p, recursive=True)
+    with fs.open_output_stream(f"{p}/{STATE_FILE}") as stream:
+        stream.write(json.dumps(state, indent=2).encode())
 
 
 def start_parent_run(space: SearchSpace, opts: SearchOptions, fingerprint: str):
@@ -125,7 +152,7 @@ def build_tuner(space: SearchSpace, opts: SearchOptions, callbacks: list):
     path = experiment_path(opts)
     if opts.resume:
         # Callbacks, searcher and scheduler come back from the pickled experiment state.
-        return tune.Tuner.restore(str(path.resolve()), trainable=trainable, resume_errored=True)
+        return tune.Tuner.restore(path, trainable=trainable, resume_errored=True)
     sampler = optuna.samplers.TPESampler(
         seed=s.seed, n_startup_trials=min(10, max(3, s.num_samples // 4)))
     searcher = ConcurrencyLimiter(
@@ -138,7 +165,7 @@ def build_tuner(space: SearchSpace, opts: SearchOptions, callbacks: list):
         tune_config=tune.TuneConfig(metric=METRIC, mode=s.mode, search_alg=searcher,
                                     scheduler=scheduler, num_samples=s.num_samples),
         run_config=tune.RunConfig(
-            name=path.name, storage_path=str(path.parent.resolve()), callbacks=callbacks,
+            name=tr_safe(opts.experiment), storage_path=storage_root(opts), callbacks=callbacks,
             failure_config=tune.FailureConfig(max_failures=opts.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2), verbose=0),
     )
@@ -157,42 +184,47 @@ def run_search(space: SearchSpace, opts: SearchOptions) -> SearchOutcome:
 
     fingerprint = opts.fingerprint or space_fingerprint(space)
     path = experiment_path(opts)
+    state = read_state(path)
     if opts.resume:
-        state = read_state(path)
         if state is None:
             raise SearchError(f"--resume: no previous search of experiment {opts.experiment!r} "
                               f"in {path}")
         if state["fingerprint"] != fingerprint:
             raise SearchError(f"--resume: {opts.space_path} differs from the space this search "
                               f"started with ({state['space_path']}); resume with the same file")
-        if not tune.Tuner.can_restore(str(path.resolve())):
+        if not tune.Tuner.can_restore(path):
             raise SearchError(f"--resume: the search in {path} has no Tune state to restore "
                               "(it was stopped before its first trial)")
-    elif (path / STATE_FILE).exists():
+    elif state is not None:
         raise SearchError(f"a search of experiment {opts.experiment!r} already exists in {path}; "
                           "use --resume to continue it or --experiment NAME for a new one")
     if opts.address:
         check_address(opts.address)
 
-    log(f"{'resuming' if opts.resume else 'starting'} search {opts.experiment!r}: "
-        f"{space.search.num_samples} trials, up to {space.train.epochs} epochs each, "
-        f"MLflow at {opts.tracking_uri}")
-    try:
-        client, exp_id, parent_id = start_parent_run(space, opts, fingerprint)
-    except Exception as e:  # MlflowException, connection errors: the store is unusable
-        raise SearchError(f"tracking URI {opts.tracking_uri}: cannot start the search's MLflow run "
-                          f"({tr.first_line(str(e))})") from None
-    path.mkdir(parents=True, exist_ok=True)
-    (path / STATE_FILE).write_text(json.dumps({
-        "parent_run_id": parent_id, "experiment_id": exp_id, "tracking_uri": opts.tracking_uri,
-        "fingerprint": fingerprint, "space_path": str(opts.space_path)}, indent=2))
-
+    # Join Ray before writing anything, so a failed join leaves nothing half-started behind.
     # Test failpoints (gunn_search.faults) travel to the workers through the runtime env.
     env_vars = {k: os.environ[k] for k in (faults.ENV_FAULTS, faults.ENV_DIR) if k in os.environ}
-    ray.init(address=opts.address, include_dashboard=False, log_to_driver=False,
-             configure_logging=True, logging_level="ERROR",
-             runtime_env={"env_vars": env_vars} if env_vars else None)
     try:
+        ray.init(address=opts.address, include_dashboard=False, log_to_driver=False,
+                 configure_logging=True, logging_level="ERROR",
+                 runtime_env={"env_vars": env_vars} if env_vars else None)
+    except (ConnectionError, ray.exceptions.RayError) as e:
+        raise SearchError(f"--address {opts.address}: could not join the Ray cluster "
+                          f"({tr.first_line(str(e))}); if it uses token authentication, set "
+                          "RAY_AUTH_MODE=token and its token here too") from None
+    try:
+        log(f"{'resuming' if opts.resume else 'starting'} search {opts.experiment!r}: "
+            f"{space.search.num_samples} trials, up to {space.train.epochs} epochs each, "
+            f"MLflow at {opts.tracking_uri}")
+        try:
+            client, exp_id, parent_id = start_parent_run(space, opts, fingerprint)
+        except Exception as e:  # MlflowException, connection errors: the store is unusable
+            raise SearchError(f"tracking URI {opts.tracking_uri}: cannot start the search's "
+                              f"MLflow run ({tr.first_line(str(e))})") from None
+        write_state(path, {
+            "parent_run_id": parent_id, "experiment_id": exp_id,
+            "tracking_uri": opts.tracking_uri, "fingerprint": fingerprint,
+            "space_path": str(opts.space_path)})
         callbacks = [MLflowSearchCallback(opts.tracking_uri, exp_id, parent_id, space,
                                           str(opts.space_path)),
                      ProgressCallback(space.search.num_samples)]
@@ -226,7 +258,7 @@ def outcome(results, opts: SearchOptions, parent_id: str, client) -> SearchOutco
         except Exception:  # tracking unreachable: the run id is the only thing we can't say
             best_run = "unknown (MLflow unreachable)"
     return SearchOutcome(opts.experiment, parent_id, best_id, best_run, best_acc, best_cfg,
-                         len(results), str(experiment_path(opts)))
+                         len(results), experiment_path(opts))
 
 
 def log(msg: str) -> None:

@@ -15,6 +15,8 @@ never sees the test set; ``split="final"`` trains on the whole training set and 
 
 from __future__ import annotations
 
+import fcntl
+
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
@@ -184,9 +186,13 @@ def _download_cifar(cls, info: _CifarInfo, root: Path) -> None:
     """Download and extract the archive into `root` unless intact files are already there."""
     try:
         root.mkdir(parents=True, exist_ok=True)
-        # The constructor's download=True is torchvision's only public download path; it skips
-        # the download when the files are present and their md5 sums match.
-        cls(root=str(root), train=True, download=True)
+        # Trials starting together on a fresh node share data_dir: one downloads, the others
+        # wait on the lock and then find intact files.
+        with open(root / ".download.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            # The constructor's download=True is torchvision's only public download path; it
+            # skips the download when the files are present and their md5 sums match.
+            cls(root=str(root), train=True, download=True)
     # Offline: URLError (an OSError); a bad or partial archive: RuntimeError (md5) or a TarError.
     except Exception as e:  # noqa: BLE001 -- whatever went wrong, the user's fix is the same
         raise DataError(f"could not download {info.title} into {root} ({_one_line(e)}); check the "
