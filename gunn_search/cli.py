@@ -163,13 +163,10 @@ def cmd_search(argv: Sequence[str]) -> int:
 def preflight_data(space) -> None:
     """Load (and, if allowed, download) the dataset once in the driver before Ray starts: a
     missing dataset is a one-line error now, not N failed trials later."""
-    from trainers.data import load_dataset
+    from trainers.loop import load_data
+    from gunn_search.trainable import space_data_config
 
-    ds = space.dataset
-    extra = {k: getattr(ds, k) for k in ("synthetic_train_size", "synthetic_test_size",
-                                         "synthetic_num_classes") if getattr(ds, k) is not None}
-    load_dataset(ds.name, ds.data_dir, split="search", val_fraction=ds.val_fraction,
-                 seed=ds.split_seed, download=ds.download, device="cpu", **extra)
+    load_data(space_data_config(space), "cpu")
 
 
 def print_outcome(out, uri: str) -> None:

@@ -18,8 +18,7 @@ from ray import tune
 
 from trainers.checkpoint import CHECKPOINT_NAME
 from trainers.config import DataConfig, ModelConfig, OptimConfig, ScheduleConfig, TrainConfig
-from trainers.data import load_dataset
-from trainers.loop import STATUS_NONFINITE, train
+from trainers.loop import STATUS_NONFINITE, load_data, train
 
 from gunn_search import faults
 from gunn_search.space import SearchSpace, dataset_num_classes, network_spec
@@ -30,10 +29,8 @@ RUNNING, COMPLETED, REJECTED, NONFINITE, OOM = (
     "running", "completed", "rejected by budget", STATUS_NONFINITE, "oom")
 
 
-def trial_train_config(space: SearchSpace, config: dict, device: str = "cpu",
-                       out_dir: str | None = None, num_threads: int | None = None) -> TrainConfig:
-    """The exact `TrainConfig` a trial with this sampled `config` trains with."""
-    spec = network_spec(space, config, dataset_num_classes(space))
+def space_data_config(space: SearchSpace) -> DataConfig:
+    """The search split of the space's dataset (the same train/val split for every trial)."""
     ds = space.dataset
     data = dict(name=ds.name, data_dir=str(ds.data_dir), split="search",
                 val_fraction=ds.val_fraction, download=ds.download, split_seed=ds.split_seed,
@@ -41,9 +38,16 @@ def trial_train_config(space: SearchSpace, config: dict, device: str = "cpu",
     for key in ("synthetic_train_size", "synthetic_test_size", "synthetic_num_classes"):
         if getattr(ds, key, None) is not None:
             data[key] = getattr(ds, key)
+    return DataConfig(**data)
+
+
+def trial_train_config(space: SearchSpace, config: dict, device: str = "cpu",
+                       out_dir: str | None = None, num_threads: int | None = None) -> TrainConfig:
+    """The exact `TrainConfig` a trial with this sampled `config` trains with."""
+    spec = network_spec(space, config, dataset_num_classes(space))
     return TrainConfig(
         model=ModelConfig.from_spec(spec, gunn_mode=space.model.gunn_mode),
-        data=DataConfig(**data),
+        data=space_data_config(space),
         optim=OptimConfig(lr=config["lr"], weight_decay=config["weight_decay"],
                           nesterov=space.train.nesterov),
         schedule=ScheduleConfig(kind=space.train.schedule, warmup_epochs=space.train.warmup_epochs),
@@ -74,12 +78,7 @@ def train_trial(config: dict, space: SearchSpace) -> None:
             with checkpoint.as_directory() as d:
                 resume = workdir / CHECKPOINT_NAME
                 shutil.copy(Path(d) / CHECKPOINT_NAME, resume)
-        d = cfg.data
-        data = load_dataset(d.name, d.data_dir, split="search", val_fraction=d.val_fraction,
-                            seed=d.split_seed, download=d.download, device=device,
-                            synthetic_train_size=d.synthetic_train_size,
-                            synthetic_test_size=d.synthetic_test_size,
-                            synthetic_num_classes=d.synthetic_num_classes)
+        data = load_data(cfg.data, device)  # once per trial, onto its device
 
         def on_epoch(metrics: dict, ckpt_path: Path | None) -> bool:
             out = {k: v for k, v in metrics.items() if k != "status"}

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from trainers.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
-from trainers.config import TrainConfig
+from trainers.config import DataConfig, TrainConfig
 from trainers.data import DataSplits, augment, batches, load_dataset, normalize
 from trainers.networks import GUNNNet, build_model
 from trainers.schedule import lr_at
@@ -55,6 +55,15 @@ class NonFiniteLoss(Exception):
     pass
 
 
+def load_data(d: DataConfig, device: str | torch.device = "cpu") -> DataSplits:
+    """The dataset a `DataConfig` describes, on `device`."""
+    return load_dataset(d.name, d.data_dir, split=d.split, val_fraction=d.val_fraction,
+                        seed=d.split_seed, download=d.download, device=device,
+                        synthetic_train_size=d.synthetic_train_size,
+                        synthetic_test_size=d.synthetic_test_size,
+                        synthetic_num_classes=d.synthetic_num_classes)
+
+
 def resolve_device(name: str) -> torch.device:
     """`auto` picks CUDA when present, else CPU."""
     if name == "auto":
@@ -83,12 +92,7 @@ def train(cfg: TrainConfig, on_epoch: EpochCallback | None = None,
         torch.set_num_threads(cfg.num_threads)
     cuda = device.type == "cuda"
     if data is None:
-        d = cfg.data
-        data = load_dataset(d.name, d.data_dir, split=d.split, val_fraction=d.val_fraction,
-                            seed=d.split_seed, download=d.download, device=device,
-                            synthetic_train_size=d.synthetic_train_size,
-                            synthetic_test_size=d.synthetic_test_size,
-                            synthetic_num_classes=d.synthetic_num_classes)
+        data = load_data(cfg.data, device)
     torch.manual_seed(cfg.seed)
     spec = cfg.model.network_spec(data.num_classes)
     model: GUNNNet = build_model(spec, gunn_mode=cfg.model.gunn_mode).to(device)
@@ -101,7 +105,9 @@ def train(cfg: TrainConfig, on_epoch: EpochCallback | None = None,
     history: list[dict] = []
     start_epoch, step = 0, 0
     if resume is not None:
-        state = load_checkpoint(resume, map_location=device)
+        # On the CPU: RNG states must be CPU ByteTensors (set_rng_state refuses CUDA tensors);
+        # load_state_dict copies the weights and optimizer state onto the device.
+        state = load_checkpoint(resume, map_location="cpu")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         start_epoch, step, history = state["epoch"], state["step"], list(state["history"])
