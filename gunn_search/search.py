@@ -19,6 +19,7 @@ from urllib.parse import urlparse
 
 from gunn_search import faults
 from gunn_search import tracking as tr
+from gunn_search.scheduler import ResumableASHA
 from gunn_search.space import SearchSpace, define_by_run, space_fingerprint
 from gunn_search.trainable import METRIC, train_trial
 
@@ -141,7 +142,6 @@ def start_parent_run(space: SearchSpace, opts: SearchOptions, fingerprint: str):
 def build_tuner(space: SearchSpace, opts: SearchOptions, callbacks: list):
     import optuna
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search import ConcurrencyLimiter
     from ray.tune.search.optuna import OptunaSearch
 
@@ -158,7 +158,7 @@ def build_tuner(space: SearchSpace, opts: SearchOptions, callbacks: list):
     searcher = ConcurrencyLimiter(
         OptunaSearch(space=define_by_run(space), metric=METRIC, mode=s.mode, sampler=sampler),
         max_concurrent=s.max_concurrent)
-    scheduler = ASHAScheduler(time_attr="epoch", max_t=space.train.epochs,
+    scheduler = ResumableASHA(time_attr="epoch", max_t=space.train.epochs,
                               grace_period=s.grace_period, reduction_factor=s.reduction_factor)
     return tune.Tuner(
         trainable,
