@@ -28,6 +28,12 @@ class StageConfig(_Strict):
     K: int = Field(default=2, ge=1)
     M: int = Field(default=1, ge=1)
 
+    @model_validator(mode="after")
+    def _divisible(self):
+        if self.N % self.P:  # here, not in ModelConfig, so the error names model.stages[i]
+            raise ValueError(f"N={self.N} is not divisible by P={self.P}")
+        return self
+
 
 class ModelConfig(_Strict):
     """A registered model (`name`) or an explicit architecture (`stages` ...)."""
@@ -47,9 +53,6 @@ class ModelConfig(_Strict):
             raise ValueError("give either name (a registered model) or stages, not both/neither")
         if self.name is not None and self.name not in MODEL_REGISTRY:
             raise ValueError(f"unknown model {self.name!r}; known: {', '.join(sorted(MODEL_REGISTRY))}")
-        for i, s in enumerate(self.stages or []):
-            if s.N % s.P:
-                raise ValueError(f"stages[{i}]: N={s.N} is not divisible by P={s.P}")
         return self
 
     def network_spec(self, num_classes: int) -> NetworkSpec:
@@ -78,6 +81,7 @@ class DataConfig(_Strict):
     synthetic_test_size: int = Field(default=500, ge=10)
     synthetic_num_classes: Literal[10, 100] = 10
     cyclic_shift: bool = False  # the authors' extra augmentation (PAPER-NOTES)
+    flip: bool | None = None  # horizontal flips; default: on, except for digits (not mirror-symmetric)
 
 
 class OptimConfig(_Strict):

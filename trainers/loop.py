@@ -122,6 +122,7 @@ def train(cfg: TrainConfig, on_epoch: EpochCallback | None = None,
     forward = torch.compile(model) if (cuda and cfg.compile) else model
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if (cuda and cfg.amp) else nullcontext()
     out_dir = Path(cfg.out_dir) if cfg.out_dir else None
+    flip = cfg.data.flip if cfg.data.flip is not None else data.name != "digits"
     n_train = data.train_x.shape[0]
     bs = min(cfg.batch_size, n_train)
     steps_per_epoch = n_train // bs  # drop the ragged last batch: tiny batches upset BatchNorm
@@ -148,7 +149,7 @@ def train(cfg: TrainConfig, on_epoch: EpochCallback | None = None,
                 for g in opt.param_groups:
                     g["lr"] = lr
                 idx = idx.to(device)
-                x = augment(data.train_x[idx], data.mean, data.std, gen,
+                x = augment(data.train_x[idx], data.mean, data.std, gen, flip=flip,
                             cyclic_shift=cfg.data.cyclic_shift)
                 y = data.train_y[idx]
                 if cuda and cfg.channels_last:
