@@ -102,9 +102,13 @@ class GUNNLayer(_SegmentedLayer):
                 a, b = self.bounds(i)
                 state = torch.cat([state[:, :a], seg(state, a, b), state[:, b:]], 1)
             return state
+        if not torch.is_grad_enabled():  # inference: nothing to save, just update in place
+            y = x.clone()
+            for i, seg in enumerate(self.segments):
+                y[:, slice(*self.bounds(i))] = _segment_update(seg, y, x, *self.bounds(i))
+            return y
         params = [p for seg in self.segments for p in seg.parameters()]
-        fn = _GradualUpdateRecompute if self.mode == "recompute" else _GradualUpdateKeep
-        return fn.apply(x, self, *params)
+        return _GradualUpdate.apply(x, self, self.mode == "keep", *params)
 
 
 def grouped_batch_norm(x: torch.Tensor, bns: list[nn.BatchNorm2d]) -> torch.Tensor:
@@ -164,17 +168,29 @@ def _autocast_state(x: torch.Tensor) -> tuple[str, bool, torch.dtype]:
     return dev, torch.is_autocast_enabled(dev), torch.get_autocast_dtype(dev)
 
 
-class _GradualUpdateRecompute(torch.autograd.Function):
-    """Algorithm 1, recompute mode: save x and y only; recompute one segment at a time."""
+class _GradualUpdate(torch.autograd.Function):
+    """Algorithm 1: save x and y; backward rebuilds the state before each update, in reverse.
+
+    The only ops that read the whole N-channel state are the first unit's conv1 and the
+    projection conv; they run as one fused conv outside autograd, and backward takes their
+    input and weight gradients against the rebuilt state directly. The rest of a segment's
+    graph starts from their output: kept from the forward pass (`keep`) or recomputed one
+    segment at a time (`recompute`, with BN statistics frozen so they move once per step).
+    """
 
     @staticmethod
-    def forward(ctx, x, layer: GUNNLayer, *params):
+    def forward(ctx, x, layer: GUNNLayer, keep: bool, *params):
         y = x.clone()
+        graphs = []
         for i, seg in enumerate(layer.segments):
             a, b = layer.bounds(i)
-            y[:, a:b] = seg(y, a, b)
-        ctx.layer = layer
-        ctx.autocast = _autocast_state(x)
+            if keep:
+                new, h0, old = _segment_graph(seg, y, x, a, b)
+                graphs.append((new, h0, old))
+                y[:, a:b] = new.detach()
+            else:
+                y[:, a:b] = _segment_update(seg, y, x, a, b)
+        ctx.layer, ctx.graphs, ctx.autocast = layer, graphs, _autocast_state(x)
         ctx.save_for_backward(x, y)
         return y
 
@@ -190,76 +206,47 @@ class _GradualUpdateRecompute(torch.autograd.Function):
             a, b = layer.bounds(i)
             seg = layer.segments[i]
             state[:, a:b] = x[:, a:b]  # the state segment i's update read
-            g_new = g[:, a:b].clone()
-            with torch.enable_grad(), frozen_bn_stats(seg), \
-                    torch.autocast(dev, dtype=ac_dtype, enabled=ac_on):
-                st = state.detach().requires_grad_()
-                new = seg(st, a, b)
-            seg_params = tuple(seg.parameters())
-            grads = torch.autograd.grad(new, (st, *seg_params), g_new.to(new.dtype))
-            g[:, a:b] = 0
-            g += grads[0].to(g.dtype)
-            seg_grads[i] = grads[1:]
-        return (g, None, *[p for gs in seg_grads for p in gs])
-
-
-class _GradualUpdateKeep(torch.autograd.Function):
-    """Algorithm 1, keep mode: each segment keeps its activations, not the state it read.
-
-    The only ops that read the whole N-channel state are the first unit's conv1 and the
-    projection conv. They run outside autograd on the running tensor; the rest of the segment's
-    graph starts from their outputs. Backward rebuilds the state and takes the convs' input and
-    weight gradients against it directly (no forward recomputation).
-    """
-
-    @staticmethod
-    def forward(ctx, x, layer: GUNNLayer, *params):
-        y = x.clone()
-        graphs = []
-        for i, seg in enumerate(layer.segments):
-            a, b = layer.bounds(i)
-            w = _first_conv_weight(seg)
-            h0 = F.conv2d(y, w)
-            with torch.enable_grad():
-                h0 = h0.detach().requires_grad_()
-                old = x[:, a:b].detach().requires_grad_()
-                new = _segment_from_first_conv(seg, old, h0)
-            y[:, a:b] = new.detach()
-            graphs.append((new, h0, old))
-        ctx.layer = layer
-        ctx.graphs = graphs
-        ctx.save_for_backward(x, y)
-        return y
-
-    @staticmethod
-    def backward(ctx, grad_y):
-        x, y = ctx.saved_tensors
-        layer: GUNNLayer = ctx.layer
-        state = y.detach().clone()
-        g = grad_y.clone()
-        seg_grads: list[tuple] = [()] * layer.P
-        for i in reversed(range(layer.P)):
-            a, b = layer.bounds(i)
-            seg = layer.segments[i]
-            new, h0, old = ctx.graphs[i]
-            ctx.graphs[i] = None  # free this segment's graph as soon as it is used
-            state[:, a:b] = x[:, a:b]
+            if ctx.graphs:
+                new, h0, old = ctx.graphs[i]
+                ctx.graphs[i] = None  # free this segment's graph as soon as it is used
+            else:
+                with frozen_bn_stats(seg), torch.autocast(dev, dtype=ac_dtype, enabled=ac_on):
+                    new, h0, old = _segment_graph(seg, state, x, a, b)
             g_new = g[:, a:b].clone().to(new.dtype)
             first, rest = _first_conv_params(seg), _rest_params(seg)
             grads = torch.autograd.grad(new, (h0, old, *rest), g_new)
             g_h0, g_old = grads[0], grads[1]
             w = _first_conv_weight(seg).to(g_h0.dtype)
             st = state.to(g_h0.dtype)
-            g_state = conv2d_input(st.shape, w, g_h0)
+            g[:, a:b] = g_old.to(g.dtype)  # the residual path of the segment itself
+            g += conv2d_input(st.shape, w, g_h0).to(g.dtype)
             g_w = conv2d_weight(st, w.shape, g_h0)
-            g[:, a:b] = g_old.to(g.dtype)
-            g += g_state.to(g.dtype)
             first_grads = [gw.to(p.dtype) for gw, p in
                            zip(g_w.split([p.shape[0] for p in first]), first)]
             by_param = dict(zip(map(id, first), first_grads))
             by_param.update(zip(map(id, rest), grads[2:]))
             seg_grads[i] = tuple(by_param[id(p)] for p in seg.parameters())
-        return (g, None, *[p for gs in seg_grads for p in gs])
+        return (g, None, None, *[p for gs in seg_grads for p in gs])
+
+
+def _segment_update(seg: SegmentUpdate, state: torch.Tensor, x: torch.Tensor, a: int,
+                    b: int) -> torch.Tensor:
+    """Segment [a, b)'s new value from `state` (no autograd); x[:, a:b] is its old value."""
+    return _segment_from_first_conv(seg, x[:, a:b], F.conv2d(state, _first_conv_weight(seg)))
+
+
+def _segment_graph(seg: SegmentUpdate, state: torch.Tensor, x: torch.Tensor, a: int, b: int):
+    """The segment's update with autograd from the fused first conv's output on.
+
+    Returns (new value, h0 leaf, old-value leaf); the state itself is not part of the graph.
+    """
+    with torch.no_grad():
+        h0 = F.conv2d(state, _first_conv_weight(seg))
+    with torch.enable_grad():
+        h0 = h0.requires_grad_()
+        old = x[:, a:b].detach().requires_grad_()
+        new = _segment_from_first_conv(seg, old, h0)
+    return new, h0, old
 
 
 def _first_conv_params(seg: SegmentUpdate) -> list[nn.Parameter]:
