@@ -205,7 +205,9 @@ def run_search(space: SearchSpace, opts: SearchOptions) -> SearchOutcome:
     # Test failpoints (gunn_search.faults) travel to the workers through the runtime env.
     env_vars = {k: os.environ[k] for k in (faults.ENV_FAULTS, faults.ENV_DIR) if k in os.environ}
     try:
-        ray.init(address=opts.address, include_dashboard=False, log_to_driver=False,
+        # No --address: a Ray instance of our own ("local"), never a cluster that happens to be
+        # running on this machine (Ray's default for address=None would join that one).
+        ray.init(address=opts.address or "local", include_dashboard=False, log_to_driver=False,
                  configure_logging=True, logging_level="ERROR",
                  runtime_env={"env_vars": env_vars} if env_vars else None)
     except (ConnectionError, ray.exceptions.RayError) as e:
