@@ -45,6 +45,10 @@ depend on the load.
     GUNN-15 / SUNN-15, batch 64, one cross-entropy step: peak 684 MB (recompute) and
     1,490 MB (keep) against 1,386 MB (SUNN-15): 0.49x and 1.07x; naive 3,227 MB (2.33x).
 
+    After fusing the state-reading convs (later the same day, idle machine): recompute peak 340 MB
+    (0.39x SUNN), keep 997 MB (1.13x); step time recompute 3.02x and keep 2.20x SUNN (NCHW),
+    2.11x / 1.93x with --channels-last. Details in benchmarks/RESULTS.md.
+
     Targets (peak <= 1.0x SUNN, time <= 1.35x SUNN): recompute meets the memory target, keep
     misses it by 7-16%, and neither meets the time target on this CPU, where the P per-segment
     1x1 convolutions over the whole N-channel state run at a fraction of the throughput of
