@@ -125,12 +125,9 @@ class MLflowSearchCallback(tune.Callback):
     # --- helpers --------------------------------------------------------------------------------
     def _ensure_run(self, trial) -> str:
         tid = trial.trial_id
+        client = self.client  # on first use this also loads the runs a resumed search has
         if tid in self.runs:
             return self.runs[tid]
-        client = self.client
-        tid_runs = self.runs  # the client property may have filled it on first use
-        if tid in tid_runs:
-            return tid_runs[tid]
         # While the store is unreachable this is a placeholder id that queued writes resolve.
         run_id = client.create_run(self.experiment_id, run_name=f"trial-{tid}",
                                    tags={tr.PARENT_TAG: self.parent_run_id, tr.TRIAL_TAG: tid,
@@ -179,6 +176,7 @@ class MLflowSearchCallback(tune.Callback):
 
         client = self.client
         client.flush()
+        self._drop_unsaved_trials(trials)
         records, best = [], None
         for t in trials:
             status = self._close_if_ended(t)
@@ -213,6 +211,25 @@ class MLflowSearchCallback(tune.Callback):
                   file=sys.stderr)
         else:
             shutil.rmtree(self._spool(), ignore_errors=True)
+
+    def _drop_unsaved_trials(self, trials) -> None:
+        """Delete the runs of trials that a killed driver started but Tune never saved.
+
+        Tune writes its state once a second; a trial started inside that second before the kill
+        is unknown to the restored search, which samples a new trial in its place. Its run
+        would be a stray extra child, so it is closed, tagged and soft-deleted (`mlflow runs
+        restore` brings it back).
+        """
+        known = {t.trial_id for t in trials}
+        for tid in sorted(set(self.runs) - known):
+            run_id = self.runs.pop(tid)
+            tr.batch(self.client, run_id, tags={tr.STATUS_TAG: "abandoned: started just before "
+                                                "the driver stopped, not saved by Tune"})
+            self.client.call("set_terminated", run_id, "KILLED")
+            self.client.call("delete_run", run_id)
+            print(f"gunn-search: trial {tid} was started just before the driver stopped and was "
+                  f"not saved by Tune; its MLflow run {self.client.resolve(run_id)} is deleted "
+                  "(a new trial took its place)", file=sys.stderr)
 
     def _close_if_ended(self, trial) -> str:
         tid = trial.trial_id

@@ -14,6 +14,7 @@ import os
 import socket
 import sys
 from dataclasses import dataclass
+from typing import Callable
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -174,8 +175,12 @@ def build_tuner(space: SearchSpace, opts: SearchOptions, callbacks: list):
     )
 
 
-def run_search(space: SearchSpace, opts: SearchOptions) -> SearchOutcome:
-    """Run (or resume) a search to the end; MLflow holds everything it did."""
+def run_search(space: SearchSpace, opts: SearchOptions,
+               on_outcome: Callable[[SearchOutcome], None] | None = None) -> SearchOutcome:
+    """Run (or resume) a search to the end; MLflow holds everything it did.
+
+    `on_outcome` gets the outcome as soon as it is known, before Ray shuts down.
+    """
     # Tune writes its experiment state every ~10 s by default; a driver killed inside that
     # window reruns finished trials on resume (RUNTIME-NOTES). Write it every second instead.
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
@@ -237,9 +242,13 @@ def run_search(space: SearchSpace, opts: SearchOptions) -> SearchOutcome:
         # Tune prints its own banner on stdout; stdout is for our results, so send it to stderr.
         with contextlib.redirect_stdout(sys.stderr):
             results = tuner.fit()
+        out = outcome(results, opts, parent_id, client)
+        if on_outcome is not None:
+            on_outcome(out)
+            sys.stdout.flush()
     finally:
         ray.shutdown()
-    return outcome(results, opts, parent_id, client)
+    return out
 
 
 def outcome(results, opts: SearchOptions, parent_id: str, client) -> SearchOutcome:

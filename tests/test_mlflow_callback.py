@@ -1,0 +1,51 @@
+"""gunn_search.mlflow_callback without Ray running: trials are stand-ins with an id and a config."""
+
+from types import SimpleNamespace
+
+from mlflow.entities import ViewType
+from mlflow.tracking import MlflowClient
+
+from gunn_search import tracking as tr
+from gunn_search.mlflow_callback import MLflowSearchCallback
+from gunn_search.space import example_configs, load_space
+
+
+def trial(tid: str, config: dict, status: str = "TERMINATED", last=None):
+    return SimpleNamespace(trial_id=tid, config=config, status=status, last_result=last or {},
+                           error_file=None)
+
+
+def test_resumed_search_deletes_the_run_of_a_trial_tune_never_saved(tmp_path, capsys):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    exp = client.create_experiment("e", artifact_location=str(tmp_path / "art"))
+    parent = client.create_run(exp, tags={tr.ROLE_TAG: "search"}).info.run_id
+    space = load_space("smoke.yaml")
+    configs = example_configs(space, n=3, seed=1)
+    trials = [trial(f"t{i}", c) for i, c in enumerate(configs)]
+
+    first = MLflowSearchCallback(uri, exp, parent, space, "smoke.yaml")  # the killed driver
+    for t in trials:
+        first.on_trial_start(0, trials, t)
+    first.client.flush()
+
+    # The restored search knows t0 and t1 only (t2 started after Tune's last state save) and
+    # runs a new trial t3 in t2's place.
+    resumed = MLflowSearchCallback(uri, exp, parent, space, "smoke.yaml")
+    restored = trials[:2] + [trial("t3", configs[2])]
+    for t in restored:
+        resumed.on_trial_start(0, restored, t)
+        resumed.on_trial_result(0, restored, t, {"epoch": 1, "val_acc": 0.5, "train_loss": 1.0,
+                                                 "trial_status": "completed"})
+        resumed.on_trial_complete(0, restored, t)
+    resumed.on_experiment_end(restored)
+
+    active = client.search_runs([exp], f"tags.`{tr.PARENT_TAG}` = '{parent}'")
+    assert sorted(r.data.tags[tr.TRIAL_TAG] for r in active) == ["t0", "t1", "t3"]
+    assert all(r.info.status == "FINISHED" for r in active)
+    deleted = client.search_runs([exp], f"tags.`{tr.TRIAL_TAG}` = 't2'",
+                                 run_view_type=ViewType.DELETED_ONLY)
+    assert len(deleted) == 1 and deleted[0].info.status == "KILLED"
+    assert deleted[0].data.tags[tr.STATUS_TAG].startswith("abandoned")
+    assert "trial t2 was started just before the driver stopped" in capsys.readouterr().err
+    assert client.get_run(parent).info.status == "FINISHED"

@@ -1,0 +1,42 @@
+"""gunn_search.trainable outside Ray: the per-process data cache and the trial's TrainConfig."""
+
+import torch
+
+from gunn_search import trainable
+from gunn_search.space import example_configs, load_space, network_spec
+from gunn_search.trainable import cached_data, space_data_config, trial_train_config
+from trainers.config import DataConfig
+
+
+def synthetic(**kw) -> DataConfig:
+    return DataConfig(name="synthetic", synthetic_train_size=60, synthetic_test_size=20, **kw)
+
+
+def test_cached_data_is_loaded_once_per_process_for_the_same_settings(monkeypatch):
+    calls = []
+    real = trainable.load_data
+    monkeypatch.setattr(trainable, "load_data", lambda d, dev: calls.append(d) or real(d, dev))
+    trainable._DATA_CACHE.clear()
+    a = cached_data(synthetic(), "cpu")
+    b = cached_data(synthetic(cyclic_shift=True), "cpu")  # augmentation only: same tensors
+    assert a is b and len(calls) == 1
+    assert a.train_x.dtype == torch.uint8 and a.eval_name == "val"
+
+
+def test_cached_data_reloads_on_new_settings_and_keeps_one_dataset(monkeypatch):
+    trainable._DATA_CACHE.clear()
+    a = cached_data(synthetic(), "cpu")
+    c = cached_data(synthetic(val_fraction=0.2), "cpu")
+    assert c is not a and c.eval_x.shape[0] == 12 and a.eval_x.shape[0] == 6
+    assert len(trainable._DATA_CACHE) == 1  # the old split was dropped
+    assert cached_data(synthetic(val_fraction=0.2), "cpu") is c
+
+
+def test_trial_train_config_carries_the_sample(tmp_path):
+    space = load_space("smoke.yaml")
+    cfg = example_configs(space, n=1, seed=3)[0]
+    tc = trial_train_config(space, cfg, out_dir=str(tmp_path))
+    assert tc.optim.lr == cfg["lr"] and tc.optim.weight_decay == cfg["weight_decay"]
+    assert tc.batch_size == cfg["batch_size"] and tc.epochs == space.train.epochs
+    assert tc.data == space_data_config(space) and tc.data.split == "search"
+    assert tc.model.network_spec(10) == network_spec(space, cfg, 10)
