@@ -280,17 +280,23 @@ print(json.dumps({"import": t_imp, "data": t_data, "model": t_model}))
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+# (trials, max epochs) of the synthetic cases: "long" is 4 short trials, "wide" a search with
+# ASHA at work (12 trials of up to 6 epochs), long enough for the fixed costs to amortise.
+SYNTHETIC_CASES = {"long": (4, 4), "wide": (12, 6)}
+
+
 def run_case(case: str, root: Path, train_size: int) -> dict:
     work = root / case
     work.mkdir(parents=True)
     if case == "smoke":
         space = REPO / "search_spaces" / "smoke.yaml"
     else:
-        space = derive_space(work / "long.yaml", "overhead_long",
+        trials, epochs = SYNTHETIC_CASES[case]
+        space = derive_space(work / f"{case}.yaml", f"overhead_{case}",
                              dataset={"name": "synthetic", "synthetic_train_size": train_size,
                                       "synthetic_test_size": 1000, "download": False},
-                             train={"epochs": 4},
-                             search={"num_samples": 4, "max_concurrent": 2})
+                             train={"epochs": epochs},
+                             search={"num_samples": trials, "max_concurrent": 2})
     spec = yaml.safe_load(space.read_text())
     conc = spec["search"]["max_concurrent"]
     uri = f"sqlite:///{work / 'mlflow.db'}"
@@ -353,14 +359,15 @@ def table(results: list[dict]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--case", choices=["smoke", "long", "both"], default="both")
+    ap.add_argument("--case", choices=["smoke", "long", "wide", "both", "all"], default="both",
+                    help="both = smoke and long; all = smoke, long and wide")
     ap.add_argument("--train-size", type=int, default=9000,
                     help="synthetic_train_size of the long case (epochs of >= 10 s)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     ap.add_argument("--json", help="also write the raw results here")
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="gunn-overhead-"))
-    cases = ["smoke", "long"] if args.case == "both" else [args.case]
+    cases = {"both": ["smoke", "long"], "all": ["smoke", "long", "wide"]}.get(args.case, [args.case])
     results = [run_case(c, root, args.train_size) for c in cases]
     print(table(results))
     if args.json:

@@ -119,19 +119,24 @@ def test_channels_last_and_autocast(mode):
     # channels_last, float32: equal to the reference up to float rounding
     a, b = run_step(layer, x, w), run_step(ref, x, w)
     assert max_diff(a, b) < 1e-3
-    # bfloat16 autocast: gradients finite and close to the naive reference under autocast
-    grads = {}
-    for m in (mode, "naive"):
+    # bfloat16 autocast: gradients finite and as close to the float32 gradients as the naive
+    # reference's under the same autocast. (Not compared with the naive bf16 gradients
+    # directly: at this size bf16 rounding alone moves them 10-20%, and Algorithm 1 rounds
+    # differently, since it computes the state's conv from its two pieces.)
+    def flat_grads(m, autocast):
         lay = copy.deepcopy(ref)
         lay.mode = m
         xg = x.clone().requires_grad_()
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
             y = lay(xg)
         (y.float() * w).sum().backward()
-        grads[m] = [xg.grad] + [p.grad for p in lay.parameters()]
-    for g, r in zip(grads[mode], grads["naive"]):
-        assert g is not None and torch.isfinite(g).all()
-        assert (g.float() - r.float()).norm() <= 0.05 * r.float().norm() + 1e-6
+        gs = [xg.grad] + [p.grad for p in lay.parameters()]
+        assert all(g is not None and torch.isfinite(g).all() for g in gs)
+        return torch.cat([g.float().flatten() for g in gs])
+
+    exact = flat_grads("naive", False)
+    err = {m: ((flat_grads(m, True) - exact).norm() / exact.norm()).item() for m in (mode, "naive")}
+    assert 0 < err[mode] <= 1.25 * err["naive"] + 0.01, err
 
 
 def test_invalid_layer_specs():

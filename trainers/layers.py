@@ -6,14 +6,15 @@ modules under the same names, so a SUNN state_dict loads into the GUNN of the sa
 
 GUNN training memory (the paper's Algorithm 1): because every segment is updated exactly once,
 the value a segment held before its update is its value in the layer input. Keeping only the
-input x and the output y therefore lets backward rebuild the state before any update i
-(``cat(y[:, :a], x[:, a:])``), walking the segments in reverse. Modes:
+input x and the output y therefore gives backward the state before any update i: it is
+``cat(y[:, :a], x[:, a:])``, read in its two pieces (trainers/state_conv.py), never copied.
+Backward walks the segments in reverse. Modes:
 
 - ``recompute``: forward keeps no unit activations; backward recomputes one segment at a time.
   Least memory, about one extra forward of compute.
 - ``keep``: each segment keeps its own activations as autograd normally would, except the one
-  tensor it reads (the N-channel state), which backward rebuilds; the first 1x1 convs' gradients
-  are taken against that rebuilt state. Memory about SUNN's, no extra forward (the authors' way).
+  tensor it reads (the N-channel state); the first 1x1 convs' gradients are taken against the
+  state's two pieces. Memory about SUNN's, no extra forward (the authors' way).
 - ``naive``: a fresh copy of the state per segment; the reference the other two are tested on.
 """
 
@@ -25,8 +26,8 @@ from typing import Iterator
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.grad import conv2d_input, conv2d_weight
 
+from trainers.state_conv import state_conv, state_conv_backward
 from trainers.units import SegmentUpdate
 
 GUNN_MODES = ("recompute", "keep", "naive")
@@ -173,7 +174,7 @@ class _GradualUpdate(torch.autograd.Function):
 
     The only ops that read the whole N-channel state are the first unit's conv1 and the
     projection conv; they run as one fused conv outside autograd, and backward takes their
-    input and weight gradients against the rebuilt state directly. The rest of a segment's
+    input gradient (accumulated in place) and weight gradient against the state's two pieces. The rest of a segment's
     graph starts from their output: kept from the forward pass (`keep`) or recomputed one
     segment at a time (`recompute`, with BN statistics frozen so they move once per step).
     """
@@ -182,6 +183,7 @@ class _GradualUpdate(torch.autograd.Function):
     def forward(ctx, x, layer: GUNNLayer, keep: bool, *params):
         y = x.clone()
         graphs = []
+        _, ac_on, ac_dtype = ac = _autocast_state(x)
         for i, seg in enumerate(layer.segments):
             a, b = layer.bounds(i)
             if keep:
@@ -189,8 +191,11 @@ class _GradualUpdate(torch.autograd.Function):
                 graphs.append((new, h0, old))
                 y[:, a:b] = new.detach()
             else:
-                y[:, a:b] = _segment_update(seg, y, x, a, b)
-        ctx.layer, ctx.graphs, ctx.autocast = layer, graphs, _autocast_state(x)
+                # h0 exactly as backward will recompute it (same ops, same rounding), so the
+                # recomputed graph is the forward's even under autocast.
+                h0 = state_conv(y, x, a, _first_conv_weight(seg), ac_dtype if ac_on else None)
+                y[:, a:b] = _segment_from_first_conv(seg, x[:, a:b], h0)
+        ctx.layer, ctx.graphs, ctx.autocast = layer, graphs, ac
         ctx.save_for_backward(x, y)
         return y
 
@@ -199,34 +204,38 @@ class _GradualUpdate(torch.autograd.Function):
         x, y = ctx.saved_tensors
         layer: GUNNLayer = ctx.layer
         dev, ac_on, ac_dtype = ctx.autocast
-        state = y.detach().clone()  # rebuilt backwards, segment by segment
-        g = grad_y.clone()
+        # The state segment i's update read is cat(y[:, :a], x[:, a:]); state_conv works on
+        # the two pieces, so it is never rebuilt and no N-channel temporary is made.
+        g = grad_y.clone(memory_format=torch.channels_last if _is_channels_last(y)
+                         else torch.contiguous_format)
         seg_grads: list[tuple] = [()] * layer.P
         for i in reversed(range(layer.P)):
             a, b = layer.bounds(i)
             seg = layer.segments[i]
-            state[:, a:b] = x[:, a:b]  # the state segment i's update read
+            first, rest = _first_conv_params(seg), _rest_params(seg)
+            w = _first_conv_weight(seg)
             if ctx.graphs:
                 new, h0, old = ctx.graphs[i]
                 ctx.graphs[i] = None  # free this segment's graph as soon as it is used
             else:
+                h0 = state_conv(y, x, a, w, ac_dtype if ac_on else None)
                 with frozen_bn_stats(seg), torch.autocast(dev, dtype=ac_dtype, enabled=ac_on):
-                    new, h0, old = _segment_graph(seg, state, x, a, b)
-            g_new = g[:, a:b].clone().to(new.dtype)
-            first, rest = _first_conv_params(seg), _rest_params(seg)
+                    new, h0, old = _segment_graph_from(seg, h0, x, a, b)
+            g_new = g[:, a:b].to(new.dtype, copy=True)
             grads = torch.autograd.grad(new, (h0, old, *rest), g_new)
             g_h0, g_old = grads[0], grads[1]
-            w = _first_conv_weight(seg).to(g_h0.dtype)
-            st = state.to(g_h0.dtype)
             g[:, a:b] = g_old.to(g.dtype)  # the residual path of the segment itself
-            g += conv2d_input(st.shape, w, g_h0).to(g.dtype)
-            g_w = conv2d_weight(st, w.shape, g_h0)
+            g_w = state_conv_backward(y, x, a, w, g_h0, g)  # adds the state's gradient into g
             first_grads = [gw.to(p.dtype) for gw, p in
                            zip(g_w.split([p.shape[0] for p in first]), first)]
             by_param = dict(zip(map(id, first), first_grads))
             by_param.update(zip(map(id, rest), grads[2:]))
             seg_grads[i] = tuple(by_param[id(p)] for p in seg.parameters())
         return (g, None, None, *[p for gs in seg_grads for p in gs])
+
+
+def _is_channels_last(t: torch.Tensor) -> bool:
+    return not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last)
 
 
 def _segment_update(seg: SegmentUpdate, state: torch.Tensor, x: torch.Tensor, a: int,
@@ -242,8 +251,13 @@ def _segment_graph(seg: SegmentUpdate, state: torch.Tensor, x: torch.Tensor, a: 
     """
     with torch.no_grad():
         h0 = F.conv2d(state, _first_conv_weight(seg))
+    return _segment_graph_from(seg, h0, x, a, b)
+
+
+def _segment_graph_from(seg: SegmentUpdate, h0: torch.Tensor, x: torch.Tensor, a: int, b: int):
+    """The segment's graph from the first conv's output `h0` (made a leaf) and its old value."""
     with torch.enable_grad():
-        h0 = h0.requires_grad_()
+        h0 = h0.detach().requires_grad_()
         old = x[:, a:b].detach().requires_grad_()
         new = _segment_from_first_conv(seg, old, h0)
     return new, h0, old
