@@ -9,6 +9,7 @@ Results go to stdout, status and errors to stderr. A user mistake is one line an
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from pathlib import Path
@@ -238,5 +239,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def run() -> None:
+    """Console-script entry: `main`, then exit without the interpreter's teardown.
+
+    Once main has returned, Ray is shut down and every MLflow write is flushed; what is left
+    is the teardown of torch's, Ray's and grpc's C++ state, 2.5 s here after every search
+    (measured: no Python frame runs in it). A crash still raises and prints its traceback.
+    """
+    code = main()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe (gunn-search ... | head): nothing to keep
+            pass
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -84,54 +84,52 @@ def wait_for_metrics(uri: str, timeout=240):
     raise AssertionError("no trial metrics reached the server")
 
 
-def test_server_outage_is_buffered_and_delivered(tmp_path):
+@pytest.fixture
+def running_search(tmp_path):
+    """An MLflow server and a search logging to it, with its first metrics already arrived."""
     server = Server(tmp_path)
     server.start()
     search = None
     try:
         search = start_search(tmp_path, server.uri)
         wait_for_metrics(server.uri)
-        server.stop()
-        time.sleep(15)  # trials keep training and reporting while the server is down
-        server.start()
-        out, err = search.communicate(timeout=600)
-        assert search.returncode == 0, err[-3000:]
-        assert "buffering" in err and "buffered writes delivered" in err
-
-        client = MlflowClient(server.uri)
-        exp = client.get_experiment_by_name("outage")
-        runs = client.search_runs([exp.experiment_id])
-        parent = [r for r in runs if r.data.tags.get(tr.ROLE_TAG) == "search"]
-        children = [r for r in runs if r.data.tags.get(tr.ROLE_TAG) == "trial"]
-        assert len(parent) == 1 and parent[0].info.status == "FINISHED"
-        assert len(children) == 3
-        for c in children:
-            assert c.data.tags[tr.STATUS_TAG] == "completed"
-            assert c.info.status == "FINISHED"
-            for key in ("val_acc", "train_loss", "lr"):
-                steps = sorted(m.step for m in client.get_metric_history(c.info.run_id, key))
-                assert steps == [1, 2, 3], (key, steps)  # nothing lost, nothing twice
-        arts = {a.path for a in client.list_artifacts(parent[0].info.run_id)}
-        assert "best_config.yaml" in arts and "plots" in arts
+        yield server, search
     finally:
         if search and search.poll() is None:
             search.kill()
         server.stop()
 
 
-def test_server_gone_for_good_search_still_finishes(tmp_path):
-    server = Server(tmp_path)
+def test_server_outage_is_buffered_and_delivered(running_search):
+    server, search = running_search
+    server.stop()
+    time.sleep(15)  # trials keep training and reporting while the server is down
     server.start()
-    search = None
-    try:
-        search = start_search(tmp_path, server.uri)
-        wait_for_metrics(server.uri)
-        server.stop()
-        out, err = search.communicate(timeout=600)
-        assert search.returncode == 0, err[-3000:]
-        assert "best trial:" in out
-        assert "MLflow writes could not be delivered" in err
-    finally:
-        if search and search.poll() is None:
-            search.kill()
-        server.stop()
+    out, err = search.communicate(timeout=600)
+    assert search.returncode == 0, err[-3000:]
+    assert "buffering" in err and "buffered writes delivered" in err
+
+    client = MlflowClient(server.uri)
+    exp = client.get_experiment_by_name("outage")
+    runs = client.search_runs([exp.experiment_id])
+    parent = [r for r in runs if r.data.tags.get(tr.ROLE_TAG) == "search"]
+    children = [r for r in runs if r.data.tags.get(tr.ROLE_TAG) == "trial"]
+    assert len(parent) == 1 and parent[0].info.status == "FINISHED"
+    assert len(children) == 3
+    for c in children:
+        assert c.data.tags[tr.STATUS_TAG] == "completed"
+        assert c.info.status == "FINISHED"
+        for key in ("val_acc", "train_loss", "lr"):
+            steps = sorted(m.step for m in client.get_metric_history(c.info.run_id, key))
+            assert steps == [1, 2, 3], (key, steps)  # nothing lost, nothing twice
+    arts = {a.path for a in client.list_artifacts(parent[0].info.run_id)}
+    assert "best_config.yaml" in arts and "plots" in arts
+
+
+def test_server_gone_for_good_search_still_finishes(running_search):
+    server, search = running_search
+    server.stop()
+    out, err = search.communicate(timeout=600)
+    assert search.returncode == 0, err[-3000:]
+    assert "best trial:" in out
+    assert "MLflow writes could not be delivered" in err
