@@ -49,10 +49,18 @@ depend on the load.
     (0.39x SUNN), keep 997 MB (1.13x); step time recompute 3.02x and keep 2.20x SUNN (NCHW),
     2.11x / 1.93x with --channels-last. Details in benchmarks/RESULTS.md.
 
-    Targets (peak <= 1.0x SUNN, time <= 1.35x SUNN): recompute meets the memory target, keep
-    misses it by 7-16%, and neither meets the time target on this CPU, where the P per-segment
-    1x1 convolutions over the whole N-channel state run at a fraction of the throughput of
-    SUNN's one grouped convolution. See benchmarks/RESULTS.md for the discussion.
+    Session 2 (11:40, load < 2, `--rounds 3`), after the state-reading convs became matrix
+    products on the state's two pieces (trainers/state_conv.py, no N-channel temporaries):
+
+    | layer {240,20,2,1}+proj, b64 | peak step MB | peak / SUNN | step s | time / SUNN |
+    |------------------------------|-------------:|------------:|-------:|------------:|
+    | SUNN (grouped)               |        880.7 |       1.00x |  1.117 |       1.00x |
+    | GUNN recompute (default)     |        141.5 |       0.16x |  1.429 |       1.28x |
+    | GUNN keep                    |        786.9 |       0.89x |  1.084 |       0.97x |
+
+    GUNN-15 peak: recompute 536 MB (0.39x SUNN-15), keep 1,476 MB (1.06x).
+    Targets (peak <= 1.0x SUNN, time <= 1.35x SUNN): met by both modes on this CPU. GPU numbers
+    not measured (no GPU lent). Details in benchmarks/RESULTS.md.
 
 Usage::
 
