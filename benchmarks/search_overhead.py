@@ -33,7 +33,15 @@ What it measures
     wall once epochs take >= 10 s.
 
 Usage
-    python benchmarks/search_overhead.py [--case smoke|long|both] [--train-size 9000] [--keep]
+    python benchmarks/search_overhead.py [--case smoke|long|wide|both|all] [--train-size 9000] [--keep]
+
+Machine and result, session 2 (2026-11-23 12:38, 2-core x86-64 VM, no GPU, load 1.5-2.1, after
+reuse_actors, the per-worker data cache and the os._exit exit; full table in RESULTS.md):
+overhead (a) smoke 48.6 %, (b) long 23.7 %, (c) wide 7.1 % of wall; trial phase alone 21.6 /
+14.5 / 2.0 %; fixed cost about 16 s per search. Target <= 5 %: met within the trial phase of
+(c), not for the whole 5-minute search (needs about 9 minutes of search for the fixed 16 s).
+
+Session 1 result, kept for comparison:
 
 Machine and result (2026-11-23, 2-core x86-64 VM, no GPU, torch 2.14.1+cu130 on CPU, ray 2.60.0,
 mlflow 3.17.2, optuna 5.0.0; the machine was shared with other engineers' test runs, load average
