@@ -156,7 +156,7 @@ def cmd_search(argv: Sequence[str]) -> int:
         address=args.address, resume=args.resume, max_failures=args.max_failures,
         artifact_root=str(Path(DEFAULT_ARTIFACTS).resolve()) if is_local_uri(uri) else None,
         fingerprint=fingerprint)
-    # The outcome is printed as soon as it is known, before Ray shuts down (4-5 s here).
+    # The outcome is printed as soon as it is known, before Ray shuts down.
     run_search(space, opts, on_outcome=lambda out: print_outcome(out, uri))
     return 0
 

@@ -14,8 +14,8 @@ import os
 import socket
 import sys
 from dataclasses import dataclass
-from typing import Callable
 from pathlib import Path
+from typing import Callable
 from urllib.parse import urlparse
 
 from gunn_search import faults
@@ -144,7 +144,8 @@ def build_tuner(space: SearchSpace, opts: SearchOptions, callbacks: list):
     import optuna
     from ray import tune
     from ray.tune.search import ConcurrencyLimiter
-    from ray.tune.search.optuna import OptunaSearch
+
+    from gunn_search.searcher import StoppedAsPrunedOptunaSearch
 
     s = space.search
     trainable = tune.with_resources(
@@ -157,7 +158,8 @@ def build_tuner(space: SearchSpace, opts: SearchOptions, callbacks: list):
     sampler = optuna.samplers.TPESampler(
         seed=s.seed, n_startup_trials=min(10, max(3, s.num_samples // 4)))
     searcher = ConcurrencyLimiter(
-        OptunaSearch(space=define_by_run(space), metric=METRIC, mode=s.mode, sampler=sampler),
+        StoppedAsPrunedOptunaSearch(space=define_by_run(space), metric=METRIC, mode=s.mode,
+                                    sampler=sampler),
         max_concurrent=s.max_concurrent)
     scheduler = ResumableASHA(time_attr="epoch", max_t=space.train.epochs,
                               grace_period=s.grace_period, reduction_factor=s.reduction_factor)

@@ -1,0 +1,30 @@
+"""OptunaSearch that tells Optuna which trials ASHA stopped early.
+
+Ray's OptunaSearch reports every epoch to Optuna (`trial.report(val_acc, iteration)`) but, when a
+trial ends, tells its *last* val_acc as a COMPLETE trial's value, whether it trained all its
+epochs or was cut by ASHA after one. TPE then ranks a configuration seen for one epoch against
+fully trained ones as if both were final. Optuna already has the right treatment for such
+trials: a PRUNED trial ranks below every complete one, deeper-trained first, then by its last
+reported value (optuna's TPE `_split_pruned_trials`). Tune has no switch for this, hence the
+subclass: a trial whose last result is still `running` (it had epochs left) is told PRUNED.
+"""
+
+from __future__ import annotations
+
+from optuna.trial import TrialState
+from ray.tune.search.optuna import OptunaSearch
+
+from gunn_search.trainable import RUNNING
+
+
+class StoppedAsPrunedOptunaSearch(OptunaSearch):
+    """`OptunaSearch` telling trials stopped before their last epoch as PRUNED."""
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
+        stopped_early = (not error and result is not None
+                         and result.get("trial_status") == RUNNING)
+        if not stopped_early or trial_id in self._completed_trials:
+            return super().on_trial_complete(trial_id, result, error)
+        # Optuna takes the last reported intermediate value as the pruned trial's value.
+        self._ot_study.tell(self._ot_trials[trial_id], state=TrialState.PRUNED)
+        self._completed_trials.add(trial_id)
