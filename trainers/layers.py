@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainers.state_conv import state_conv, state_conv_backward
+from trainers.state_conv import memory_format_of, state_conv, state_conv_backward
 from trainers.units import SegmentUpdate
 
 GUNN_MODES = ("recompute", "keep", "naive")
@@ -206,8 +206,7 @@ class _GradualUpdate(torch.autograd.Function):
         dev, ac_on, ac_dtype = ctx.autocast
         # The state segment i's update read is cat(y[:, :a], x[:, a:]); state_conv works on
         # the two pieces, so it is never rebuilt and no N-channel temporary is made.
-        g = grad_y.clone(memory_format=torch.channels_last if _is_channels_last(y)
-                         else torch.contiguous_format)
+        g = grad_y.clone(memory_format=memory_format_of(y))
         seg_grads: list[tuple] = [()] * layer.P
         for i in reversed(range(layer.P)):
             a, b = layer.bounds(i)
@@ -232,10 +231,6 @@ class _GradualUpdate(torch.autograd.Function):
             by_param.update(zip(map(id, rest), grads[2:]))
             seg_grads[i] = tuple(by_param[id(p)] for p in seg.parameters())
         return (g, None, None, *[p for gs in seg_grads for p in gs])
-
-
-def _is_channels_last(t: torch.Tensor) -> bool:
-    return not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last)
 
 
 def _segment_update(seg: SegmentUpdate, state: torch.Tensor, x: torch.Tensor, a: int,

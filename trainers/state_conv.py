@@ -33,6 +33,11 @@ def _rows(t: torch.Tensor, layout: str) -> torch.Tensor:
     return t.permute(0, 2, 3, 1).reshape(-1, t.shape[1])
 
 
+def memory_format_of(y: torch.Tensor) -> torch.memory_format:
+    """The layout `state_conv_backward` needs its running gradient in, for a state like y."""
+    return torch.channels_last if _layout(y) == "nhwc" else torch.contiguous_format
+
+
 def _as_layout(t: torch.Tensor, layout: str) -> torch.Tensor:
     fmt = torch.contiguous_format if layout == "nchw" else torch.channels_last
     return t.contiguous(memory_format=fmt)
