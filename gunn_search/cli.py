@@ -224,7 +224,7 @@ def cmd_export(argv: Sequence[str]) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     quiet_libraries()
     argv = list(sys.argv[1:] if argv is None else argv)
-    from trainers.data import DataError
+    from trainers.config import DataError
     from gunn_search.export import ExportError
     from gunn_search.search import SearchError
     try:

@@ -15,9 +15,10 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 ENV_FAULTS = "GUNN_SEARCH_FAULTS"
 ENV_DIR = "GUNN_SEARCH_FAULT_DIR"
@@ -62,6 +63,7 @@ def step_hook(trial_id: str) -> Callable | None:
     faults = [f for f in json.loads(spec) if f.get("trial", 0) == ordinal]
     if not faults:
         return None
+    import torch  # only in a trial that has faults to inject; the driver never needs it
 
     def hook(epoch: int, step: int, model: torch.nn.Module) -> None:
         for n, f in enumerate(faults):

@@ -7,7 +7,7 @@ import time
 
 from ray import tune
 
-from gunn_search.trainable import METRIC, RUNNING
+from gunn_search.trial_status import METRIC, RUNNING
 
 
 class ProgressCallback(tune.Callback):

@@ -22,7 +22,8 @@ from gunn_search import faults
 from gunn_search import tracking as tr
 from gunn_search.scheduler import ResumableASHA
 from gunn_search.space import SearchSpace, define_by_run, space_fingerprint
-from gunn_search.trainable import METRIC, train_trial
+from gunn_search.trainable import train_trial
+from gunn_search.trial_status import METRIC
 
 STATE_FILE = "gunn_search.json"
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
-from gunn_search.trainable import RUNNING
+from gunn_search.trial_status import RUNNING
 
 
 class StoppedAsPrunedOptunaSearch(OptunaSearch):

@@ -40,7 +40,7 @@ from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Di
                       PrivateAttr, Tag, ValidationError, model_validator)
 
 from trainers.cost import Cost, estimate, layer_cost
-from trainers.networks import NetworkSpec, StageSpec
+from trainers.spec import NetworkSpec, StageSpec
 
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
 

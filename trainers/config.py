@@ -11,7 +11,15 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from trainers.networks import NetworkSpec, model_spec, MODEL_REGISTRY
+from trainers.spec import MODEL_REGISTRY, NetworkSpec, model_spec
+
+
+class DataError(Exception):
+    """User-facing data problem; str(e) is ONE line naming the directory/dataset and the fix.
+
+    Raised by `trainers.data`; defined here, beside ConfigError, so a CLI can catch it without
+    importing torch.
+    """
 
 
 class ConfigError(Exception):

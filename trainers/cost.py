@@ -53,8 +53,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from trainers.layers import GUNN_MODES
-from trainers.networks import NetworkSpec, model_spec
+from trainers.spec import GUNN_MODES, NetworkSpec, model_spec
 
 FLOAT_BYTES = 4  # float32
 INDEX_BYTES = 8  # int64 max-pool indices

@@ -25,6 +25,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from trainers.config import DataError  # defined without torch, for the CLIs
+
 DATASETS = ("cifar10", "cifar100", "synthetic", "digits")
 SPLITS = ("search", "final")
 
@@ -40,10 +42,6 @@ DIGITS_TEST_FRACTION = 0.2
 
 # Probability that the authors' cyclic shift ("Jigsaw" in datasets/transforms.lua) fires at all.
 CYCLIC_SHIFT_P = 2.0 / 3.0
-
-
-class DataError(Exception):
-    """User-facing data problem; str(e) is ONE line naming the directory/dataset and the fix."""
 
 
 @dataclass

@@ -27,10 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from trainers.spec import GUNN_MODES
 from trainers.state_conv import memory_format_of, state_conv, state_conv_backward
 from trainers.units import SegmentUpdate
-
-GUNN_MODES = ("recompute", "keep", "naive")
 
 
 class _SegmentedLayer(nn.Module):
