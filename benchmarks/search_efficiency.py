@@ -24,6 +24,7 @@ What it measures
 
 Usage
     python benchmarks/search_efficiency.py [--seeds 0 1 2] [--num-samples 12] [--epochs 6] [--grace G]
+        [--reduction-factor R] [--schedule cosine|step]
 
 Machine and result: 2026-11-23 (session 2), 2-core x86-64 VM, no GPU, torch 2.14.1+cu130 on CPU,
 ray 2.60.0, optuna 5.0.0, load average 1-2, smoke.yaml as it is now (it learns: bests up to 0.97),
@@ -53,7 +54,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 
-def make_space(seed: int, num_samples: int, epochs: int, grace: int | None = None):
+def make_space(seed: int, num_samples: int, epochs: int, grace: int | None = None,
+               reduction_factor: int | None = None, schedule: str | None = None):
     from gunn_search.space import load_space, parse_space
 
     data = load_space("smoke.yaml").model_dump(mode="json")
@@ -62,6 +64,10 @@ def make_space(seed: int, num_samples: int, epochs: int, grace: int | None = Non
     data["search"].update(num_samples=num_samples, seed=seed)
     if grace is not None:
         data["search"]["grace_period"] = grace
+    if reduction_factor is not None:
+        data["search"]["reduction_factor"] = reduction_factor
+    if schedule is not None:
+        data["train"]["schedule"] = schedule
     return parse_space(data, "search_efficiency")
 
 
@@ -193,6 +199,10 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--fixed-target", type=float, default=0.9)
     ap.add_argument("--grace", type=int, help="ASHA grace period (default: smoke.yaml's)")
+    ap.add_argument("--reduction-factor", type=int,
+                    help="ASHA reduction factor (default: smoke.yaml's, 2)")
+    ap.add_argument("--schedule", choices=["cosine", "step"],
+                    help="lr schedule (default: smoke.yaml's, cosine; the CIFAR spaces use step)")
     ap.add_argument("--json", help="also write the raw results here")
     ap.add_argument("--keep", action="store_true", help="keep Tune's storage directory")
     args = ap.parse_args()
@@ -209,7 +219,8 @@ def main() -> None:
     rows = []
     try:
         for seed in args.seeds:
-            space = make_space(seed, args.num_samples, args.epochs, args.grace)
+            space = make_space(seed, args.num_samples, args.epochs, args.grace,
+                               args.reduction_factor, args.schedule)
             print(f"seed {seed}: ASHA+TPE ... (load {os.getloadavg()[0]:.1f})", file=sys.stderr,
                   flush=True)
             ev_a, wall_a, grid_a = run_asha_tpe(space, storage)

@@ -33,7 +33,7 @@ What it measures
     wall once epochs take >= 10 s.
 
 Usage
-    python benchmarks/search_overhead.py [--case smoke|long|wide|both|all] [--train-size 9000] [--keep]
+    python benchmarks/search_overhead.py [--case smoke|long|wide|wide24|both|all] [--train-size 9000] [--keep]
 
 Machine and result, session 2 (2026-11-23 12:38, 2-core x86-64 VM, no GPU, load 1.5-2.1, after
 reuse_actors, the per-worker data cache and the os._exit exit; full table in RESULTS.md):
@@ -289,8 +289,9 @@ print(json.dumps({"import": t_imp, "data": t_data, "model": t_model}))
 
 
 # (trials, max epochs) of the synthetic cases: "long" is 4 short trials, "wide" a search with
-# ASHA at work (12 trials of up to 6 epochs), long enough for the fixed costs to amortise.
-SYNTHETIC_CASES = {"long": (4, 4), "wide": (12, 6)}
+# ASHA at work (12 trials of up to 6 epochs), long enough for the fixed costs to amortise;
+# "wide24" the same search with twice the trials (about 9 minutes here).
+SYNTHETIC_CASES = {"long": (4, 4), "wide": (12, 6), "wide24": (24, 6)}
 
 
 def run_case(case: str, root: Path, train_size: int) -> dict:
@@ -367,7 +368,7 @@ def table(results: list[dict]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--case", choices=["smoke", "long", "wide", "both", "all"], default="both",
+    ap.add_argument("--case", choices=["smoke", *SYNTHETIC_CASES, "both", "all"], default="both",
                     help="both = smoke and long; all = smoke, long and wide")
     ap.add_argument("--train-size", type=int, default=9000,
                     help="synthetic_train_size of the long case (epochs of >= 10 s)")

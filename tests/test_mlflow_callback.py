@@ -49,3 +49,35 @@ def test_resumed_search_deletes_the_run_of_a_trial_tune_never_saved(tmp_path, ca
     assert deleted[0].data.tags[tr.STATUS_TAG].startswith("abandoned")
     assert "trial t2 was started just before the driver stopped" in capsys.readouterr().err
     assert client.get_run(parent).info.status == "FINISHED"
+
+
+def test_plot_imports_start_only_once_every_trial_is_sampled_and_a_slot_is_free(tmp_path,
+                                                                                 monkeypatch):
+    from gunn_search import mlflow_callback
+
+    started = []
+    monkeypatch.setattr(mlflow_callback, "_import_plotting", lambda: started.append(1))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    exp = client.create_experiment("e", artifact_location=str(tmp_path / "art"))
+    parent = client.create_run(exp, tags={tr.ROLE_TAG: "search"}).info.run_id
+    space = load_space("smoke.yaml")  # 6 samples
+    configs = example_configs(space, n=6, seed=1)
+    cb = MLflowSearchCallback(uri, exp, parent, space, "smoke.yaml")
+
+    def end(trials, t):
+        cb.on_trial_start(0, trials, t)
+        cb.on_trial_complete(0, trials, t)
+        if cb._preloading is not None:
+            cb._preloading.join()
+
+    some = [trial(f"t{i}", c, "RUNNING") for i, c in enumerate(configs[:4])]
+    end(some, some[0])  # more trials to sample: their slot is about to be reused
+    assert started == []
+    pending = some + [trial("t4", configs[4], "RUNNING"), trial("t5", configs[5], "PENDING")]
+    end(pending, pending[0])  # all sampled, one still waiting for a slot
+    assert started == []
+    running = pending[:5] + [trial("t5", configs[5], "RUNNING")]
+    end(running, running[1])
+    end(running, running[2])  # at most once per search
+    assert started == [1]
