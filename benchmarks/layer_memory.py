@@ -86,7 +86,8 @@ import torch.nn.functional as F
 
 from trainers.cost import estimate, layer_cost
 from trainers.layers import GUNNLayer, SUNNLayer
-from trainers.networks import build_model, model_spec
+from trainers.networks import build_model
+from trainers.spec import model_spec
 
 LAYER = dict(N=240, P=20, K=2, M=1, projection=True)
 LAYER_VARIANTS = ["sunn", "sunn_unit", "naive", "recompute", "keep"]

@@ -11,7 +11,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from trainers.cost import Cost, estimate, layer_cost
 from trainers.layers import GUNNLayer, SUNNLayer
-from trainers.networks import NetworkSpec, StageSpec, build_model, model_spec
+from trainers.networks import build_model
+from trainers.spec import NetworkSpec, StageSpec, model_spec
 
 
 def n_params(model: nn.Module) -> int:

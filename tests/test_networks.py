@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from trainers.networks import NetworkSpec, StageSpec, build_model, model_spec
+from trainers.networks import build_model
+from trainers.spec import NetworkSpec, StageSpec, model_spec
 
 
 def n_params(model):

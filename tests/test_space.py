@@ -17,7 +17,8 @@ from gunn_search.space import (SpaceError, contains, dataset_num_classes, define
                                example_configs, load_space, min_costs, network_spec,
                                resolve_space_path, sample_config, space_fingerprint, summarize)
 from trainers.cost import estimate
-from trainers.networks import build_model, gunn15_spec, gunn24_spec
+from trainers.networks import build_model
+from trainers.spec import gunn15_spec, gunn24_spec
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

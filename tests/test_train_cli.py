@@ -210,7 +210,8 @@ def test_registered_model_by_name(tmp_path):
     cfg = write_config(tmp_path, model={"name": "gunn15"})
     c = base_cli.config_from_args(base_cli.build_parser().parse_args(["--config", str(cfg)]))
     spec = c.model.network_spec(10)
-    from trainers.networks import build_model, gunn15_spec
+    from trainers.networks import build_model
+    from trainers.spec import gunn15_spec
     assert spec == gunn15_spec(10)
     model = build_model(spec, gunn_mode=c.model.gunn_mode)
     assert sum(p.numel() for p in model.parameters()) == 1_585_746

@@ -17,9 +17,7 @@ import torch
 from torch import nn
 
 from trainers.layers import GUNNLayer, SUNNLayer
-# The specs live in trainers.spec (no torch); re-exported here, where readers look for them.
-from trainers.spec import (GUNN_MODES, MODEL_REGISTRY, Family, NetworkSpec, StageSpec, Stem,  # noqa: F401
-                           gunn15_spec, gunn18_spec, gunn24_spec, model_spec, wide_gunn18_spec)
+from trainers.spec import GUNN_MODES, NetworkSpec, model_spec
 
 
 class GUNNNet(nn.Module):
