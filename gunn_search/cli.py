@@ -225,8 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     quiet_libraries()
     argv = list(sys.argv[1:] if argv is None else argv)
     from trainers.config import DataError
-    from gunn_search.export import ExportError
-    from gunn_search.search import SearchError
+    from gunn_search.errors import ExportError, SearchError
     try:
         if argv and argv[0] == "export":
             return cmd_export(argv[1:])

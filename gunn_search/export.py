@@ -18,10 +18,7 @@ from mlflow.tracking import MlflowClient
 from trainers.config import ConfigError, TrainConfig, dump_config, parse_config, read_yaml
 
 from gunn_search import tracking as tr
-
-
-class ExportError(Exception):
-    """One line: what could not be exported and why."""
+from gunn_search.errors import ExportError
 
 
 def export_config(cfg: TrainConfig, search_run_id: str = "", trial_run_id: str = "",

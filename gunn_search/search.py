@@ -19,6 +19,7 @@ from typing import Callable
 from urllib.parse import urlparse
 
 from gunn_search import faults
+from gunn_search.errors import SearchError
 from gunn_search import tracking as tr
 from gunn_search.scheduler import ResumableASHA
 from gunn_search.space import SearchSpace, define_by_run, space_fingerprint
@@ -26,10 +27,6 @@ from gunn_search.trainable import train_trial
 from gunn_search.trial_status import METRIC
 
 STATE_FILE = "gunn_search.json"
-
-
-class SearchError(Exception):
-    """A user-facing problem starting or resuming a search; one line."""
 
 
 @dataclass

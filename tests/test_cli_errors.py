@@ -223,3 +223,14 @@ def test_console_script_prints_no_traceback(tmp_path):
     assert res.returncode == 2
     assert res.stderr.strip().count("\n") == 0 and "Traceback" not in res.stderr
     assert res.stdout == ""
+
+
+def test_a_bad_space_is_reported_before_ray_mlflow_or_torch_are_imported(tmp_path):
+    # A typo should answer at once: nothing heavy is imported before the space is valid.
+    bad = space_file(tmp_path, search__num_samples=0)
+    code = ("import sys; from gunn_search import cli; "
+            f"rc = cli.main(['--space', {bad!r}]); "
+            "print(rc, sorted({m.split('.')[0] for m in sys.modules} & {'ray', 'mlflow', 'torch'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "2 []"
+    assert "search.num_samples" in out.stderr
