@@ -73,6 +73,9 @@ class UsageError(Exception):
 def quiet_libraries() -> None:
     """Keep MLflow's and alembic's INFO notes (store creation, migrations) off the terminal."""
     import logging
+    # MLflow sets its loggers' level from this variable when it is imported, overriding a level
+    # set before; the loop below covers an MLflow that is already imported.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     for name in ("mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
 

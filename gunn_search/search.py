@@ -159,6 +159,8 @@ def build_tuner(space: SearchSpace, opts: SearchOptions, callbacks: list):
     if opts.resume:
         # Callbacks, searcher and scheduler come back from the pickled experiment state.
         return tune.Tuner.restore(path, trainable=trainable, resume_errored=True)
+    # Optuna's INFO notes ("A new study created in memory") are noise beside the progress lines.
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     sampler = optuna.samplers.TPESampler(
         seed=s.seed, n_startup_trials=min(10, max(3, s.num_samples // 4)))
     searcher = ConcurrencyLimiter(

@@ -106,14 +106,16 @@ def test_driver_killed_mid_search_resumes_without_duplicates(tmp_path):
     proc = subprocess.Popen([str(BIN / "gunn-search"), "--space", str(space)], cwd=tmp_path,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             start_new_session=True)
-    db = tmp_path / "mlflow.db"
+    # The search's state file is written once its MLflow store and parent run exist; reading the
+    # store before that would race the search's own creation of the schema in a new file.
+    state = tmp_path / "gunn-search-runs" / "space" / "gunn_search.json"
     deadline = time.time() + 300
     try:
         while time.time() < deadline:  # kill once some trials finished and others are mid-way
             time.sleep(1)
             if proc.poll() is not None:
                 pytest.fail("search ended before it could be killed: " + proc.stderr.read().decode()[-2000:])
-            if not db.exists():
+            if not state.exists():
                 continue
             try:
                 _, _, children = runs_of(tmp_path)

@@ -35,6 +35,8 @@ def test_search_prints_result_on_stdout_and_progress_on_stderr(smoke_search):
     assert "mlflow ui --backend-store-uri sqlite:///" in res.stdout
     assert "Configuration for experiment" not in res.stdout  # Ray's banner kept off stdout
     assert "trials" in res.stderr and "best val_acc" in res.stderr
+    # Libraries' INFO notes (MLflow's schema creation, Optuna's new study) stay off the terminal.
+    assert " INFO mlflow" not in res.stderr and "A new study created" not in res.stderr
 
 
 def test_mlflow_holds_one_parent_and_a_child_per_trial(smoke_search):
