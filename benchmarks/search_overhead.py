@@ -35,12 +35,13 @@ What it measures
 Usage
     python benchmarks/search_overhead.py [--case smoke|long|wide|wide24|both|all] [--train-size 9000] [--keep]
 
-Machine and result, session 3 (2026-11-23 17:47-18:05, 2-core x86-64 VM, no GPU, load 0.9-2.0,
-driver without torch, plot imports off the end; full table in RESULTS.md): overhead (c) wide
-7.3 % of 270 s, wide24 6.4 % of 707 s; without the idle tail (the last promoted trial training
-alone, no trial left for the other slot) 5.7 % and 2.4 %. Fixed cost 10-11 s per search (was
-16 s). Target <= 5 % of wall: met by the machinery in the 12-minute search, not by the whole
-wall, whose remainder is ASHA's tail.
+Machine and result, session 3 (2026-11-23 17:47-19:20, 2-core x86-64 VM, no GPU, load 0.9-2.8,
+driver without torch, plot imports off the end; full tables in RESULTS.md): overhead wide 7.3 %
+of 270 s, wide24 6.4 % of 707 s; without the idle tail (the last promoted trial training alone,
+no trial left for the other slot) 5.7 % and 2.4 %. With the MLflow store opened during
+ray.init: wide 6.2 % of 293 s, 4.8 % without the tail. Fixed cost about 10 s per search (was
+16 s). Target <= 5 % of wall: met by the machinery (everything but the tail) in both, not by
+the whole wall, whose remainder is ASHA's tail.
 
 Session 2 (12:38, load 1.5-2.1): overhead (a) smoke 48.6 %, (b) long 23.7 %, (c) wide 7.1 % of
 wall; fixed cost about 16 s per search.
