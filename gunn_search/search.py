@@ -123,9 +123,10 @@ def open_experiment(opts: SearchOptions):
     return client, tr.get_or_create_experiment(client, opts.experiment, root)
 
 
-def start_parent_run(space: SearchSpace, opts: SearchOptions, fingerprint: str, client, exp_id):
-    """Create (or, resuming, reopen) the experiment's parent run; returns its id."""
-    state = read_state(experiment_path(opts)) if opts.resume else None
+def start_parent_run(space: SearchSpace, opts: SearchOptions, fingerprint: str, client, exp_id,
+                     state: dict | None):
+    """Create the experiment's parent run or, resuming (`state` read from the experiment
+    directory), reopen it; returns its id."""
     if state is not None:
         client.update_run(state["parent_run_id"], status="RUNNING")
         return state["parent_run_id"]
@@ -248,7 +249,7 @@ def run_search(space: SearchSpace, opts: SearchOptions,
             f"MLflow at {opts.tracking_uri}")
         try:
             client, exp_id = store.result() if store is not None else open_experiment(opts)
-            parent_id = start_parent_run(space, opts, fingerprint, client, exp_id)
+            parent_id = start_parent_run(space, opts, fingerprint, client, exp_id, state)
         except Exception as e:  # MlflowException, connection errors: the store is unusable
             raise SearchError(f"tracking URI {opts.tracking_uri}: cannot start the search's "
                               f"MLflow run ({tr.first_line(str(e))})") from None
