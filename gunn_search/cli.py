@@ -17,16 +17,14 @@ from typing import Sequence
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # an offline tool sends no telemetry
 
-from gunn_search.space import (SpaceError, example_configs, load_space, parse_space,
-                               space_fingerprint, summarize)
+from trainers.config_errors import ConfigError
 
-DEFAULT_STORE = "mlflow.db"
+from gunn_search.errors import UsageError
+from gunn_search.space import fingerprint, load_space, with_overrides
+from gunn_search.tracking_uri import check_tracking_uri, default_tracking_uri, quiet_libraries
+
 DEFAULT_ARTIFACTS = "mlartifacts"
 DEFAULT_STORAGE = "gunn-search-runs"
-
-
-def default_tracking_uri() -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(DEFAULT_STORE).resolve()}"
 
 
 def search_parser() -> argparse.ArgumentParser:
@@ -36,8 +34,8 @@ def search_parser() -> argparse.ArgumentParser:
                     "(Optuna TPE + ASHA), tracked in MLflow. `gunn-search export -h` for export.")
     p.add_argument("--space", required=True, help="space file, or a bundled name (smoke.yaml)")
     p.add_argument("--num-samples", type=int, help="number of trials (overrides search.num_samples)")
-    p.add_argument("--max-epochs", type=int, help="max epochs per trial (overrides train.epochs)")
-    p.add_argument("--data-dir", help="dataset directory (overrides dataset.data_dir)")
+    p.add_argument("--max-epochs", type=int, help="max epochs per trial (overrides epochs)")
+    p.add_argument("--data-dir", help="dataset directory (overrides data.data_dir)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///./mlflow.db)")
     p.add_argument("--experiment", help="MLflow experiment name (default: the space's name)")
     p.add_argument("--storage", default=DEFAULT_STORAGE,
@@ -46,7 +44,8 @@ def search_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", help="join a Ray cluster: auto, HOST:PORT or ray://HOST:PORT")
     p.add_argument("--gpus-per-trial", type=float, help="GPUs per trial (fractions pack trials)")
     p.add_argument("--cpus-per-trial", type=float, help="CPUs per trial")
-    p.add_argument("--seed", type=int, help="searcher seed (overrides search.seed)")
+    p.add_argument("--seed", type=int, help="the searcher's seed (overrides search.seed; the "
+                                            "trials' training seed is the space's `seed`)")
     p.add_argument("--max-failures", type=int, default=1,
                    help="retries of a failed trial from its last checkpoint (default 1)")
     p.add_argument("--resume", action="store_true", help="continue the search in --storage")
@@ -62,68 +61,38 @@ def export_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-id", help="trial run to export (default: the best trial)")
     p.add_argument("--out", required=True, help="output YAML path")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///./mlflow.db)")
-    p.add_argument("--epochs", type=int, default=300, help="epochs of the full training (300)")
+    p.add_argument("--epochs", type=int,
+                   help="train this many epochs instead of the trial's (the paper: 300)")
+    p.add_argument("--final", action="store_true",
+                   help="train on train + val and report the test set (data.split: final)")
     return p
 
 
-class UsageError(Exception):
-    pass
-
-
-def quiet_libraries() -> None:
-    """Keep MLflow's and alembic's INFO notes (store creation, migrations) off the terminal."""
-    import logging
-    # MLflow sets its loggers' level from this variable when it is imported, overriding a level
-    # set before; the loop below covers an MLflow that is already imported.
-    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
-    for name in ("mlflow", "alembic"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-
-
-def apply_overrides(space, args) -> object:
-    """The space with command-line overrides applied, re-validated like the file."""
-    data = space.model_dump(mode="json")
+def apply_overrides(space, args):
+    """The space with command-line overrides applied, validated like the file."""
+    over = {}
     if args.num_samples is not None:
-        data["search"]["num_samples"] = args.num_samples
+        over["search.num_samples"] = args.num_samples
     if args.max_epochs is not None:
-        data["train"]["epochs"] = args.max_epochs
-        data["search"]["grace_period"] = min(data["search"]["grace_period"], max(1, args.max_epochs))
-    if args.data_dir is not None:
-        data["dataset"]["data_dir"] = args.data_dir
+        over["epochs"] = args.max_epochs
+        over["search.grace_period"] = min(space.search.grace_period, max(1, args.max_epochs))
     if args.gpus_per_trial is not None:
-        data["resources"]["gpus_per_trial"] = args.gpus_per_trial
+        over["resources.gpus_per_trial"] = args.gpus_per_trial
     if args.cpus_per_trial is not None:
-        data["resources"]["cpus_per_trial"] = args.cpus_per_trial
+        over["resources.cpus_per_trial"] = args.cpus_per_trial
     if args.seed is not None:
-        data["search"]["seed"] = args.seed
+        over["search.seed"] = args.seed
     # Relative data dirs are taken from where the user runs the command, not a worker's cwd.
-    data["dataset"]["data_dir"] = str(Path(data["dataset"]["data_dir"]).expanduser().resolve())
-    return parse_space(data, "command line")
-
-
-def check_tracking_uri(uri: str) -> None:
-    from urllib.parse import urlparse
-    scheme = urlparse(uri).scheme
-    if scheme in ("http", "https"):
-        if not urlparse(uri).hostname:
-            raise UsageError(f"--tracking-uri {uri!r}: no host in the URL")
-        # Bound how long one call can block on a server that is down (default: minutes).
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
-    elif scheme == "sqlite":
-        if not uri.startswith("sqlite:///"):
-            raise UsageError(f"--tracking-uri {uri!r}: expected sqlite:///PATH")
-    elif scheme not in ("file", "databricks", "postgresql", "mysql", "mssql"):
-        raise UsageError(f"--tracking-uri {uri!r}: unsupported scheme {scheme or '(none)'!r}; "
-                         "use http(s)://HOST:PORT, sqlite:///PATH or file:///PATH")
+    data_dir = args.data_dir if args.data_dir is not None else space.base.data.data_dir
+    over["data.data_dir"] = str(Path(data_dir).expanduser().resolve())
+    return with_overrides(space, over)
 
 
 def cmd_search(argv: Sequence[str]) -> int:
     args = search_parser().parse_args(argv)
     space = load_space(args.space)
-    space_path = str(Path(space._source).resolve())
-    fingerprint = space_fingerprint(space)
+    space_path = str(Path(space.source).resolve())
+    space_id = fingerprint(space)
     space = apply_overrides(space, args)
     if args.dry_run:
         return dry_run(space)
@@ -158,9 +127,9 @@ def cmd_search(argv: Sequence[str]) -> int:
         space_path=space_path, experiment=experiment, tracking_uri=uri, storage=storage,
         address=args.address, resume=args.resume, max_failures=args.max_failures,
         artifact_root=str(Path(DEFAULT_ARTIFACTS).resolve()) if is_local_uri(uri) else None,
-        fingerprint=fingerprint)
+        fingerprint=space_id)
     # The outcome is printed as soon as it is known, before Ray shuts down.
-    run_search(space, opts, on_outcome=lambda out: print_outcome(out, uri))
+    run_search(space, opts, on_outcome=lambda out: print_outcome(out, uri, space))
     return 0
 
 
@@ -168,24 +137,24 @@ def preflight_data(space) -> None:
     """Load (and, if allowed, download) the dataset once in the driver before Ray starts: a
     missing dataset is a one-line error now, not N failed trials later. Only CIFAR can be
     missing; the bundled digits and the generated synthetic data are skipped (1-2 s saved)."""
-    if space.dataset.name not in ("cifar10", "cifar100"):
+    if space.base.data.name not in ("cifar10", "cifar100"):
         return
     from trainers.loop import load_data
-    from gunn_search.trainable import space_data_config
 
-    load_data(space_data_config(space), "cpu")
+    load_data(space.base.data, "cpu")
 
 
-def print_outcome(out, uri: str) -> None:
+def print_outcome(out, uri: str, space) -> None:
     print(f"search: {out.experiment} ({out.num_trials} trials), MLflow parent run {out.parent_run_id}")
     if out.best_trial_id is None:
         print("best trial: none finished")
         return
     print(f"best trial: {out.best_trial_id}  val_acc {out.best_val_acc:.4f}  run {out.best_run_id}")
     if out.best_config:
-        keys = ["family"] + sorted(k for k in out.best_config if k.startswith("stage")) + \
-               ["lr", "weight_decay", "batch_size", "cost.params", "cost.macs"]
-        print("  " + "  ".join(f"{k}={fmt(out.best_config[k])}" for k in keys if k in out.best_config))
+        keys = [*space.config_paths, "cost.params", "cost.macs"]
+        shown = [k for k in keys if k in out.best_config and (k.startswith("cost.") or k in
+                 space.searched() or k.endswith((".N", ".P")))]
+        print("  " + "  ".join(f"{k}={fmt(out.best_config[k])}" for k in shown))
     uri_flag = "" if uri == default_tracking_uri() else f" --tracking-uri {uri}"
     print(f"export:  gunn-search export --experiment {out.experiment} --out best.yaml{uri_flag}")
     if uri.startswith("sqlite:"):
@@ -197,20 +166,17 @@ def fmt(v) -> str:
 
 
 def dry_run(space) -> int:
+    from gunn_search.space.summary import examples, summarize
+
     print(summarize(space))
-    print("\nexample architectures:")
-    for cfg in example_configs(space, n=5, seed=space.search.seed):
-        stages = " ".join(f"{{{cfg[f'stage{i}.N']},{cfg[f'stage{i}.P']},{cfg[f'stage{i}.K']},"
-                          f"{cfg[f'stage{i}.M']}}}" for i in range(1, len(space.model.stages) + 1))
-        flag = "" if cfg.get("budget_ok", True) else "  [over budget: would be rejected]"
-        print(f"  {cfg['family']} {stages}  lr={cfg['lr']:.3g} wd={cfg['weight_decay']:.3g}  "
-              f"params={cfg['cost.params']:,}  MACs={cfg['cost.macs']:,}{flag}")
+    print("\nexample samples ({N,P} per stage, the other searched values, the price):")
+    print(examples(space))
     return 0
 
 
 def cmd_export(argv: Sequence[str]) -> int:
     args = export_parser().parse_args(argv)
-    if args.epochs < 1:
+    if args.epochs is not None and args.epochs < 1:
         raise UsageError(f"--epochs must be >= 1 (got {args.epochs})")
     uri = args.tracking_uri or default_tracking_uri()
     check_tracking_uri(uri)
@@ -218,7 +184,8 @@ def cmd_export(argv: Sequence[str]) -> int:
         raise UsageError(f"no MLflow store at {uri[len('sqlite:///'):]} (run a search first, "
                          "or pass --tracking-uri)")
     from gunn_search.export import export_run
-    out = export_run(uri, args.experiment, args.out, run_id=args.run_id, epochs=args.epochs)
+    out = export_run(uri, args.experiment, args.out, run_id=args.run_id, epochs=args.epochs,
+                     final=args.final)
     print(f"wrote {out}")
     print(f"train: gunn-train --config {out}")
     return 0
@@ -233,7 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if argv and argv[0] == "export":
             return cmd_export(argv[1:])
         return cmd_search(argv)
-    except (SpaceError, SearchError, ExportError, UsageError, DataError) as e:
+    except (ConfigError, SearchError, ExportError, UsageError, DataError) as e:
         print(f"gunn-search: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -11,3 +11,7 @@ class SearchError(Exception):
 
 class ExportError(Exception):
     """One line: what could not be exported and why."""
+
+
+class UsageError(Exception):
+    """A bad flag or flag combination; one line."""

@@ -1,9 +1,10 @@
 """Export a searched trial as a `gunn-train` config for full training.
 
-The trial's exact search-time config is an artifact of its MLflow run (`train_config.yaml`), so
-the export needs nothing but the tracking store. The export keeps the architecture and the
-searched hyperparameters and switches to the paper's full schedule: 300 epochs, lr / 10 at 50%
-and 75%, training on train + val and reporting the test set.
+The trial's exact config is an artifact of its MLflow run (`train_config.yaml`), so the export
+needs nothing but the tracking store. What it writes is that config as the trial trained it, plus
+a `tracking` section (where to log, and the search and trial it came from): `gunn-train` trains
+it unchanged, and `gunn-search --space` runs it as a one-point search. `--epochs E` and `--final`
+(train on train + val, report the test set) are the two changes a full training asks for.
 """
 
 from __future__ import annotations
@@ -19,21 +20,18 @@ from trainers.config import ConfigError, TrainConfig, dump_config, parse_config,
 
 from gunn_search import tracking as tr
 from gunn_search.errors import ExportError
+from gunn_search.trial_status import parse_status
 
 
 def export_config(cfg: TrainConfig, search_run_id: str = "", trial_run_id: str = "",
-                  epochs: int = 300, experiment: str | None = None,
+                  epochs: int | None = None, final: bool = False, experiment: str | None = None,
                   tracking_uri: str | None = None) -> TrainConfig:
-    """A full-training config from a search trial's config."""
+    """A trial's config with a tracking section (and, when asked, more epochs or the final split)."""
     data = cfg.model_dump(mode="json")
-    data["epochs"] = epochs
-    data["schedule"] = {"kind": "step", "milestones": [0.5, 0.75], "gamma": 0.1,
-                        "warmup_epochs": 0.0}
-    data["data"]["split"] = "final"
-    data["device"] = "auto"
-    data["num_threads"] = None
-    name = safe_name(trial_run_id[:12] or "best")
-    data["out_dir"] = f"runs/{name}"
+    if epochs is not None:
+        data["epochs"] = epochs
+    if final:
+        data["data"]["split"] = "final"
     tags = {}
     if search_run_id:
         tags[tr.SEARCH_TAG] = search_run_id
@@ -60,7 +58,7 @@ def find_best_trial_run(client: MlflowClient, experiment: str) -> tuple[str, str
             [exp.experiment_id], f"tags.`{tr.PARENT_TAG}` = '{parent.info.run_id}'",
             max_results=10000)
         finished = [c for c in children if "val_acc" in c.data.metrics
-                    and not c.data.tags.get(tr.STATUS_TAG, "").startswith(("errored", "non-finite"))]
+                    and _has_result(c.data.tags.get(tr.STATUS_TAG))]
         if finished:
             best = max(finished, key=lambda c: max(
                 m.value for m in client.get_metric_history(c.info.run_id, "val_acc")))
@@ -68,8 +66,13 @@ def find_best_trial_run(client: MlflowClient, experiment: str) -> tuple[str, str
     raise ExportError(f"experiment {experiment!r} has no finished trials to export")
 
 
+def _has_result(tag: str | None) -> bool:
+    status = parse_status(tag)
+    return status is not None and status.has_result
+
+
 def export_run(tracking_uri: str, experiment: str, out: str | Path, run_id: str | None = None,
-               epochs: int = 300) -> Path:
+               epochs: int | None = None, final: bool = False) -> Path:
     """Write the full-training config of `run_id` (default: the best trial) to `out`."""
     client = MlflowClient(tracking_uri)
     try:
@@ -93,7 +96,7 @@ def export_run(tracking_uri: str, experiment: str, out: str | Path, run_id: str 
     except ConfigError as e:
         raise ExportError(str(e)) from None
     full = export_config(cfg, search_run_id=search_id, trial_run_id=run_id, epochs=epochs,
-                         experiment=experiment, tracking_uri=tracking_uri)
+                         final=final, experiment=experiment, tracking_uri=tracking_uri)
     out = Path(out)
     if out.is_dir():
         raise ExportError(f"{out}: is a directory; give a file path such as {out}/best.yaml")

@@ -1,9 +1,10 @@
 """The Tune callback that writes a search to MLflow, in the driver.
 
-Child run per trial: readable params, the trial's train config as an artifact, per-epoch
-metrics (step = epoch) and a final status tag: completed, stopped by ASHA at epoch e,
-errored: <first line>, non-finite loss, oom, rejected by budget. A trial retried after an
-error continues its run. The parent run gets the running best and, at the end, the best
+Child run per trial: its training config's dotted paths as params (the same names and values a
+`gunn-train` run of the exported config logs), that config as the artifact `train_config.yaml`,
+its price (`cost.*`) and per-epoch metrics (step = epoch), and a final status tag (a
+`TrialStatus`: completed, stopped by ASHA, errored, non-finite loss, oom, rejected by budget; the
+epoch or error in their own tags). A trial retried after an error continues its run. The parent run gets the running best and, at the end, the best
 trial's config and the search plots.
 """
 
@@ -20,8 +21,12 @@ from mlflow.tracking import MlflowClient
 from ray import tune
 
 from gunn_search import tracking as tr
-from gunn_search.trainable import trial_train_config
-from gunn_search.trial_status import COMPLETED, METRIC, NONFINITE, OOM, REJECTED, RUNNING
+from gunn_search.space import trial_config
+from gunn_search.space.budget import config_cost, cost_metrics
+from gunn_search.trial_status import METRIC, Kind, TrialStatus
+
+ERROR_TAG = "gunn_search.error"
+STOPPED_AT_TAG = "gunn_search.stopped_at_epoch"
 
 
 class MLflowSearchCallback(tune.Callback):
@@ -82,11 +87,11 @@ class MLflowSearchCallback(tune.Callback):
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         run_id = self._ensure_run(trial)
-        status = result.get("trial_status", RUNNING)
+        status = TrialStatus(result.get("trial_status", TrialStatus.RUNNING))
         self.statuses[trial.trial_id] = status
-        if status in (REJECTED, OOM):
+        if status in (TrialStatus.REJECTED, TrialStatus.OOM):
             if result.get("error"):
-                tr.batch(self.client, run_id, tags={"gunn_search.error": result["error"]})
+                tr.batch(self.client, run_id, tags={ERROR_TAG: result["error"]})
             return
         epoch = int(result.get("epoch", 0))
         if epoch <= self.logged_upto.get(trial.trial_id, 0):
@@ -95,11 +100,11 @@ class MLflowSearchCallback(tune.Callback):
             self.redone[trial.trial_id] = self.redone.get(trial.trial_id, 0) + 1
             tr.batch(self.client, run_id, tags={"gunn_search.epochs_redone": self.redone[trial.trial_id]})
             return
-        keys = [k for k in tr.EPOCH_METRICS if not (status == NONFINITE and k == METRIC)]
+        keys = [k for k in tr.EPOCH_METRICS if not (status == TrialStatus.NONFINITE and k == METRIC)]
         metrics = tr.finite_metrics(result, keys)
         tr.batch(self.client, run_id, metrics=metrics, step=epoch)
         self.histories.setdefault(trial.trial_id, []).append({"epoch": epoch, **metrics})
-        if status != NONFINITE and METRIC in metrics:
+        if status != TrialStatus.NONFINITE and METRIC in metrics:
             self.n_results += 1
             if self.best is None or metrics[METRIC] > self.best:
                 self.best = metrics[METRIC]
@@ -108,20 +113,21 @@ class MLflowSearchCallback(tune.Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         last = trial.last_result or {}
-        status = last.get("trial_status", RUNNING)
-        if status == RUNNING:
-            status = f"stopped by ASHA at epoch {int(last.get('epoch', 0))}"
-        self._finish(trial, status, "FINISHED")
+        status = TrialStatus(last.get("trial_status", TrialStatus.RUNNING))
+        tags = {}
+        if status.kind is Kind.RUNNING:  # it had epochs left: ASHA stopped it
+            status, tags = TrialStatus.STOPPED, {STOPPED_AT_TAG: int(last.get("epoch", 0))}
+        self._finish(trial, status, "FINISHED", tags)
         self._preload_plotting_if_idle(trials)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self._finish(trial, f"errored: {self._error_line(trial)}", "FAILED")
+        self._finish(trial, TrialStatus.ERRORED, "FAILED", {ERROR_TAG: self._error_line(trial)})
         self._preload_plotting_if_idle(trials)
 
     def on_trial_recover(self, iteration, trials, trial, **info):
         run_id = self._ensure_run(trial)
-        tr.batch(self.client, run_id, tags={tr.STATUS_TAG: f"retrying after error: "
-                                                           f"{self._error_line(trial)}"})
+        tr.batch(self.client, run_id, tags={tr.STATUS_TAG: TrialStatus.RETRYING,
+                                            ERROR_TAG: self._error_line(trial)})
 
     def on_experiment_end(self, trials, **info):
         self.finalize(trials)
@@ -151,22 +157,22 @@ class MLflowSearchCallback(tune.Callback):
         # While the store is unreachable this is a placeholder id that queued writes resolve.
         run_id = client.create_run(self.experiment_id, run_name=f"trial-{tid}",
                                    tags={tr.PARENT_TAG: self.parent_run_id, tr.TRIAL_TAG: tid,
-                                         tr.ROLE_TAG: "trial", tr.STATUS_TAG: RUNNING})
+                                         tr.ROLE_TAG: "trial", tr.STATUS_TAG: TrialStatus.RUNNING})
         self.runs[tid] = run_id
-        config = dict(trial.config)
-        tr.batch(client, run_id, params=tr.flat_params(config))
         try:
-            cfg = trial_train_config(self.space, config)
+            cfg = trial_config(self.space, dict(trial.config))
+            tr.batch(client, run_id, params=tr.config_params(cfg),
+                     metrics=cost_metrics(config_cost(cfg)))
             self._log_yaml(run_id, cfg.model_dump(mode="json"), "train_config.yaml")
         except Exception as e:  # never let bookkeeping stop a search
             print(f"gunn-search: could not log trial config: {e}", file=sys.stderr)
         return run_id
 
-    def _finish(self, trial, status: str, mlflow_status: str) -> None:
+    def _finish(self, trial, status: TrialStatus, mlflow_status: str, tags: dict | None = None) -> None:
         run_id = self._ensure_run(trial)
         self.statuses[trial.trial_id] = status
         self.closed.add(trial.trial_id)
-        tr.batch(self.client, run_id, tags={tr.STATUS_TAG: status})
+        tr.batch(self.client, run_id, tags={tr.STATUS_TAG: status, **(tags or {})})
         self.client.call("set_terminated", run_id, mlflow_status)
 
     @staticmethod
@@ -193,6 +199,7 @@ class MLflowSearchCallback(tune.Callback):
         """
         from gunn_search.export import export_config
         from gunn_search.plots import TrialRecord, write_search_plots
+        from gunn_search.space import distributions as dist
 
         client = self.client
         client.flush()
@@ -203,21 +210,23 @@ class MLflowSearchCallback(tune.Callback):
             hist = self._history(t)
             vals = [h[METRIC] for h in hist if METRIC in h]
             value = max(vals) if vals else None
-            records.append(TrialRecord(trial_id=t.trial_id, params=tr.flat_params(dict(t.config)),
+            records.append(TrialRecord(trial_id=t.trial_id, params=self._searched_values(t),
                                        history=hist, status=status, value=value))
-            if value is not None and status != NONFINITE and (best is None or value > best[0]):
+            if value is not None and status.has_result and (best is None or value > best[0]):
                 best = (value, t)
         if best is not None:
             value, t = best
             run_id = client.resolve(self.runs.get(t.trial_id, ""))
-            cfg = export_config(trial_train_config(self.space, dict(t.config)),
-                                search_run_id=self.parent_run_id, trial_run_id=run_id)
+            cfg = export_config(trial_config(self.space, dict(t.config)),
+                                search_run_id=self.parent_run_id, trial_run_id=run_id,
+                                experiment=None, tracking_uri=None)
             self._log_yaml(self.parent_run_id, cfg.model_dump(mode="json"), "best_config.yaml")
             tr.batch(client, self.parent_run_id,
                      tags={"gunn_search.best_trial_id": t.trial_id, "gunn_search.best_run_id": run_id},
                      metrics={"best_val_acc": value}, step=self.n_results + 1)
         try:
-            paths = write_search_plots(records, self._spool() / "plots")
+            dists = {p: dist.to_optuna(d) for p, d in self.space.searched().items()}
+            paths = write_search_plots(records, self._spool() / "plots", distributions=dists)
         except Exception as e:  # plots are a convenience; never fail a finished search on them
             print(f"gunn-search: plots failed: {tr.first_line(str(e))}", file=sys.stderr)
             paths = []
@@ -243,8 +252,7 @@ class MLflowSearchCallback(tune.Callback):
         known = {t.trial_id for t in trials}
         for tid in sorted(set(self.runs) - known):
             run_id = self.runs.pop(tid)
-            tr.batch(self.client, run_id, tags={tr.STATUS_TAG: "abandoned: started just before "
-                                                "the driver stopped, not saved by Tune"})
+            tr.batch(self.client, run_id, tags={tr.STATUS_TAG: TrialStatus.ABANDONED})
             self.client.call("set_terminated", run_id, "KILLED")
             self.client.call("delete_run", run_id)
             print(f"gunn-search: trial {tid} was started just before the driver stopped and was "
@@ -256,10 +264,14 @@ class MLflowSearchCallback(tune.Callback):
         if tid in self.closed:
             return self.statuses[tid]
         if trial.status == "ERROR":
-            self._finish(trial, f"errored: {self._error_line(trial)}", "FAILED")
+            self.on_trial_error(0, [], trial)
         elif trial.status == "TERMINATED":
             self.on_trial_complete(0, [], trial)
-        return self.statuses.get(tid, trial.status.lower())
+        return self.statuses.get(tid, TrialStatus.RUNNING)
+
+    def _searched_values(self, trial) -> dict:
+        """The trial's values of the searched dimensions, as numbers where they are numbers."""
+        return {p: trial.config[p] for p in self.space.searched() if p in trial.config}
 
     def _history(self, trial) -> list[dict]:
         hist = self.histories.get(trial.trial_id, [])

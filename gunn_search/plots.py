@@ -37,6 +37,8 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from gunn_search.trial_status import Kind, parse_status  # noqa: E402
+
 logger = logging.getLogger(__name__)
 
 DPI = 100
@@ -59,23 +61,21 @@ _KIND_STYLE = {  # colour, marker, line style
 @dataclass
 class TrialRecord:
     trial_id: str
-    params: dict = field(default_factory=dict)      # flat: {"family": "gunn", "lr": 0.1, ...}
+    params: dict = field(default_factory=dict)  # searched values by path: {"optim.lr": 0.1, ...}
     history: list[dict] = field(default_factory=list)  # per-epoch metric dicts with "epoch"
-    status: str = "completed"  # "completed", "stopped by ASHA at epoch 3", "errored: ...", ...
+    status: str = "completed"  # a TrialStatus ("completed", "stopped by ASHA", "errored", ...)
     value: float | None = None  # the trial's best metric value, or None
 
 
 # --------------------------------------------------------------------------- helpers
 
 
-def status_kind(status: str | None) -> str:
-    """Map a free-form trial status onto COMPLETED / STOPPED / FAILED."""
-    s = (status or "").strip().lower()
-    if s in ("completed", "complete", "terminated", "finished", "success"):
-        return COMPLETED
-    if any(w in s for w in ("stopped", "pruned", "early", "asha")):
-        return STOPPED
-    return FAILED
+def status_kind(status) -> str:
+    """The plot style of a trial status (a `TrialStatus` or its text): COMPLETED / STOPPED / FAILED."""
+    st = parse_status(str(status) if status is not None else None)
+    if st is None:
+        return FAILED
+    return {Kind.COMPLETED: COMPLETED, Kind.STOPPED: STOPPED}.get(st.kind, FAILED)
 
 
 def _finite(x: Any) -> float | None:
@@ -158,14 +158,20 @@ class _Axis:
         return [(0.0, _fmt(self.low)), (0.5, _fmt(mid)), (1.0, _fmt(self.high))]
 
 
-def _searched_axes(records: list[TrialRecord]) -> list[_Axis]:
-    """The varying, non-derived parameters of `records`, in order of first appearance.
+def _searched_axes(records: list[TrialRecord], distributions: dict | None = None) -> list[_Axis]:
+    """The searched parameters as axes.
 
-    Numeric parameters (all observed values finite ints/floats, bools excluded) become numeric
-    axes (int when all observed values are ints), log-scaled when their positive range spans
-    more than one decade; anything else becomes categorical over the observed values (as strings).
-    Parameters with fewer than two distinct observed values are dropped.
+    With ``distributions`` (Optuna's, by parameter name) each axis follows its distribution: a
+    float or int range is a numeric axis over its bounds, log-scaled when it is sampled on a log
+    scale; a choice of numbers is a numeric axis over the choices; any other choice is
+    categorical, in the order written. Without them they are inferred from the observed values:
+    numeric when all are numbers (log-scaled when the positive range spans more than one
+    decade), else categorical over the observed values as strings. Parameters with fewer than
+    two distinct observed values are dropped either way.
     """
+    if distributions:
+        axes = [_axis_of(name, d, records) for name, d in distributions.items()]
+        return [a for a in axes if a is not None]
     names: list[str] = []
     for r in records:
         for k in (r.params or {}):
@@ -194,6 +200,23 @@ def _searched_axes(records: list[TrialRecord]) -> list[_Axis]:
     return axes
 
 
+def _axis_of(name: str, d, records: list[TrialRecord]) -> _Axis | None:
+    from optuna.distributions import CategoricalDistribution, IntDistribution
+
+    observed = [r.params[name] for r in records if (r.params or {}).get(name) is not None]
+    if len({str(v) for v in observed}) < 2:
+        return None
+    if isinstance(d, CategoricalDistribution):
+        if all(_is_number(c) for c in d.choices):
+            xs = [float(c) for c in d.choices]
+            return _Axis(name, "int" if all(_is_int(c) for c in d.choices) else "float",
+                         min(xs), max(xs), observed=sorted(set(xs)))
+        return _Axis(name, "categorical", choices=[str(c) for c in d.choices])
+    kind = "int" if isinstance(d, IntDistribution) else "float"
+    xs = sorted({float(v) for v in observed if _finite(v) is not None})
+    return _Axis(name, kind, float(d.low), float(d.high), log=bool(d.log), observed=xs)
+
+
 def _valued(records: list[TrialRecord]) -> list[tuple[TrialRecord, float]]:
     out = []
     for r in records:
@@ -206,16 +229,17 @@ def _valued(records: list[TrialRecord]) -> list[tuple[TrialRecord, float]]:
 # --------------------------------------------------------------------------- importances
 
 
-def param_importances(records: list[TrialRecord], maximize: bool = True) -> dict[str, float]:
+def param_importances(records: list[TrialRecord], maximize: bool = True,
+                      distributions: dict | None = None) -> dict[str, float]:
     """Optuna fANOVA importances of the searched params; {} when they cannot be computed.
 
-    Builds an in-memory Optuna study from the trials with a finite value: numeric params get a
-    `FloatDistribution` (`IntDistribution` if all ints) over the observed [min, max], others a
-    `CategoricalDistribution` of the observed values (as strings); constant and derived `cost.*`
-    params are left out. Optuna assesses the params that every such trial has (its intersection
-    search space).
+    Builds an in-memory Optuna study from the trials with a finite value, with the parameters'
+    own distributions when given (numbers stay numbers, log ranges stay log), else: numeric
+    params get a `FloatDistribution` (`IntDistribution` if all ints) over the observed
+    [min, max], others a `CategoricalDistribution` of the observed values (as strings); constant
+    and derived `cost.*` params are left out. Optuna assesses the params that every such trial
+    has (its intersection search space).
     """
-    import optuna
     from optuna.distributions import (
         CategoricalDistribution,
         FloatDistribution,
@@ -225,9 +249,11 @@ def param_importances(records: list[TrialRecord], maximize: bool = True) -> dict
     valued = _valued(records)
     if len(valued) < 2:
         return {}
-    axes = _searched_axes([r for r, _ in valued])
+    axes = _searched_axes([r for r, _ in valued], distributions)
     if not axes:
         return {}
+    if distributions:
+        return _importances(valued, {a.name: distributions[a.name] for a in axes}, maximize)
     dists = {}
     for a in axes:
         if a.kind == "categorical":
@@ -237,25 +263,53 @@ def param_importances(records: list[TrialRecord], maximize: bool = True) -> dict
         else:
             dists[a.name] = FloatDistribution(a.low, a.high)
 
+    records_params = []
+    for r, value in valued:
+        params = {}
+        for a in axes:
+            v = (r.params or {}).get(a.name)
+            if a.kind == "categorical":
+                if v is None:
+                    continue
+                v = str(v)
+            else:
+                v = _finite(v)
+                if v is None:
+                    continue
+                v = int(v) if a.kind == "int" else v
+            params[a.name] = v
+        records_params.append((params, value))
+    return _fanova(records_params, dists, maximize)
+
+
+def _importances(valued, dists: dict, maximize: bool) -> dict[str, float]:
+    """fANOVA over the searched values as sampled (each must lie in its distribution)."""
+    rows = []
+    for r, value in valued:
+        params = {k: r.params[k] for k in dists if _inside(dists[k], (r.params or {}).get(k))}
+        rows.append((params, value))
+    return _fanova(rows, dists, maximize)
+
+
+def _inside(d, v) -> bool:
+    if v is None:
+        return False
+    try:
+        return d._contains(d.to_internal_repr(v))
+    except (ValueError, TypeError):
+        return False
+
+
+def _fanova(rows: list[tuple[dict, float]], dists: dict, maximize: bool) -> dict[str, float]:
+    import optuna
+
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         study = optuna.create_study(direction="maximize" if maximize else "minimize")
-        for r, value in valued:
-            params, ds = {}, {}
-            for a in axes:
-                v = (r.params or {}).get(a.name)
-                if a.kind == "categorical":
-                    if v is None:
-                        continue
-                    v = str(v)
-                else:
-                    v = _finite(v)
-                    if v is None:
-                        continue
-                    v = int(v) if a.kind == "int" else v
-                params[a.name], ds[a.name] = v, dists[a.name]
-            study.add_trial(optuna.trial.create_trial(params=params, distributions=ds, value=value))
+        for params, value in rows:
+            study.add_trial(optuna.trial.create_trial(
+                params=params, distributions={k: dists[k] for k in params}, value=value))
         try:
             imp = optuna.importance.get_param_importances(
                 study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0))
@@ -330,8 +384,8 @@ def plot_optimization_history(records: list[TrialRecord], path: Path, metric: st
 
 
 def plot_param_importances(records: list[TrialRecord], path: Path, metric: str = "val_acc",
-                           maximize: bool = True) -> Path | None:
-    imp = param_importances(records, maximize=maximize)
+                           maximize: bool = True, distributions: dict | None = None) -> Path | None:
+    imp = param_importances(records, maximize=maximize, distributions=distributions)
     if not imp:
         return None
     items = sorted(imp.items(), key=lambda kv: kv[1])  # least important at the bottom
@@ -352,11 +406,11 @@ def plot_param_importances(records: list[TrialRecord], path: Path, metric: str =
 
 
 def plot_parallel_coordinates(records: list[TrialRecord], path: Path, metric: str = "val_acc",
-                              maximize: bool = True) -> Path | None:
+                              maximize: bool = True, distributions: dict | None = None) -> Path | None:
     valued = _valued(records)
     if len(valued) < 2:
         return None
-    axes = _searched_axes([r for r, _ in valued])
+    axes = _searched_axes([r for r, _ in valued], distributions)
     if not axes:
         return None
     n = len(axes)
@@ -457,12 +511,14 @@ def plot_learning_curves(records: list[TrialRecord], path: Path, metric: str = "
 
 
 def write_search_plots(records: list[TrialRecord], out_dir: str | Path, metric: str = "val_acc",
-                       *, maximize: bool | None = None) -> list[Path]:
+                       *, maximize: bool | None = None,
+                       distributions: dict | None = None) -> list[Path]:
     """Write the search plots that `records` support into `out_dir`; return their paths.
 
     `maximize` defaults to True unless `metric` looks like a loss/error. A plot the records
     cannot support is skipped; an unexpected failure in one plot is logged and skipped too, so
-    the others are still written.
+    the others are still written. ``distributions`` (Optuna's, by parameter name) give the
+    searched parameters' axes their type, bounds and log scale.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -475,8 +531,10 @@ def write_search_plots(records: list[TrialRecord], out_dir: str | Path, metric: 
                      (plot_parallel_coordinates, PARALLEL_FILE),
                      (plot_learning_curves, CURVES_FILE)):
         before = set(plt.get_fignums())
+        extra = ({"distributions": distributions}
+                 if fn in (plot_param_importances, plot_parallel_coordinates) else {})
         try:
-            p = fn(records, out / name, metric=metric, maximize=maximize)
+            p = fn(records, out / name, metric=metric, maximize=maximize, **extra)
         except Exception:  # a plot is a by-product; never lose the others to one
             logger.warning("search plot %s failed", name, exc_info=True)
             for num in set(plt.get_fignums()) - before:  # only the figure(s) it left open

@@ -7,7 +7,7 @@ import time
 
 from ray import tune
 
-from gunn_search.trial_status import METRIC, RUNNING
+from gunn_search.trial_status import METRIC, Kind, TrialStatus
 
 
 class ProgressCallback(tune.Callback):
@@ -44,8 +44,8 @@ class ProgressCallback(tune.Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self.running.discard(trial.trial_id)
-        last = (trial.last_result or {}).get("trial_status", RUNNING)
-        if last == RUNNING:
+        last = TrialStatus((trial.last_result or {}).get("trial_status", TrialStatus.RUNNING))
+        if last.kind is Kind.RUNNING:  # epochs left: ASHA stopped it
             self.stopped += 1
         else:
             self.done += 1

@@ -23,9 +23,9 @@ from gunn_search import faults
 from gunn_search.errors import SearchError
 from gunn_search import tracking as tr
 from gunn_search.scheduler import ResumableASHA
-from gunn_search.space import SearchSpace, define_by_run, space_fingerprint
+from gunn_search.space import Space, define_by_run, fingerprint as space_fingerprint
 from gunn_search.trainable import train_trial
-from gunn_search.trial_status import METRIC
+from gunn_search.trial_status import METRIC, TrialStatus
 
 STATE_FILE = "gunn_search.json"
 
@@ -123,7 +123,7 @@ def open_experiment(opts: SearchOptions):
     return client, tr.get_or_create_experiment(client, opts.experiment, root)
 
 
-def start_parent_run(space: SearchSpace, opts: SearchOptions, fingerprint: str, client, exp_id,
+def start_parent_run(space: Space, opts: SearchOptions, fingerprint: str, client, exp_id,
                      state: dict | None):
     """Create the experiment's parent run or, resuming (`state` read from the experiment
     directory), reopen it; returns its id."""
@@ -133,19 +133,19 @@ def start_parent_run(space: SearchSpace, opts: SearchOptions, fingerprint: str, 
     run = client.create_run(exp_id, run_name=f"search-{tr_safe(opts.experiment)}",
                             tags={tr.ROLE_TAG: "search", "gunn_search.fingerprint": fingerprint,
                                   "gunn_search.space": Path(opts.space_path).name})
-    s = space.search
-    tr.batch(tr.BufferedClient(client), run.info.run_id, params={
-        "num_samples": s.num_samples, "seed": s.seed, "max_concurrent": s.max_concurrent,
-        "grace_period": s.grace_period, "reduction_factor": s.reduction_factor,
-        "metric": s.metric, "mode": s.mode, "max_epochs": space.train.epochs,
-        "dataset": space.dataset.name, "cpus_per_trial": space.resources.cpus_per_trial,
-        "gpus_per_trial": space.resources.gpus_per_trial, "max_failures": opts.max_failures,
-        "searcher": "optuna-tpe", "scheduler": "asha"})
+    # The search's settings under their space-file paths; `search.seed` seeds the searcher,
+    # `seed` the trials' training (each trial's run logs its own).
+    params = {f"{section}.{k}": v for section in ("search", "resources", "budget")
+              for k, v in getattr(space, section).model_dump(mode="json").items() if v is not None}
+    params.update({"seed": space.base.seed, "data.name": space.base.data.name,
+                   "max_epochs": space.max_epochs, "max_failures": opts.max_failures,
+                   "searcher": "optuna-tpe", "scheduler": "asha"})
+    tr.batch(tr.BufferedClient(client), run.info.run_id, params=params)
     client.log_artifact(run.info.run_id, opts.space_path)
     return run.info.run_id
 
 
-def build_tuner(space: SearchSpace, opts: SearchOptions, callbacks: list):
+def build_tuner(space: Space, opts: SearchOptions, callbacks: list):
     import optuna
     from ray import tune
     from ray.tune.search import ConcurrencyLimiter
@@ -168,7 +168,7 @@ def build_tuner(space: SearchSpace, opts: SearchOptions, callbacks: list):
         StoppedAsPrunedOptunaSearch(space=define_by_run(space), metric=METRIC, mode=s.mode,
                                     sampler=sampler),
         max_concurrent=s.max_concurrent)
-    scheduler = ResumableASHA(time_attr="epoch", max_t=space.train.epochs,
+    scheduler = ResumableASHA(time_attr="epoch", max_t=space.max_epochs,
                               grace_period=s.grace_period, reduction_factor=s.reduction_factor)
     return tune.Tuner(
         trainable,
@@ -184,14 +184,14 @@ def build_tuner(space: SearchSpace, opts: SearchOptions, callbacks: list):
     )
 
 
-def run_search(space: SearchSpace, opts: SearchOptions,
+def run_search(space: Space, opts: SearchOptions,
                on_outcome: Callable[[SearchOutcome], None] | None = None) -> SearchOutcome:
     """Run (or resume) a search to the end; MLflow holds everything it did.
 
     `on_outcome` gets the outcome as soon as it is known, before Ray shuts down.
     """
     # Tune writes its experiment state every ~10 s by default; a driver killed inside that
-    # window reruns finished trials on resume (RUNTIME-NOTES). Write it every second instead.
+    # window reruns finished trials on resume (docs/runtime.md). Write it every second instead.
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
     import ray
     from ray import tune
@@ -245,7 +245,7 @@ def run_search(space: SearchSpace, opts: SearchOptions,
         raise
     try:
         log(f"{'resuming' if opts.resume else 'starting'} search {opts.experiment!r}: "
-            f"{space.search.num_samples} trials, up to {space.train.epochs} epochs each, "
+            f"{space.search.num_samples} trials, up to {space.max_epochs} epochs each, "
             f"MLflow at {opts.tracking_uri}")
         try:
             client, exp_id = store.result() if store is not None else open_experiment(opts)
@@ -282,11 +282,11 @@ def outcome(results, opts: SearchOptions, parent_id: str, client) -> SearchOutco
         best = None
     if best is not None and best.metrics_dataframe is not None:
         df = best.metrics_dataframe
-        statuses = set(df.get("trial_status", []))
-        if not statuses & {"rejected by budget", "oom", "non-finite loss"}:
+        statuses = {TrialStatus(s) for s in df.get("trial_status", [])}
+        if all(s.has_result for s in statuses):
             best_id = best.metrics.get("trial_id")
             best_acc = float(df[METRIC].max())
-            best_cfg = {k: v for k, v in best.config.items() if k in tr.flat_params(best.config)}
+            best_cfg = dict(best.config)
     if best_id is not None:
         try:
             runs = tr.child_runs(client, client.get_run(parent_id).info.experiment_id, parent_id)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
-from gunn_search.trial_status import RUNNING
+from gunn_search.trial_status import Kind, TrialStatus
 
 
 class StoppedAsPrunedOptunaSearch(OptunaSearch):
@@ -22,7 +22,7 @@ class StoppedAsPrunedOptunaSearch(OptunaSearch):
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
         stopped_early = (not error and result is not None
-                         and result.get("trial_status") == RUNNING)
+                         and TrialStatus(result.get("trial_status", TrialStatus.COMPLETED)).kind is Kind.RUNNING)
         if not stopped_early or trial_id in self._completed_trials:
             return super().on_trial_complete(trial_id, result, error)
         # Optuna takes the last reported intermediate value as the pruned trial's value.

@@ -12,7 +12,6 @@ into the search.
 from __future__ import annotations
 
 import math
-import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from typing import Any, Callable
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+
 
 ROLE_TAG = "gunn_search.role"
 TRIAL_TAG = "gunn_search.trial_id"
@@ -116,16 +116,23 @@ class BufferedClient:
             self.warned = False
 
 
-_RAW_SAMPLED = re.compile(r"^stage\d+\.(n|P_N\d+)$")
+def config_params(cfg) -> dict[str, str]:
+    """The MLflow params of a training config: its dotted paths (`model.stages.0.N`, `optim.lr`)
+    and values, the same for a search trial and for `gunn-train` of its exported config."""
+    out: dict[str, str] = {}
 
+    def walk(prefix: str, v):
+        if isinstance(v, dict):
+            for k, x in v.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), x)
+        elif isinstance(v, list) and v and isinstance(v[0], dict):
+            for i, x in enumerate(v):
+                walk(f"{prefix}.{i}", x)
+        elif v is not None:
+            out[prefix] = str(v)
 
-def flat_params(config: dict) -> dict[str, str]:
-    """The readable parameters of a trial: the resolved architecture and hyperparameters.
-
-    The sampler's raw names (the segment width `stage1.n`, the N-dependent `stage1.P_N240`)
-    are left out: the resolved `stage{i}.N/P/K/M` say the same thing.
-    """
-    return {k: str(v) for k, v in sorted(config.items()) if not _RAW_SAMPLED.match(k)}
+    walk("", cfg.model_dump(mode="json", exclude={"tracking"}))
+    return out
 
 
 def first_line(text: str) -> str:
@@ -149,10 +156,13 @@ def finite_metrics(result: dict, keys=EPOCH_METRICS) -> dict[str, float]:
 def batch(client: BufferedClient, run_id: str, metrics: dict | None = None, step: int = 0,
           params: dict | None = None, tags: dict | None = None) -> None:
     now = int(time.time() * 1000)
+    params = [Param(k, str(v)[:6000]) for k, v in (params or {}).items()]
+    # MLflow takes at most 100 params in one log_batch; a config has about 50.
+    for i in range(100, len(params), 100):
+        client.call("log_batch", run_id, params=params[i:i + 100])
     client.call("log_batch", run_id,
                 metrics=[Metric(k, v, now, step) for k, v in (metrics or {}).items()],
-                params=[Param(k, str(v)[:6000]) for k, v in (params or {}).items()],
-                tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()])
+                params=params[:100], tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()])
 
 
 def child_runs(client: MlflowClient, experiment_id: str, parent_run_id: str) -> dict[str, str]:

@@ -17,26 +17,9 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # an offline tool sen
 from trainers import cli as base
 from trainers.config import TrainConfig
 
-from gunn_search import tracking as tr
-from gunn_search.cli import quiet_libraries
-
-
-def flat_config(cfg: TrainConfig) -> dict[str, str]:
-    """Readable MLflow params of a training config (model.stages.0.N, optim.lr, ...)."""
-    out: dict[str, str] = {}
-
-    def walk(prefix: str, v):
-        if isinstance(v, dict):
-            for k, x in v.items():
-                walk(f"{prefix}.{k}" if prefix else str(k), x)
-        elif isinstance(v, list) and v and isinstance(v[0], dict):
-            for i, x in enumerate(v):
-                walk(f"{prefix}.{i}", x)
-        elif v is not None:
-            out[prefix] = str(v)
-
-    walk("", cfg.model_dump(mode="json", exclude={"tracking"}))
-    return out
+from gunn_search.errors import UsageError
+from gunn_search.trial_status import TrialStatus
+from gunn_search.tracking_uri import check_tracking_uri, quiet_libraries
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -52,7 +35,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             _, result = base.run(args)
             print(json.dumps(base.summary(cfg, result), indent=2))
             return 0 if result.status in ("completed", "stopped") else 1
-        from gunn_search.cli import UsageError, check_tracking_uri
         try:
             check_tracking_uri(uri)
         except UsageError as e:
@@ -66,6 +48,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run_tracked(args, cfg: TrainConfig, uri: str) -> int:
     from mlflow.tracking import MlflowClient
 
+    from gunn_search import tracking as tr
+    from gunn_search.space.budget import config_cost, cost_metrics
+
     client = tr.BufferedClient(MlflowClient(uri))
     experiment = args.experiment or (cfg.tracking.experiment if cfg.tracking else None) or "gunn-train"
     exp_id = tr.get_or_create_experiment(client.client, experiment, None)
@@ -74,7 +59,8 @@ def run_tracked(args, cfg: TrainConfig, uri: str) -> int:
     run = client.client.create_run(exp_id, run_name=f"train-{cfg.model.name or 'searched'}",
                                    tags=tags)
     run_id = run.info.run_id
-    tr.batch(client, run_id, params=flat_config(cfg))
+    # The same param names and values as the search trial this config came from.
+    tr.batch(client, run_id, params=tr.config_params(cfg), metrics=cost_metrics(config_cost(cfg)))
     print(f"gunn-train: MLflow run {run_id} in experiment {experiment!r} at {uri}",
           file=sys.stderr, flush=True)
 
@@ -87,7 +73,8 @@ def run_tracked(args, cfg: TrainConfig, uri: str) -> int:
     try:
         _, result = base.run(args, on_epoch=on_epoch)
     except BaseException as e:
-        tr.batch(client, run_id, tags={tr.STATUS_TAG: f"errored: {tr.first_line(str(e) or type(e).__name__)}"})
+        tr.batch(client, run_id, tags={tr.STATUS_TAG: TrialStatus.ERRORED,
+                                       "gunn_search.error": tr.first_line(str(e) or type(e).__name__)})
         client.call("set_terminated", run_id, "FAILED")
         raise
     final = result.final

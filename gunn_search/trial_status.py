@@ -1,14 +1,58 @@
-"""The metric a search optimises and the `trial_status` values a trial reports.
+"""The metric a search optimises and the status of a trial, as data.
 
-Kept apart from `gunn_search.trainable` so the driver (callbacks, searcher, progress) can name
-them without importing torch.
+A trial's status is one `TrialStatus`; its `kind` (completed, stopped early, failed, rejected,
+running) is what the plots, the progress line, the export and the searcher decide on. MLflow
+holds the status in the tag `gunn_search.status`; the details go in their own tags
+(`gunn_search.stopped_at_epoch`, `gunn_search.error`). Kept apart from `gunn_search.trainable`
+so the driver can name them without importing torch.
 """
+
+from enum import StrEnum
 
 METRIC = "val_acc"
 
-# trial_status values reported by the trainable (the others are decided in the driver)
-RUNNING = "running"
-COMPLETED = "completed"
-REJECTED = "rejected by budget"
-NONFINITE = "non-finite loss"  # == trainers.loop.STATUS_NONFINITE (tests/test_trainable.py)
-OOM = "oom"
+
+class Kind(StrEnum):
+    RUNNING = "running"
+    COMPLETED = "completed"
+    STOPPED = "stopped early"
+    FAILED = "failed"
+    REJECTED = "rejected"
+
+
+class TrialStatus(StrEnum):
+    RUNNING = "running"
+    RETRYING = "retrying after error"
+    COMPLETED = "completed"
+    STOPPED = "stopped by ASHA"
+    ERRORED = "errored"
+    NONFINITE = "non-finite loss"  # == trainers.loop.STATUS_NONFINITE (tests/test_trainable.py)
+    OOM = "oom"
+    REJECTED = "rejected by budget"
+    ABANDONED = "abandoned"  # started just before a killed driver stopped, never saved by Tune
+
+    @property
+    def kind(self) -> Kind:
+        return _KIND[self]
+
+    @property
+    def has_result(self) -> bool:
+        """Whether the trial's val_acc is a real measurement (a candidate for the best)."""
+        return self.kind in (Kind.COMPLETED, Kind.STOPPED, Kind.RUNNING)
+
+
+_KIND = {
+    TrialStatus.RUNNING: Kind.RUNNING, TrialStatus.RETRYING: Kind.RUNNING,
+    TrialStatus.COMPLETED: Kind.COMPLETED, TrialStatus.STOPPED: Kind.STOPPED,
+    TrialStatus.ERRORED: Kind.FAILED, TrialStatus.NONFINITE: Kind.FAILED,
+    TrialStatus.OOM: Kind.FAILED, TrialStatus.ABANDONED: Kind.FAILED,
+    TrialStatus.REJECTED: Kind.REJECTED,
+}
+
+
+def parse_status(text: str | None) -> TrialStatus | None:
+    """The status of a tag or result value; None for text that is no status."""
+    try:
+        return TrialStatus(text)
+    except ValueError:
+        return None

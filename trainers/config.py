@@ -11,7 +11,15 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from trainers.config_errors import ConfigError, read_yaml, validation_error
 from trainers.spec import MODEL_REGISTRY, NetworkSpec, model_spec
+
+__all__ = ["ConfigError", "DataError", "TrainConfig", "load_config", "parse_config", "dump_config",
+           "read_yaml", "num_classes"]
+
+
+DATASETS = {"cifar10": 10, "cifar100": 100, "digits": 10, "synthetic": None}  # name -> classes
+DatasetName = Literal["cifar10", "cifar100", "digits", "synthetic"]
 
 
 class DataError(Exception):
@@ -20,10 +28,6 @@ class DataError(Exception):
     Raised by `trainers.data`; defined here, beside ConfigError, so a CLI can catch it without
     importing torch.
     """
-
-
-class ConfigError(Exception):
-    """A bad config file or value; str() is one line naming the file and field."""
 
 
 class _Strict(BaseModel):
@@ -79,16 +83,16 @@ class ModelConfig(_Strict):
 
 
 class DataConfig(_Strict):
-    name: Literal["cifar10", "cifar100", "synthetic", "digits"] = "synthetic"
+    name: DatasetName = "synthetic"
     data_dir: str = "data"
     split: Literal["search", "final"] = "search"
     val_fraction: float = Field(default=0.1, gt=0.0, lt=1.0)
-    download: bool = False
+    download: bool = False  # never fetch from the network unless asked
     split_seed: int = 0  # fixes the train/val split and synthetic data, the same for every trial
     synthetic_train_size: int = Field(default=2000, ge=10)
     synthetic_test_size: int = Field(default=500, ge=10)
     synthetic_num_classes: Literal[10, 100] = 10
-    cyclic_shift: bool = False  # the authors' extra augmentation (PAPER-NOTES)
+    cyclic_shift: bool = False  # the authors' extra augmentation (docs/paper.md)
     flip: bool | None = None  # horizontal flips; default: on, except for digits (not mirror-symmetric)
 
 
@@ -139,45 +143,6 @@ class TrainConfig(_Strict):
         return self
 
 
-def format_validation_error(err: ValidationError, source: str) -> str:
-    """First pydantic error as one line: `source: field.path: message`."""
-    e = err.errors()[0]
-    loc = ""
-    for part in e["loc"]:
-        loc += f"[{part}]" if isinstance(part, int) else (f".{part}" if loc else str(part))
-    msg = e["msg"]
-    if e["type"] == "extra_forbidden":
-        msg = "unknown key"
-    elif e["type"] == "missing":
-        msg = "required field is missing"
-    elif "input" in e and e["type"] not in ("value_error",) and not isinstance(e["input"], dict):
-        msg = f"{msg} (got {e['input']!r})"
-    msg = msg.replace("Value error, ", "")
-    return f"{source}: {loc}: {msg}" if loc else f"{source}: {msg}"
-
-
-def read_yaml(path: str | Path) -> dict:
-    """A YAML mapping from a file, with safe_load only; ConfigError on any problem."""
-    p = Path(path)
-    try:
-        text = p.read_text()
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: no such file") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{p}: cannot read: {e.__class__.__name__}: {e}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        where = getattr(e, "problem_mark", None)
-        line = f"line {where.line + 1}: " if where is not None else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ConfigError(f"{p}: {line}invalid YAML: {problem}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{p}: expected a mapping of settings at the top level, "
-                          f"got {type(data).__name__}")
-    return data
-
-
 def load_config(path: str | Path) -> TrainConfig:
     """Read and validate a `gunn-train` YAML config."""
     return parse_config(read_yaml(path), str(path))
@@ -187,7 +152,12 @@ def parse_config(data: dict, source: str = "config") -> TrainConfig:
     try:
         return TrainConfig.model_validate(data)
     except ValidationError as e:
-        raise ConfigError(format_validation_error(e, source)) from None
+        raise validation_error(e, source, TrainConfig) from None
+
+
+def num_classes(d: DataConfig) -> int:
+    """The number of classes of a dataset config."""
+    return d.synthetic_num_classes if d.name == "synthetic" else DATASETS[d.name]
 
 
 def dump_config(cfg: TrainConfig, path: str | Path) -> None:

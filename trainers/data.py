@@ -25,9 +25,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from trainers.config import DATASETS as _DATASET_CLASSES
 from trainers.config import DataError  # defined without torch, for the CLIs
 
-DATASETS = ("cifar10", "cifar100", "synthetic", "digits")
+DATASETS = tuple(_DATASET_CLASSES)  # one list, in trainers.config
 SPLITS = ("search", "final")
 
 # The authors' constants (datasets/cifar10.lua: "computed from entire CIFAR-10 training set"); their

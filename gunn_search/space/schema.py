@@ -1,0 +1,375 @@
+"""The schema of a space file: a `gunn-train` config whose values may be distributions.
+
+    model: {family: {choice: [gunn, sunn]}, stages: [{n: {choice: [8, 12]}, P: {low: 10, high: 30}}]}
+    optim: {lr: {low: 0.02, high: 0.3, log: true}, momentum: {low: 0.8, high: 0.95}}
+    epochs: 30
+    search: {num_samples: 32}          # the search-only sections: name, search, resources, budget
+
+`parse_space` splits the file into the training config with every distribution replaced by one of
+its values (validated by `TrainConfig` itself, so defaults and checks live in one place) and the
+distributions by dotted path. A distribution's values are checked by the key's own validator.
+Stages may give the segment width `n` instead of `N` (N = n * P): then every sample is a valid layer.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import hashlib
+import json
+import typing
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from trainers.config import StageConfig, TrainConfig, parse_config
+from trainers.config_errors import (ConfigError, core_type, describe_error, unknown_key,
+                                    validation_error)
+
+from gunn_search.space import distributions as dist
+from gunn_search.space.distributions import Choice, Distribution, Range
+
+# Architecture ranges are enumerated (validity, budget); keep them to a sane size.
+MAX_RANGE_VALUES = 4096
+# Keys that say where a trial runs, not what it trains: the search sets them for each trial.
+PLACEMENT_KEYS = ("device", "out_dir", "num_threads")
+# Keys of the space format before it was one with the training config, and where they went.
+OLD_KEYS = {
+    "dataset": "the section is now `data`, as in a gunn-train config",
+    "train": "its keys are now top-level (epochs, batch_size), in `schedule` (kind, "
+             "warmup_epochs), `optim` (nesterov) and `data` (cyclic_shift)",
+    "lr": "now `optim.lr`", "weight_decay": "now `optim.weight_decay`",
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SearchSettings(_Strict):
+    num_samples: int = Field(default=32, ge=1)
+    seed: int = Field(default=0, ge=0)  # the searcher's; trials train with the config's `seed`
+    max_concurrent: int = Field(default=4, ge=1)
+    grace_period: int = Field(default=2, ge=1)  # ASHA: epochs every trial gets
+    reduction_factor: int = Field(default=3, ge=2)  # ASHA: 1/rf of a rung goes on
+    metric: Literal["val_acc"] = "val_acc"
+    mode: Literal["max"] = "max"
+
+
+class Resources(_Strict):
+    cpus_per_trial: float = Field(default=1.0, gt=0.0)
+    gpus_per_trial: float = Field(default=0.0, ge=0.0)
+
+
+class Budget(_Strict):
+    max_params: int | None = Field(default=None, ge=1)
+    max_macs: int | None = Field(default=None, ge=1)
+
+
+class SearchSections(_Strict):
+    name: str | None = Field(default=None, min_length=1)  # MLflow experiment (default: file stem)
+    search: SearchSettings = Field(default_factory=SearchSettings)
+    resources: Resources = Field(default_factory=Resources)
+    budget: Budget = Field(default_factory=Budget)
+
+
+@dataclass(frozen=True, eq=False)
+class Space:
+    """A validated space. Picklable: Tune ships it to every trial."""
+
+    name: str | None
+    base: TrainConfig  # every distribution at one of its values
+    dims: dict[str, Distribution]  # by dotted path; each stage's width (n or N) and P always
+    stage_forms: tuple[str, ...]  # per stage: "n" (N = n * P) or "N"
+    search: SearchSettings
+    resources: Resources
+    budget: Budget
+    data: dict  # the mapping it was parsed from
+    source: str | None = None
+
+    def searched(self) -> dict[str, Distribution]:
+        """The dimensions with more than one value, by dotted path."""
+        return {p: d for p, d in self.dims.items() if dist.is_searched(d)}
+
+    def values_at(self, path: str) -> list:
+        """Every value the key at ``path`` takes in the space (a float range: its end points)."""
+        if path in self.dims:
+            return dist.values(self.dims[path])
+        return [get_path(self.base.model_dump(mode="python"), path)]
+
+    @property
+    def max_epochs(self) -> int:
+        return max(self.values_at("epochs"))
+
+    @property
+    def config_paths(self) -> list[str]:
+        """The dotted paths a sample sets in the training config."""
+        paths = [p for p in self.dims if not p.endswith(".n")]
+        for i in range(len(self.stage_forms)):
+            paths += [f"model.stages.{i}.N"] if f"model.stages.{i}.N" not in paths else []
+        return paths
+
+
+def parse_space(data: dict, source: str = "space") -> Space:
+    """Validate a parsed space file; ConfigError (``source: field: problem``) on any problem."""
+    data = copy.deepcopy(data)
+    allowed = list(TrainConfig.model_fields) + list(SearchSections.model_fields)
+    for key in data:
+        if key not in allowed:
+            raise ConfigError(unknown_key(str(key), allowed, OLD_KEYS), file=source)
+    sections_data = {k: data.pop(k) for k in list(data) if k in SearchSections.model_fields}
+    try:
+        sections = SearchSections.model_validate(sections_data)
+    except ValidationError as e:
+        raise validation_error(e, source, SearchSections) from None
+    dims: dict[str, Distribution] = {}
+    forms: list[str] = []
+    try:
+        _extract(data, TrainConfig, "", dims, forms)
+    except ConfigError as e:
+        raise e.with_file(source) from None
+    base = parse_config(data, source)
+    if not any(dist.is_searched(d) for d in dims.values()) and "num_samples" not in (
+            sections_data.get("search") or {}):
+        # One point (a gunn-train config, an exported trial): train it once, not 32 times.
+        sections.search.num_samples = 1
+    space = Space(sections.name, base, dims, tuple(forms), sections.search, sections.resources,
+                  sections.budget, {**data_with_dims(data, dims), **_sections_data(sections)},
+                  source)
+    try:
+        _check_cross_fields(space)
+    except ConfigError as e:
+        raise e.with_file(source) from None
+    return space
+
+
+def _sections_data(sections: SearchSections) -> dict:
+    return sections.model_dump(mode="json", exclude_none=True, exclude_defaults=False)
+
+
+def data_with_dims(data: dict, dims: dict[str, Distribution]) -> dict:
+    """The space as a YAML mapping again (distributions written back in place)."""
+    out = copy.deepcopy(data)
+    for path, d in dims.items():
+        stage_dim = path.rsplit(".", 1)[-1] if path.startswith("model.stages.") else None
+        if stage_dim == "n":
+            stage = get_path(out, path.rsplit(".", 1)[0])
+            stage.pop("N", None)
+        if isinstance(d, Choice) and len(d.values) == 1 and stage_dim in ("n", "N", "P"):
+            set_path(out, path, d.values[0])
+        else:
+            set_path(out, path, to_yaml(d))
+    return out
+
+
+def to_yaml(d: Distribution) -> dict:
+    if isinstance(d, Choice):
+        return {"choice": list(d.values)}
+    out = {"low": d.low, "high": d.high}
+    if d.log:
+        out["log"] = True
+    if d.step is not None:
+        out["step"] = d.step
+    return out
+
+
+# --- distributions inside the config ---------------------------------------------------------------
+
+def _extract(data: dict, model: type[BaseModel], prefix: str, dims: dict, forms: list) -> None:
+    """Move every distribution in ``data`` (a section validated by ``model``) into ``dims``,
+    leaving one of its values in its place."""
+    for key, value in list(data.items()):
+        info = model.model_fields.get(key)
+        if info is None or (model is TrainConfig and key == "tracking"):
+            continue  # an unknown key is reported by the schema; tracking is never searched
+        path = f"{prefix}{key}"
+        t = core_type(info.annotation)
+        if _is_model(t):
+            if dist.looks_like_distribution(value):
+                raise ConfigError("a section of settings cannot be a distribution; put "
+                                  "distributions on the values inside it", field=path)
+            if isinstance(value, dict):
+                _extract(value, t, f"{path}.", dims, forms)
+        elif model.__name__ == "ModelConfig" and key == "stages" and isinstance(value, list):
+            for i, stage in enumerate(value):
+                if isinstance(stage, dict):
+                    _extract_stage(stage, f"{path}.{i}", dims)
+                    forms.append("n" if "n" in stage else "N")
+                    stage.pop("n", None)
+        elif dist.looks_like_distribution(value):
+            kind = scalar_kind(t)
+            if kind is None:
+                raise ConfigError("cannot be searched: it takes a list or a mapping, not one "
+                                  "value", field=path)
+            d = _parse(value, kind, coercer(model, key), path)
+            dims[path] = d
+            data[key] = dist.first(d)
+
+
+def _extract_stage(stage: dict, path: str, dims: dict) -> None:
+    """A stage's n/N, P, K, M: N-form stages sample only N that an allowed P divides."""
+    if "n" in stage and "N" in stage:
+        raise ConfigError("set exactly one of N (layer width) or n (segment width, N = n*P), "
+                          "not both", field=path)
+    if "n" not in stage and "N" not in stage:
+        raise ConfigError("set one of N (layer width) or n (segment width, N = n*P)", field=path)
+    if "P" not in stage:
+        raise ConfigError("required key is missing", field=f"{path}.P")
+    width = "n" if "n" in stage else "N"
+    ds: dict[str, Distribution] = {}
+    for dim in (width, "P", "K", "M"):
+        if dim not in stage:
+            continue
+        v, where = stage[dim], f"{path}.{dim}"
+        coerce = coercer(StageConfig, "N" if dim == "n" else dim)
+        if dist.looks_like_distribution(v):
+            d = _parse(v, "int", coerce, where)
+            if isinstance(d, Range) and dist.size(d) > MAX_RANGE_VALUES:
+                raise ConfigError(f"range [{d.low}, {d.high}] has more than {MAX_RANGE_VALUES} "
+                                  "values; use a step or a choice list", field=where)
+        elif dim in ("K", "M"):
+            continue  # a plain value: the training config checks it
+        else:
+            try:
+                d = Choice((coerce(v),))
+            except ValueError as e:
+                raise ConfigError(str(e), field=where) from None
+        ds[dim] = d
+    Ps = dist.values(ds["P"])
+    if width == "N":
+        Ns = dist.values(ds["N"])
+        reach = reachable_N(ds["N"], ds["P"])
+        if not reach:
+            raise ConfigError(f"no allowed P divides any allowed N (N in {short_list(Ns)}, "
+                              f"P in {short_list(Ps)})", field=f"{path}.P")
+        # A value written in a choice that can never be sampled is surely a mistake.
+        if isinstance(ds["N"], Choice):
+            for N in Ns:
+                if not any(divides(P, N) for P in Ps):
+                    raise ConfigError(f"{N} is not divisible by any allowed P (P in "
+                                      f"{short_list(Ps)})", field=f"{path}.N")
+        if isinstance(ds["P"], Choice):
+            for P in Ps:
+                if not any(divides(P, N) for N in Ns):
+                    raise ConfigError(f"{P} divides no allowed N (N in {short_list(Ns)})",
+                                      field=f"{path}.P")
+        N0 = reach[0]
+        P0 = next(P for P in Ps if divides(P, N0))
+    else:
+        P0 = Ps[0]
+        N0 = dist.first(ds["n"]) * P0
+    stage.update({"N": N0, "P": P0})
+    for dim, d in ds.items():
+        dims[f"{path}.{dim}"] = d
+        if dim in ("K", "M"):
+            stage[dim] = dist.first(d)
+
+
+def divides(P: int, N: int) -> bool:
+    """The one rule of a GUNN layer's shape: its N channels split into P equal segments."""
+    return N % P == 0
+
+
+def reachable_N(N: Distribution, P: Distribution) -> list[int]:
+    """The allowed N of an N-form stage that some allowed P divides."""
+    Ps = dist.values(P)
+    return [n for n in dist.values(N) if any(divides(p, n) for p in Ps)]
+
+
+def short_list(vs: list, limit: int = 12) -> str:
+    if len(vs) <= limit:
+        return "[" + ", ".join(dist.fmt(v) for v in vs) + "]"
+    return "[" + ", ".join(dist.fmt(v) for v in vs[:limit]) + f", ... ({len(vs)} values)]"
+
+
+def _parse(value: dict, kind: str, coerce, path: str) -> Distribution:
+    try:
+        return dist.parse(value, kind, coerce)
+    except ValueError as e:
+        raise ConfigError(str(e), field=path) from None
+
+
+def _is_model(t) -> bool:
+    return isinstance(t, type) and issubclass(t, BaseModel)
+
+
+def scalar_kind(t) -> str | None:
+    """"int", "float" or "other" for a key holding one value; None for a list or mapping."""
+    if t is bool or t is str or typing.get_origin(t) is Literal:
+        return "other"
+    if t is int:
+        return "int"
+    if t is float:
+        return "float"
+    return None
+
+
+@functools.lru_cache(maxsize=None)
+def coercer(model: type[BaseModel], key: str):
+    """Validate one value as ``model``'s field ``key`` would; ValueError with the problem."""
+    info = model.model_fields[key]
+    t = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
+    adapter = TypeAdapter(t)
+
+    def coerce(x):
+        try:
+            return adapter.validate_python(x)
+        except ValidationError as e:
+            raise ValueError(describe_error(e.errors()[0])[1]) from None
+
+    return coerce
+
+
+# --- cross-field rules -------------------------------------------------------------------------------
+
+def _check_cross_fields(space: Space) -> None:
+    if "epochs" in space.dims or "schedule.warmup_epochs" in space.dims:
+        warm, epochs = max(space.values_at("schedule.warmup_epochs")), min(space.values_at("epochs"))
+        if warm >= epochs:
+            raise ConfigError(f"must be < epochs in every sample (largest warm-up {warm:g}, "
+                              f"fewest epochs {epochs})", field="schedule.warmup_epochs")
+    if space.search.grace_period > space.max_epochs:
+        raise ConfigError(f"must be <= epochs ({space.max_epochs}) (got "
+                          f"{space.search.grace_period})", field="search.grace_period")
+    if space.values_at("data.split") != ["search"]:
+        raise ConfigError("a search selects on a validation split; use split: search (final "
+                          "trains on train + val and reports the test set)", field="data.split")
+    from gunn_search.space.budget import check_feasible
+    check_feasible(space)
+
+
+# --- dotted paths --------------------------------------------------------------------------------
+
+def _keys(path: str) -> list:
+    return [int(k) if k.isdigit() else k for k in path.split(".")]
+
+
+def get_path(data, path: str):
+    for k in _keys(path):
+        data = data[k]
+    return data
+
+
+def set_path(data, path: str, value) -> None:
+    *head, last = _keys(path)
+    for k in head:
+        data = data[k]
+    data[last] = value
+
+
+def fingerprint(space: Space) -> str:
+    """sha256 of the space's canonical JSON, to tell a resumed search's space apart.
+
+    Defaults are filled in, so writing a default out does not change it. Left out: the
+    experiment's label, where the data lives and whether it may be downloaded, where trials run
+    and where a config logs to: none changes what the trials mean.
+    """
+    base = space.base.model_dump(mode="json", exclude={"tracking", *PLACEMENT_KEYS})
+    base["data"].pop("data_dir"), base["data"].pop("download")
+    canon = {"base": base, "dims": {p: [type(d).__name__, to_yaml(d)] for p, d in space.dims.items()},
+             "stage_forms": space.stage_forms, "search": space.search.model_dump(mode="json"),
+             "resources": space.resources.model_dump(mode="json"),
+             "budget": space.budget.model_dump(mode="json")}
+    text = json.dumps(canon, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
