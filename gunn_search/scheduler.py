@@ -2,7 +2,7 @@
 
 `Tuner.restore` brings the searcher back, but ASHA's rung records are not persisted: after a
 restore, configurations that had been cut at a rung would be compared against empty rungs and
-run further (RUNTIME-NOTES). Tune re-adds every restored trial, finished ones included, through
+run further (docs/runtime.md). Tune re-adds every restored trial, finished ones included, through
 `on_trial_add`; this scheduler replays each one's reported results (Tune's own `result.json` in
 the trial's storage directory) into its bracket, so the rungs are as they were.
 """

@@ -1,4 +1,11 @@
 import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
 
 import pytest
 import torch
@@ -19,3 +26,91 @@ def pytest_collection_modifyitems(config, items):
         for item in items:
             if "cluster" in item.keywords:
                 item.add_marker(skip)
+
+
+# --- helpers for the tests that start servers (`from tests.conftest import ...`) ----------------
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def tail(path: Path, n: int = 3000) -> str:
+    """The last `n` characters of a log file ("" if it cannot be read)."""
+    try:
+        return path.read_text(errors="replace")[-n:]
+    except OSError:
+        return ""
+
+
+class MlflowServer:
+    """`mlflow server` on 127.0.0.1 with a SQLite store (`root/server.db`) and a local artifact
+    root (`root/artifacts`), in its own process group, logging to `root/mlflow-server.log`.
+
+    `start()` returns at once (the server needs 6-11 s); `wait_ready()` waits for /health.
+    `stop()` kills it; `start()` again brings it back on the same port and store.
+    """
+
+    def __init__(self, root: Path, env: dict[str, str] | None = None, port: int | None = None):
+        self.root = Path(root)
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.artifacts = self.root / "artifacts"
+        self.log = self.root / "mlflow-server.log"
+        self.env = env if env is not None else {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "MlflowServer":
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(
+                [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(self.port),
+                 "--backend-store-uri", f"sqlite:///{self.root / 'server.db'}",
+                 "--default-artifact-root", str(self.artifacts), "--workers", "1"],
+                cwd=self.root, env=self.env, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True)
+        return self
+
+    def healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(self.url + "/health", timeout=5) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    def wait_ready(self, timeout: float = 150.0) -> None:
+        """Wait until /health answers; fail with the log's tail if the server exits or is late."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.healthy():
+                return
+            if self.proc is None or self.proc.poll() is not None:
+                code = None if self.proc is None else self.proc.returncode
+                pytest.fail(f"mlflow server at {self.url} exited with {code}\n{tail(self.log)}")
+            time.sleep(0.5)
+        pytest.fail(f"mlflow server at {self.url}: not ready after {timeout:.0f} s\n{tail(self.log)}")
+
+    def stop(self, grace: float = 0.0) -> None:
+        """SIGTERM and up to `grace` seconds to exit (none: an abrupt outage), then SIGKILL the
+        process group."""
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        if grace and proc.poll() is None:
+            try:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pass

@@ -3,7 +3,6 @@
 import json
 import os
 import pickle
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ import yaml
 from gunn_search import cli as search_cli
 from gunn_search import train_cli
 from gunn_search.space import resolve_space_path
+from tests.conftest import free_port
 from trainers.checkpoint import save_checkpoint
 
 SMOKE = yaml.safe_load(resolve_space_path("smoke.yaml").read_text())
@@ -42,12 +42,6 @@ def one_line_error(capsys, rc, prog="gunn-search"):
     assert "\n" not in err and "Traceback" not in err, err
     assert err.startswith(f"{prog}: error: "), err
     return err
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 SPACE_CASES = [  # (file text or changes, words the message must contain)

@@ -5,8 +5,8 @@ Everything runs on this machine, as separate processes, bounded in time and alwa
 - `ray start --head` and one `ray start --address` worker node, each with `--num-cpus=1`, in
   `--block` mode in their own process groups, with a private `--temp-dir` and a private token
   (`RAY_AUTH_MODE=token`, `RAY_AUTH_TOKEN_PATH`) that every process of the cluster, the driver
-  included, shares (RUNTIME-NOTES: mixing modes fails after ~20 s with InvalidAuthToken);
-- `mlflow server` on 127.0.0.1 with a SQLite store and a local artifact root;
+  included, shares (docs/runtime.md: mixing modes fails after ~20 s with InvalidAuthToken);
+- `mlflow server` on 127.0.0.1 with a SQLite store and a local artifact root (tests/conftest.py);
 - `gunn-search --address 127.0.0.1:P --tracking-uri http://127.0.0.1:M` as the driver.
 
 Teardown never uses `ray stop` (it stops every Ray process of the machine, other people's too):
@@ -22,37 +22,21 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from gunn_search import tracking as tr
+from tests.conftest import BIN, MlflowServer, free_port, tail
 
-BIN = Path(sys.executable).parent
 MARKER_VAR = "GUNN_SEARCH_TEST_CLUSTER"
 NUM_SAMPLES, MAX_EPOCHS = 4, 2
 
 
 # --- helpers ------------------------------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def tail(path: Path, n: int = 3000) -> str:
-    try:
-        return path.read_text(errors="replace")[-n:]
-    except OSError:
-        return ""
-
 
 def marked_pids(marker: str) -> list[int]:
     """Processes (other than this one) whose environment carries `MARKER_VAR=marker`."""
@@ -147,30 +131,11 @@ def cluster_env(tmp_path_factory):
 def mlflow_server(cluster_env):
     """`mlflow server` on 127.0.0.1 (SQLite + a local artifact root); started, not yet awaited."""
     root, env = cluster_env
-    port = free_port()
-    artifacts = root / "artifacts"
-    log = root / "mlflow-server.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
-             "--backend-store-uri", f"sqlite:///{root / 'server.db'}",
-             "--default-artifact-root", str(artifacts), "--workers", "1"],
-            cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
+    server = MlflowServer(root, env=env).start()
     try:
-        yield {"url": url, "proc": proc, "log": log, "artifacts": artifacts}
+        yield server
     finally:
-        kill_group(proc, grace=10)
-
-
-def wait_mlflow_ready(server, timeout: float = 150.0) -> None:
-    def healthy():
-        try:
-            with urllib.request.urlopen(server["url"] + "/health", timeout=5) as r:
-                return r.status == 200
-        except OSError:
-            return False
-    wait_for(healthy, timeout, f"mlflow server at {server['url']}", server["proc"], server["log"])
+        server.stop(grace=10)
 
 
 @pytest.fixture(scope="module")
@@ -217,7 +182,7 @@ def ray_cluster(cluster_env):
 def cluster_search(mlflow_server, ray_cluster, cluster_env):
     """One `gunn-search` run on the cluster, logging to the server; (cwd, result, timings)."""
     root, env = cluster_env
-    wait_mlflow_ready(mlflow_server)
+    mlflow_server.wait_ready(150)
     cwd = root / "work"
     cwd.mkdir()
     storage = root / "storage"
@@ -226,7 +191,7 @@ def cluster_search(mlflow_server, ray_cluster, cluster_env):
         res = subprocess.run(
             [str(BIN / "gunn-search"), "--space", "smoke.yaml", "--num-samples", str(NUM_SAMPLES),
              "--max-epochs", str(MAX_EPOCHS), "--address", ray_cluster["address"],
-             "--tracking-uri", mlflow_server["url"], "--storage", str(storage)],
+             "--tracking-uri", mlflow_server.url, "--storage", str(storage)],
             cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
     except subprocess.TimeoutExpired as e:
         pytest.fail(f"gunn-search on the cluster ran past 300 s\n{(e.stderr or b'')[-3000:]!r}")
@@ -238,7 +203,7 @@ def cluster_search(mlflow_server, ray_cluster, cluster_env):
 def server_runs(cluster_search, mlflow_server):
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(mlflow_server["url"])
+    client = MlflowClient(mlflow_server.url)
     exp = client.get_experiment_by_name("smoke")
     assert exp is not None, "no experiment 'smoke' on the tracking server"
     runs = client.search_runs([exp.experiment_id], max_results=1000)
@@ -263,7 +228,7 @@ def test_search_on_cluster_reports_on_stdout(cluster_search, mlflow_server):
     out = cluster_search["res"].stdout
     assert f"search: smoke ({NUM_SAMPLES} trials)" in out
     assert "best trial:" in out and "best trial: none" not in out
-    assert f"--tracking-uri {mlflow_server['url']}" in out  # the export hint names the server
+    assert f"--tracking-uri {mlflow_server.url}" in out  # the export hint names the server
     # Every MLflow write went to the server: nothing local in the driver's working directory.
     assert not (cluster_search["cwd"] / "mlflow.db").exists()
     assert not (cluster_search["cwd"] / "mlartifacts").exists()
@@ -291,7 +256,7 @@ def test_server_holds_one_parent_and_a_child_per_trial(server_runs):
 @pytest.mark.slow
 def test_artifacts_land_through_the_server_and_on_disk(server_runs, mlflow_server):
     client, parent, children, _ = server_runs
-    root = mlflow_server["artifacts"].resolve()
+    root = mlflow_server.artifacts.resolve()
 
     def on_disk(run) -> Path:
         uri = run.info.artifact_uri

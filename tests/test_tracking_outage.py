@@ -2,12 +2,8 @@
 arrive when it comes back; if it never does, the search still finishes and says what was lost."""
 
 import os
-import signal
-import socket
 import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -16,45 +12,23 @@ from mlflow.tracking import MlflowClient
 
 from gunn_search import tracking as tr
 from gunn_search.space import resolve_space_path
+from tests.conftest import BIN, MlflowServer
 
-BIN = Path(sys.executable).parent
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """`mlflow server` on 127.0.0.1 with a SQLite backend, restartable on the same port."""
+class Server(MlflowServer):
+    """The shared `mlflow server` (tests/conftest.py), awaited on every start; `stop()` kills it
+    at once, like an outage."""
 
     def __init__(self, tmp: Path):
-        self.tmp, self.port, self.proc = tmp, free_port(), None
-        self.uri = f"http://127.0.0.1:{self.port}"
+        super().__init__(tmp)
+        self.uri = self.url
 
     def start(self, timeout=90):
-        env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
-        self.proc = subprocess.Popen(
-            [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(self.port),
-             "--backend-store-uri", f"sqlite:///{self.tmp / 'server.db'}",
-             "--default-artifact-root", str(self.tmp / "artifacts"), "--workers", "1"],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            try:
-                with urllib.request.urlopen(f"{self.uri}/health", timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.5)
-        raise RuntimeError("mlflow server did not start")
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=30)
+        super().start()
+        self.wait_ready(timeout)
+        return self
 
 
 def start_search(tmp: Path, uri: str) -> subprocess.Popen:

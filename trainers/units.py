@@ -34,7 +34,7 @@ class Projection(nn.Module):
     """BN(1x1 conv N -> n): the CIFAR models' shortcut from the whole state to one segment.
 
     Not in the paper's text; the authors' code adds it and the paper's CIFAR parameter counts
-    include it (see PAPER-NOTES).
+    include it (see docs/paper.md).
     """
 
     def __init__(self, in_ch: int, n: int):
