@@ -49,16 +49,22 @@ SPACE_CASES = [  # (file text or changes, words the message must contain)
     ("model: [unclosed\n", ["space.yaml", "line"]),
     ('!!python/object/apply:os.system ["echo pwned"]\n', ["space.yaml", "tag"]),
     ({"learning_rate": 0.1}, ["space.yaml", "learning_rate"]),
-    ({"train__epochs": "ten"}, ["space.yaml", "train.epochs"]),
-    ({"model__stages__0__n": {"choice": []}}, ["space.yaml", "model.stages[0].n"]),
-    ({"lr": {"low": 0.3, "high": 0.02, "log": True}}, ["space.yaml", "lr"]),
-    ({"weight_decay": {"low": 0.0, "high": 0.001, "log": True}}, ["space.yaml", "weight_decay"]),
+    ({"epochs": "ten"}, ["space.yaml", "epochs", "integer"]),
+    ({"model__stages__0__n": {"choice": []}}, ["space.yaml", "model.stages.0.n", "empty"]),
+    ({"optim__lr": {"low": 0.3, "high": 0.02, "log": True}}, ["space.yaml", "optim.lr", "low"]),
+    ({"optim__weight_decay": {"low": 0.0, "high": 0.001, "log": True}},
+     ["space.yaml", "optim.weight_decay", "log"]),
+    ({"optim__momentum": {"choice": [0.9, 1.5]}}, ["space.yaml", "optim.momentum", "1.5"]),
+    ({"schedule__milestones": {"choice": [0.5, 0.75]}}, ["space.yaml", "schedule.milestones",
+                                                         "cannot be searched"]),
+    ({"schedule__kind": {"low": 1, "high": 2}}, ["space.yaml", "schedule.kind", "numeric"]),
     ({"model__stages__0": {"N": {"choice": [250]}, "P": {"choice": [20, 30]}}},
-     ["space.yaml", "model.stages[0]"]),
+     ["space.yaml", "model.stages.0"]),
     ({"budget": {"max_params": 10}}, ["space.yaml", "budget"]),
-    ({"dataset__name": "imagenet21k"}, ["space.yaml", "dataset.name"]),
-    ({"train__epochs": -3}, ["space.yaml", "train.epochs"]),
+    ({"data__name": "imagenet21k"}, ["space.yaml", "data.name"]),
+    ({"epochs": -3}, ["space.yaml", "epochs"]),
     ({"search__num_samples": 0}, ["space.yaml", "search.num_samples"]),
+    ({"dataset": {"name": "digits"}}, ["space.yaml", "dataset", "now `data`"]),
 ]
 
 
@@ -77,7 +83,7 @@ def test_bad_space_files(tmp_path, capsys, case, words):
 
 
 @pytest.mark.parametrize("flags,words", [
-    (["--max-epochs", "-1"], ["train.epochs"]),
+    (["--max-epochs", "-1"], ["epochs"]),
     (["--num-samples", "0"], ["num_samples"]),
     (["--cpus-per-trial", "0"], ["cpus_per_trial"]),
     (["--gpus-per-trial", "1"], ["no GPU", "--gpus-per-trial 0"]),
@@ -97,8 +103,8 @@ def test_bad_search_flags(tmp_path, capsys, monkeypatch, flags, words):
 
 def test_missing_dataset_offline_is_reported_before_ray_starts(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    path = space_file(tmp_path, dataset__name="cifar10", dataset__download=False,
-                      dataset__data_dir=str(tmp_path / "nodata"))
+    path = space_file(tmp_path, data__name="cifar10", data__download=False,
+                      data__data_dir=str(tmp_path / "nodata"))
     err = one_line_error(capsys, search_cli.main(["--space", path]))
     assert "nodata" in err and "CIFAR-10" in err
     assert not (tmp_path / "gunn-search-runs").exists()  # nothing started

@@ -22,10 +22,11 @@ BIN = Path(sys.executable).parent
 pytestmark = pytest.mark.slow
 
 
-def write_space(tmp: Path, **changes) -> Path:
-    """The bundled smoke space with changes, e.g. train={"epochs": 3}."""
+def write_space(tmp: Path, epochs: int, **changes) -> Path:
+    """The bundled smoke space with changes, e.g. search={"num_samples": 4}."""
     data = yaml.safe_load(resolve_space_path("smoke.yaml").read_text())
     data["name"] = "space"
+    data["epochs"] = epochs
     for section, values in changes.items():
         data[section].update(values)
     path = tmp / "space.yaml"
@@ -54,7 +55,7 @@ def steps(client, run, metric="val_acc"):
 
 def test_errors_nonfinite_and_oom_are_recorded_and_the_search_goes_on(tmp_path):
     # No ASHA rung before the last epoch (grace = epochs), so only the faults end trials early.
-    space = write_space(tmp_path, train={"epochs": 3},
+    space = write_space(tmp_path, epochs=3,
                         search={"num_samples": 4, "grace_period": 3, "max_concurrent": 2})
     faults = [
         {"kind": "raise", "trial": 0, "epoch": 2, "step": 1, "times": 1},   # retried, resumes
@@ -80,8 +81,9 @@ def test_errors_nonfinite_and_oom_are_recorded_and_the_search_goes_on(tmp_path):
     assert retried.info.status == "FINISHED"
 
     errored = by_ordinal[1]
-    assert errored.data.tags[tr.STATUS_TAG] == \
-        "errored: RuntimeError: injected fault in trial 1 at epoch 1"
+    assert errored.data.tags[tr.STATUS_TAG] == "errored"
+    assert errored.data.tags["gunn_search.error"] == \
+        "RuntimeError: injected fault in trial 1 at epoch 1"
     assert errored.info.status == "FAILED"
 
     nonfinite = by_ordinal[2]
@@ -91,7 +93,7 @@ def test_errors_nonfinite_and_oom_are_recorded_and_the_search_goes_on(tmp_path):
     oom = by_ordinal[3]
     assert oom.data.tags[tr.STATUS_TAG] == "oom"
     assert "out of memory" in oom.data.tags["gunn_search.error"]
-    assert "stage1.N" in oom.data.params  # the config that caused it
+    assert "model.stages.0.N" in oom.data.params  # the config that caused it
 
     assert not [c for c in children if c.info.status == "RUNNING"]
     # the fault files show each fault fired as configured
@@ -100,7 +102,7 @@ def test_errors_nonfinite_and_oom_are_recorded_and_the_search_goes_on(tmp_path):
 
 
 def test_driver_killed_mid_search_resumes_without_duplicates(tmp_path):
-    space = write_space(tmp_path, train={"epochs": 3},
+    space = write_space(tmp_path, epochs=3,
                         search={"num_samples": 5, "grace_period": 1, "max_concurrent": 2})
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
     proc = subprocess.Popen([str(BIN / "gunn-search"), "--space", str(space)], cwd=tmp_path,

@@ -81,3 +81,46 @@ def test_plot_imports_start_only_once_every_trial_is_sampled_and_a_slot_is_free(
     end(running, running[1])
     end(running, running[2])  # at most once per search
     assert started == [1]
+
+
+def test_trial_runs_log_the_config_paths_and_the_plots_get_numbers_and_distributions(
+        tmp_path, monkeypatch):
+    """A trial's params are its config's dotted paths (as gunn-train logs them); the plots get
+    each searched value as a number with the distribution it was sampled from (log for lr)."""
+    from optuna.distributions import FloatDistribution
+
+    from gunn_search import plots
+    from gunn_search.space import trial_config
+
+    seen = {}
+    monkeypatch.setattr(plots, "write_search_plots",
+                        lambda records, out, **kw: seen.update(records=records, **kw) or [])
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    exp = client.create_experiment("e", artifact_location=str(tmp_path / "art"))
+    parent = client.create_run(exp, tags={tr.ROLE_TAG: "search"}).info.run_id
+    space = load_space("smoke.yaml")
+    configs = example_configs(space, n=3, seed=2)
+    trials = [trial(f"t{i}", c) for i, c in enumerate(configs)]
+    cb = MLflowSearchCallback(uri, exp, parent, space, "smoke.yaml")
+    for i, t in enumerate(trials):
+        cb.on_trial_start(0, trials, t)
+        cb.on_trial_result(0, trials, t, {"epoch": 1, "val_acc": 0.5 + i / 10, "train_loss": 1.0,
+                                          "trial_status": "completed"})
+        cb.on_trial_complete(0, trials, t)
+    cb.on_experiment_end(trials)
+
+    runs = {r.data.tags[tr.TRIAL_TAG]: r for r in
+            client.search_runs([exp], f"tags.`{tr.PARENT_TAG}` = '{parent}'")}
+    for t in trials:
+        run = runs[t.trial_id]
+        assert run.data.params == tr.config_params(trial_config(space, t.config))
+        assert run.data.params["optim.momentum"] == str(t.config["optim.momentum"])
+        assert run.data.metrics["cost.params"] == t.config["cost.params"]
+        assert not set(run.data.params) & set(run.data.metrics)
+    recs = seen["records"]
+    assert all(isinstance(r.params["optim.lr"], float) for r in recs)  # never strings
+    assert all(isinstance(r.params["model.stages.0.P"], int) for r in recs)
+    lr = seen["distributions"]["optim.lr"]
+    assert isinstance(lr, FloatDistribution) and lr.log
+    assert set(seen["distributions"]) == set(space.searched())

@@ -10,7 +10,7 @@ from mlflow.tracking import MlflowClient
 
 from gunn_search import tracking as tr
 from gunn_search.search import SearchOptions, run_search
-from gunn_search.space import load_space, parse_space, resolve_space_path, space_fingerprint
+from gunn_search.space import fingerprint as space_fingerprint, parse_space, resolve_space_path
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -21,9 +21,9 @@ def test_worker_node_death_retries_trial_from_checkpoint(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     data = yaml.safe_load(resolve_space_path("smoke.yaml").read_text())
     data["name"] = "nodes"
-    data["train"]["epochs"] = 4
+    data["epochs"] = 4
     data["search"].update({"num_samples": 2, "max_concurrent": 2, "grace_period": 4})
-    data["dataset"]["data_dir"] = str(tmp_path / "data")
+    data["data"]["data_dir"] = str(tmp_path / "data")
     space = parse_space(data, "nodes")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     opts = SearchOptions(space_path=str(resolve_space_path("smoke.yaml")), experiment="nodes",

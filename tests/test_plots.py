@@ -24,6 +24,8 @@ from gunn_search.plots import (
     write_search_plots,
 )
 
+from gunn_search.trial_status import TrialStatus
+
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 ALL_FILES = {HISTORY_FILE, IMPORTANCES_FILE, PARALLEL_FILE, CURVES_FILE}
 
@@ -106,6 +108,32 @@ def test_searched_axes_scaling():
     assert math.isnan(lr.position(None))
 
 
+def test_axes_follow_the_sampled_distributions():
+    """A log-sampled range is a log axis even when the trials span less than a decade; a choice
+    of numbers is a numeric axis; a categorical keeps the written order."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    recs = [TrialRecord(f"t{i}", {"optim.lr": lr, "model.stages.0.P": P, "model.family": fam,
+                                  "batch_size": bs}, [], "completed", v)
+            for i, (lr, P, fam, bs, v) in enumerate([(0.05, 10, "sunn", 64, 0.5),
+                                                      (0.1, 20, "gunn", 128, 0.7),
+                                                      (0.2, 30, "gunn", 64, 0.6)])]
+    dists = {"optim.lr": FloatDistribution(0.02, 0.3, log=True),
+             "model.stages.0.P": IntDistribution(10, 30),
+             "model.family": CategoricalDistribution(["sunn", "gunn"]),
+             "batch_size": CategoricalDistribution([64, 128, 256])}
+    axes = {a.name: a for a in _searched_axes(recs, dists)}
+    lr = axes["optim.lr"]
+    assert lr.kind == "float" and lr.log and (lr.low, lr.high) == (0.02, 0.3)
+    assert lr.position(0.02) == 0.0 and lr.position(0.3) == 1.0
+    assert lr.position(math.sqrt(0.02 * 0.3)) == pytest.approx(0.5)  # geometric middle
+    assert axes["model.stages.0.P"].kind == "int" and not axes["model.stages.0.P"].log
+    assert axes["batch_size"].kind == "int" and axes["batch_size"].high == 256
+    assert axes["model.family"].choices == ["sunn", "gunn"]
+    imp = param_importances(recs, distributions=dists)
+    assert set(imp) <= set(dists) and math.isclose(sum(imp.values()), 1.0, rel_tol=1e-6)
+
+
 def test_single_record_skips_importances_and_parallel(tmp_path):
     rec = synthetic_records()[0]
     paths = write_search_plots([rec], tmp_path)
@@ -163,8 +191,9 @@ def test_no_experimental_warnings(tmp_path):
         write_search_plots(synthetic_records(), tmp_path)
 
 
-def test_status_kind():
-    assert status_kind("completed") == COMPLETED
-    assert status_kind("stopped by ASHA at epoch 3") == STOPPED
-    for s in ("errored: x", "rejected by budget", "non-finite loss", "oom", "", None):
+def test_status_kind_follows_the_trial_status_enum():
+    assert status_kind(TrialStatus.COMPLETED) == status_kind("completed") == COMPLETED
+    assert status_kind(TrialStatus.STOPPED) == STOPPED
+    for s in (TrialStatus.ERRORED, TrialStatus.REJECTED, TrialStatus.NONFINITE, TrialStatus.OOM,
+              "no such status", "", None):
         assert status_kind(s) == FAILED

@@ -50,31 +50,40 @@ def test_mlflow_holds_one_parent_and_a_child_per_trial(smoke_search):
     assert parent.info.status == "FINISHED"
     children = [r for r in runs if r.data.tags.get(tr.PARENT_TAG) == parent.info.run_id]
     assert len(children) == 6 == len(runs) - 1
-    assert {p for p in ("num_samples", "seed", "grace_period", "reduction_factor")} <= set(parent.data.params)
+    assert {"search.num_samples", "search.seed", "seed", "search.grace_period",
+            "search.reduction_factor"} <= set(parent.data.params)  # both seeds recorded
 
     stopped = 0
     best = 0.0
+    momenta = set()
     for c in children:
         params = c.data.params
-        for key in ("family", "stage1.N", "stage1.P", "stage1.K", "stage1.M", "stage2.N",
-                    "lr", "weight_decay", "batch_size", "cost.params", "cost.macs"):
+        # the trial's training config under its dotted paths, as gunn-train logs it
+        for key in ("model.family", "model.stages.0.N", "model.stages.0.P", "model.stages.0.K",
+                    "model.stages.1.N", "optim.lr", "optim.momentum", "optim.weight_decay",
+                    "batch_size", "epochs", "seed", "data.name", "schedule.kind"):
             assert key in params, key
-        assert int(params["stage1.N"]) % int(params["stage1.P"]) == 0
-        assert not any(k.startswith("stage1.n") or "_N" in k for k in params)  # raw sampler names
-        assert set(c.data.metrics) <= set(tr.EPOCH_METRICS)  # no Ray internals as metrics
+        assert int(params["model.stages.0.N"]) % int(params["model.stages.0.P"]) == 0
+        assert not any(k.endswith(".n") or "_N" in k for k in params)  # raw sampler names
+        assert 0.8 <= float(params["optim.momentum"]) <= 0.95
+        momenta.add(params["optim.momentum"])
+        assert set(c.data.metrics) <= set(tr.EPOCH_METRICS) | {"cost.params", "cost.macs",
+                                                                "cost.activation_bytes"}
+        assert not set(c.data.metrics) & set(params)  # no name is both a param and a metric
         status = c.data.tags[tr.STATUS_TAG]
         hist = client.get_metric_history(c.info.run_id, "val_acc")
         steps = sorted(m.step for m in hist)
         if status == "completed":
             assert steps == [1, 2, 3, 4]
         else:
-            assert status.startswith("stopped by ASHA at epoch "), status
-            e = int(status.rsplit(" ", 1)[1])
+            assert status == "stopped by ASHA", status
+            e = int(c.data.tags["gunn_search.stopped_at_epoch"])
             assert steps == list(range(1, e + 1)) and e < 4
             stopped += 1
         assert c.info.status == "FINISHED"
         best = max(best, max(m.value for m in hist))
         assert "train_config.yaml" in [a.path for a in client.list_artifacts(c.info.run_id)]
+    assert len(momenta) == len(children)  # each trial trained its own momentum
     assert stopped >= 1  # ASHA cut some trials short
     assert parent.data.metrics["best_val_acc"] == pytest.approx(best)
     arts = {a.path for a in client.list_artifacts(parent.info.run_id)}
@@ -84,25 +93,51 @@ def test_mlflow_holds_one_parent_and_a_child_per_trial(smoke_search):
             "plots/parallel_coordinates.png", "plots/param_importances.png"} <= plots
 
 
-def test_export_then_train_logs_to_mlflow(smoke_search):
+def test_export_writes_what_the_trial_trained_and_gunn_train_logs_the_same_params(smoke_search):
     cwd, _ = smoke_search
     res = run_cli(["gunn-search", "export", "--experiment", "smoke", "--out", "best.yaml"], cwd)
     assert res.returncode == 0, res.stderr
+    assert "Downloading artifacts" not in res.stderr
     cfg = yaml.safe_load((cwd / "best.yaml").read_text())
-    assert cfg["epochs"] == 300 and cfg["data"]["split"] == "final"
-    assert cfg["schedule"]["kind"] == "step" and cfg["schedule"]["milestones"] == [0.5, 0.75]
     search_id = cfg["tracking"]["tags"][tr.SEARCH_TAG]
+    trial_id = cfg["tracking"]["tags"]["gunn_search.trial_run_id"]
+    client = MlflowClient(f"sqlite:///{cwd / 'mlflow.db'}")
+    trained = yaml.safe_load(Path(client.download_artifacts(trial_id, "train_config.yaml",
+                                                            str(cwd))).read_text())
+    assert {k: v for k, v in cfg.items() if k != "tracking"} == trained  # exactly, plus tracking
 
-    res = run_cli(["gunn-train", "--config", "best.yaml", "--epochs", "1"], cwd)
+    res = run_cli(["gunn-train", "--config", "best.yaml"], cwd)
     assert res.returncode == 0, res.stderr[-3000:]
     assert '"status": "completed"' in res.stdout
-
-    client = MlflowClient(f"sqlite:///{cwd / 'mlflow.db'}")
     exp = client.get_experiment_by_name("smoke")
     runs = client.search_runs([exp.experiment_id], f"tags.`{tr.ROLE_TAG}` = 'train'")
     assert len(runs) == 1
     run = runs[0]
     assert run.data.tags[tr.SEARCH_TAG] == search_id
-    assert len(client.get_metric_history(run.info.run_id, "test_acc")) == 1
-    assert "final_test_acc" in run.data.metrics
+    assert run.data.params == client.get_run(trial_id).data.params  # same names, same values
+    assert "final_val_acc" in run.data.metrics and "cost.params" in run.data.metrics
     assert "final/checkpoint.pt" in [a.path for a in client.list_artifacts(run.info.run_id, "final")]
+
+    res = run_cli(["gunn-search", "export", "--experiment", "smoke", "--out", "full.yaml",
+                   "--epochs", "300", "--final"], cwd)
+    assert res.returncode == 0, res.stderr
+    full = yaml.safe_load((cwd / "full.yaml").read_text())
+    assert full["epochs"] == 300 and full["data"]["split"] == "final"
+    assert full["optim"] == cfg["optim"] and full["model"] == cfg["model"]
+
+
+def test_an_exported_config_runs_as_a_one_point_search(smoke_search):
+    cwd, _ = smoke_search
+    if not (cwd / "best.yaml").exists():
+        run_cli(["gunn-search", "export", "--experiment", "smoke", "--out", "best.yaml"], cwd)
+    res = run_cli(["gunn-search", "--space", "best.yaml", "--experiment", "onepoint",
+                   "--max-epochs", "1"], cwd)
+    assert res.returncode == 0, res.stderr[-3000:]
+    client = MlflowClient(f"sqlite:///{cwd / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("onepoint")
+    runs = client.search_runs([exp.experiment_id], f"tags.`{tr.ROLE_TAG}` = 'trial'")
+    assert len(runs) == 1  # one point, one trial
+    cfg = yaml.safe_load((cwd / "best.yaml").read_text())
+    params = runs[0].data.params
+    assert params["optim.lr"] == str(cfg["optim"]["lr"]) and params["epochs"] == "1"
+    assert params["model.stages.0.N"] == str(cfg["model"]["stages"][0]["N"])

@@ -34,7 +34,7 @@ class Server(MlflowServer):
 def start_search(tmp: Path, uri: str) -> subprocess.Popen:
     data = yaml.safe_load(resolve_space_path("smoke.yaml").read_text())
     data["name"] = "outage"
-    data["train"]["epochs"] = 3
+    data["epochs"] = 3
     data["search"].update({"num_samples": 3, "max_concurrent": 2, "grace_period": 3})
     (tmp / "space.yaml").write_text(yaml.safe_dump(data))
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}

@@ -142,8 +142,8 @@ def test_cuda_device_without_cuda_exits_2(tmp_path, capsys, monkeypatch, main, d
 @pytest.mark.parametrize("text,expect", [
     ("model: {name: gunn15}\nepochs: -1\n", "epochs"),
     ("model: {name: gunn15}\nbogus: 1\n", "bogus"),
-    ("model: {stages: [{N: 9, P: 2}]}\n", "model.stages[0]"),
-    ("model: [\n", "invalid YAML"),
+    ("model: {stages: [{N: 9, P: 2}]}\n", "model.stages.0"),
+    ("model: [\n", "malformed YAML"),
     ("- 1\n", "mapping"),
 ])
 def test_bad_config_exits_2(tmp_path, capsys, main, text, expect):

@@ -6,8 +6,9 @@ import sys
 import torch
 
 from gunn_search import trainable, trial_status
-from gunn_search.space import example_configs, load_space, network_spec
-from gunn_search.trainable import cached_data, space_data_config, trial_train_config
+from gunn_search.space import example_configs, load_space, trial_config
+from gunn_search.space.sample import runtime_config
+from gunn_search.trainable import cached_data
 from trainers.config import DataConfig
 
 
@@ -35,19 +36,28 @@ def test_cached_data_reloads_on_new_settings_and_keeps_one_dataset(monkeypatch):
     assert cached_data(synthetic(val_fraction=0.2), "cpu") is c
 
 
-def test_trial_train_config_carries_the_sample(tmp_path):
+def test_a_trial_trains_the_space_config_with_its_sample_put_in(tmp_path):
     space = load_space("smoke.yaml")
-    cfg = example_configs(space, n=1, seed=3)[0]
-    tc = trial_train_config(space, cfg, out_dir=str(tmp_path))
-    assert tc.optim.lr == cfg["lr"] and tc.optim.weight_decay == cfg["weight_decay"]
-    assert tc.batch_size == cfg["batch_size"] and tc.epochs == space.train.epochs
-    assert tc.data == space_data_config(space) and tc.data.split == "search"
-    assert tc.model.network_spec(10) == network_spec(space, cfg, 10)
+    values = example_configs(space, n=1, seed=3)[0]
+    tc = trial_config(space, values)
+    assert tc.optim.lr == values["optim.lr"] and tc.optim.momentum == values["optim.momentum"]
+    assert tc.optim.weight_decay == values["optim.weight_decay"]
+    for i in range(2):
+        assert tc.model.stages[i].N == values[f"model.stages.{i}.N"] == \
+            values[f"model.stages.{i}.n"] * values[f"model.stages.{i}.P"]
+        assert tc.model.stages[i].K == values[f"model.stages.{i}.K"]
+    # everything not searched is the space's own value
+    assert tc.epochs == space.base.epochs and tc.data == space.base.data
+    assert tc.schedule == space.base.schedule and tc.seed == space.base.seed
+    run = runtime_config(tc, "cpu", str(tmp_path), 1)
+    assert (run.device, run.out_dir, run.num_threads) == ("cpu", str(tmp_path), 1)
+    assert run.model_dump(exclude={"device", "out_dir", "num_threads"}) == \
+        tc.model_dump(exclude={"device", "out_dir", "num_threads"})
 
 
 def test_trial_status_names_match_the_trainer():
     from trainers.loop import STATUS_NONFINITE
-    assert trial_status.NONFINITE == STATUS_NONFINITE
+    assert trial_status.TrialStatus.NONFINITE == STATUS_NONFINITE
     assert trainable.METRIC == trial_status.METRIC == "val_acc"
 
 
