@@ -234,3 +234,24 @@ def test_mlflow_server_binds_loopback_unless_allowed_hosts_given():
         if host != "127.0.0.1":
             assert "--allowed-hosts" in cmd, shlex.join(cmd)
         assert any(a.startswith(("postgresql://", "mysql://")) for a in cmd), shlex.join(cmd)
+
+
+def test_readme_space_and_train_config_examples_are_valid():
+    """The README's space file is a valid space; its gunn-train config is a valid config and, as
+    any config without distributions that selects on the validation split, a valid space of one
+    point."""
+    from gunn_search.space import parse_space
+    from trainers.config import parse_config
+
+    docs = [d for d in yaml_docs(README) if isinstance(d, dict)]
+    spaces = [d for d in docs if "search" in d]
+    configs = [d for d in docs if "model" in d and "search" not in d]
+    assert spaces and configs
+    for d in spaces:
+        space = parse_space(d, "README space")
+        assert "optim.momentum" in space.searched() and "batch_size" in space.searched()
+    for d in configs:
+        parse_config(d, "README config")
+        d["data"]["split"] = "search"  # the README's is the final run (test set): not a search
+        one = parse_space(d, "README config")
+        assert not one.searched() and one.search.num_samples == 1
