@@ -255,3 +255,19 @@ def test_readme_space_and_train_config_examples_are_valid():
         d["data"]["split"] = "search"  # the README's is the final run (test set): not a search
         one = parse_space(d, "README config")
         assert not one.searched() and one.search.num_samples == 1
+
+
+def test_no_file_points_at_notes_outside_the_project():
+    """What the code relies on from the paper, the authors' code and measured runtime behaviour
+    lives in docs/, not in notes beside the checkout."""
+    names = ("PAPER-NOTES", "RUNTIME-NOTES", "../shared", "shared/paper.txt")
+    offenders = []
+    for path in ROOT.rglob("*"):
+        if path.suffix not in (".py", ".md", ".yaml", ".toml", ".cfg", ".txt") or any(
+                part.startswith(".") for part in path.relative_to(ROOT).parts):
+            continue
+        if path.resolve() == Path(__file__).resolve():
+            continue
+        text = path.read_text(encoding="utf-8", errors="replace")
+        offenders += [f"{path.relative_to(ROOT)}: {n}" for n in names if n in text]
+    assert not offenders, offenders

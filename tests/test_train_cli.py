@@ -284,3 +284,11 @@ def test_installed_console_script(tmp_path):
     assert "epoch 1/1" in proc.stderr
     assert (tmp_path / "out" / CHECKPOINT_NAME).is_file()
 
+
+
+def test_gunn_train_does_not_import_the_search_command():
+    """gunn-train shares the tracking helpers, not gunn-search's command (or Ray, or Optuna)."""
+    code = ("import sys, gunn_search.train_cli; "
+            "print(sorted(m for m in sys.modules if m in ('gunn_search.cli', 'ray', 'optuna')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"

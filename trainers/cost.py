@@ -53,7 +53,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from trainers.spec import GUNN_MODES, NetworkSpec, model_spec
+from trainers.spec import GUNN_MODES, NetworkSpec, check_shape, model_spec
 
 FLOAT_BYTES = 4  # float32
 INDEX_BYTES = 8  # int64 max-pool indices
@@ -87,8 +87,7 @@ def layer_cost(N: int, P: int, K: int, M: int, projection: bool, hw: int,
     (which its producer accounts for) and *including its output* where the layer itself saves it
     (GUNN ``recompute`` and ``keep`` modes). See the module docstring for the accounting.
     """
-    if N % P:
-        raise ValueError(f"N={N} is not divisible by P={P}")
+    check_shape(N, P)
     if min(N, P, K, M, hw) < 1:
         raise ValueError(f"N, P, K, M, hw must be positive, got {(N, P, K, M, hw)}")
     if mode not in LAYER_MODES:

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainers.spec import GUNN_MODES
+from trainers.spec import GUNN_MODES, check_shape
 from trainers.state_conv import memory_format_of, state_conv, state_conv_backward
 from trainers.units import SegmentUpdate
 
@@ -37,8 +37,7 @@ class _SegmentedLayer(nn.Module):
 
     def __init__(self, N: int, P: int, K: int, M: int, projection: bool = False):
         super().__init__()
-        if N % P:
-            raise ValueError(f"N={N} is not divisible by P={P}")
+        check_shape(N, P)
         if min(N, P, K, M) < 1:
             raise ValueError(f"N, P, K, M must be positive, got {(N, P, K, M)}")
         self.N, self.P, self.K, self.M, self.n = N, P, K, M, N // P

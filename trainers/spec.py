@@ -18,6 +18,20 @@ Family = Literal["gunn", "sunn"]
 Stem = Literal["cifar", "imagenet"]
 
 
+def check_shape(N: int, P: int) -> None:
+    """The one rule of a layer's shape: N channels split into P segments of n = N / P.
+
+    ValueError naming both when P does not divide N. Every place that builds, prices or
+    validates a layer asks this function (the search's sampler uses `divides`).
+    """
+    if not divides(P, N):
+        raise ValueError(f"N={N} is not divisible by P={P}")
+
+
+def divides(P: int, N: int) -> bool:
+    return N % P == 0
+
+
 @dataclass(frozen=True)
 class StageSpec:
     """One GUNN/SUNN layer <N, P, K, M>: N channels, P segments, bottleneck factor K, M units."""
