@@ -151,9 +151,9 @@ def print_outcome(out, uri: str, space) -> None:
         return
     print(f"best trial: {out.best_trial_id}  val_acc {out.best_val_acc:.4f}  run {out.best_run_id}")
     if out.best_config:
-        keys = [*space.config_paths, "cost.params", "cost.macs"]
-        shown = [k for k in keys if k in out.best_config and (k.startswith("cost.") or k in
-                 space.searched() or k.endswith((".N", ".P")))]
+        stages = [f"model.stages.{i}.{d}" for i in range(len(space.stage_forms)) for d in "NP"]
+        rest = [p for p in space.searched() if p not in stages and not p.endswith(".n")]
+        shown = [k for k in (*stages, *rest, "cost.params", "cost.macs") if k in out.best_config]
         print("  " + "  ".join(f"{k}={fmt(out.best_config[k])}" for k in shown))
     uri_flag = "" if uri == default_tracking_uri() else f" --tracking-uri {uri}"
     print(f"export:  gunn-search export --experiment {out.experiment} --out best.yaml{uri_flag}")
