@@ -56,7 +56,7 @@ class ModelConfig(_Strict):
     stem_channels: int = Field(default=64, ge=1)
     head_channels: int | None = Field(default=None, ge=1)
     projection: bool = True
-    stages: list[StageConfig] | None = None
+    stages: list[StageConfig] | None = Field(default=None, min_length=1)
     gunn_mode: Literal["recompute", "keep", "naive"] = "recompute"
 
     @model_validator(mode="after")

@@ -11,7 +11,7 @@ import itertools
 import math
 import typing
 
-from trainers.config import TrainConfig, num_classes
+from trainers.config import DATASETS, TrainConfig, num_classes
 from trainers.config_errors import ConfigError
 from trainers.cost import Cost, estimate, layer_cost
 from trainers.spec import NetworkSpec, StageSpec, model_spec
@@ -78,32 +78,43 @@ def _stage_candidates(space: Space, i: int, projection: bool) -> list[StageSpec]
     return [StageSpec(N, P, K, M) for N, _, _, P in keep]
 
 
+def _min_classes(space: Space) -> int:
+    """The fewest classes of any dataset the space trains on (costs never decrease with them)."""
+    synthetic = min(space.values_at("data.synthetic_num_classes"))
+    return min(synthetic if name == "synthetic" else DATASETS[name]
+               for name in space.values_at("data.name"))
+
+
 def _candidate_specs(space: Space) -> tuple[typing.Iterable[NetworkSpec], bool]:
     """(specs that hold the space's cheapest points, exact?). Costs never decrease with the
-    stem and head widths, so their smallest values stand for all."""
-    classes = num_classes(space.base.data)
+    stem and head widths or the number of classes, so their smallest values stand for all;
+    no head at all (head_channels null) may be cheaper than any head, so it is a candidate too."""
+    classes = _min_classes(space)
     if not space.stage_forms:  # a registered model by name
         return [model_spec(n, classes) for n in space.values_at("model.name")], True
     fams, stems, projs = (space.values_at(f"model.{k}") for k in ("family", "stem", "projection"))
     stem_ch = min(space.values_at("model.stem_channels"))
-    heads = [h for h in space.values_at("model.head_channels") if h is not None]
-    head = min(heads) if heads else None
+    all_heads = space.values_at("model.head_channels")
+    heads = [h for h in all_heads if h is not None]
+    heads = ([None] if None in all_heads else []) + ([min(heads)] if heads else [])
     per_proj = {pr: [_stage_candidates(space, i, pr) for i in range(len(space.stage_forms))]
                 for pr in projs}
-    total = len(fams) * len(stems) * sum(math.prod(len(c) for c in cs) for cs in per_proj.values())
+    total = len(fams) * len(stems) * len(heads) * sum(math.prod(len(c) for c in cs)
+                                                       for cs in per_proj.values())
     exact = total <= MAX_BUDGET_CANDIDATES
 
-    def spec(fam, stem, pr, stages):
+    def spec(fam, stem, pr, stages, head):
         return NetworkSpec(stages=tuple(stages), family=fam, stem=stem, stem_channels=stem_ch,
                            head_channels=head, projection=pr, num_classes=classes)
 
     if exact:
-        return (spec(f, s, pr, st) for f in fams for s in stems for pr in projs
+        return (spec(f, s, pr, st, h) for f in fams for s in stems for pr in projs for h in heads
                 for st in itertools.product(*per_proj[pr])), True
     # too many: the per-stage cheapest-by-params and -by-MACs points only (a heuristic)
     picks = [(pr, [min(c, key=lambda s: getattr(layer_cost(s.N, s.P, s.K, s.M, pr, 1), key))
                    for c in per_proj[pr]]) for pr in projs for key in ("params", "macs")]
-    return [spec(f, s, pr, st) for f in fams for s in stems for pr, st in picks], False
+    return [spec(f, s, pr, st, h) for f in fams for s in stems for pr, st in picks
+            for h in heads], False
 
 
 def min_costs(space: Space) -> MinCosts:

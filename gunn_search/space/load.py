@@ -54,9 +54,13 @@ def with_overrides(space: Space, overrides: dict, source: str = "command line") 
     for path, value in overrides.items():
         section = data
         *head, last = path.split(".")
-        for k in head:
-            section = section.setdefault(k, {})
-        section[last] = value
+        try:
+            for k in head:  # a list index (model.stages.0.K) picks an existing entry
+                section = (section[int(k)] if isinstance(section, list)
+                           else section.setdefault(k, {}))
+            section[int(last) if isinstance(section, list) else last] = value
+        except (ValueError, IndexError, TypeError, AttributeError):
+            raise ConfigError("no such setting to override", file=source, field=path) from None
     out = parse_space(data, source)
     object.__setattr__(out, "source", space.source)
     return out

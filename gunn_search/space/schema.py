@@ -335,8 +335,26 @@ def _check_cross_fields(space: Space) -> None:
     if space.values_at("data.split") != ["search"]:
         raise ConfigError("a search selects on a validation split; use split: search (final "
                           "trains on train + val and reports the test set)", field="data.split")
+    _check_each_choice(space)
     from gunn_search.space.budget import check_feasible
     check_feasible(space)
+
+
+def _check_each_choice(space: Space) -> None:
+    """Every value of a choice outside the stages makes a valid config with the rest at the base:
+    rules across keys (model.name: a registered model, and not with stages) hold for each."""
+    base = space.base.model_dump(mode="json")
+    for path, d in space.dims.items():
+        if path.startswith("model.stages.") or not isinstance(d, Choice):
+            continue
+        for v in d.values[1:]:
+            data = copy.deepcopy(base)
+            set_path(data, path, v)
+            try:
+                TrainConfig.model_validate(data)
+            except ValidationError as e:
+                raise ConfigError(f"choice {v!r}: {describe_error(e.errors()[0])[1]}",
+                                  field=path) from None
 
 
 # --- dotted paths --------------------------------------------------------------------------------
