@@ -12,7 +12,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from trainers.config_errors import ConfigError, read_yaml, validation_error
-from trainers.spec import MODEL_REGISTRY, NetworkSpec, model_spec
+from trainers.spec import MODEL_REGISTRY, NetworkSpec, check_shape, model_spec
 
 __all__ = ["ConfigError", "DataError", "TrainConfig", "load_config", "parse_config", "dump_config",
            "read_yaml", "num_classes"]
@@ -42,8 +42,7 @@ class StageConfig(_Strict):
 
     @model_validator(mode="after")
     def _divisible(self):
-        if self.N % self.P:  # here, not in ModelConfig, so the error names model.stages[i]
-            raise ValueError(f"N={self.N} is not divisible by P={self.P}")
+        check_shape(self.N, self.P)  # here, not in ModelConfig: the error names the stage
         return self
 
 

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from trainers.config import StageConfig, TrainConfig, parse_config
 from trainers.config_errors import (ConfigError, core_type, describe_error, unknown_key,
                                     validation_error)
+from trainers.spec import divides
 
 from gunn_search.space import distributions as dist
 from gunn_search.space.distributions import Choice, Distribution, Range
@@ -264,11 +265,6 @@ def _extract_stage(stage: dict, path: str, dims: dict) -> None:
         dims[f"{path}.{dim}"] = d
         if dim in ("K", "M"):
             stage[dim] = dist.first(d)
-
-
-def divides(P: int, N: int) -> bool:
-    """The one rule of a GUNN layer's shape: its N channels split into P equal segments."""
-    return N % P == 0
 
 
 def reachable_N(N: Distribution, P: Distribution) -> list[int]:
