@@ -14,11 +14,11 @@ What it measures
     Counting, from MLflow (MlflowClient) after the search has exited: for every child run of the
     search's parent run and every per-epoch metric key (`gunn_search.tracking.EPOCH_METRICS`,
     8 keys), `len(get_metric_history(run, key))` against the number of epochs the trial ran.
-    The epochs a trial ran come from its status tag (`completed` -> train.epochs, `stopped by
-    ASHA at epoch e` -> e) and, independently, from Tune's own per-trial `result.json`; the two
-    must agree. expected points = sum over runs of epochs x 8; lost = expected - logged (must be
-    0); extra = points beyond one per (run, key, epoch). The val_acc values are also compared
-    with Tune's result.json, point by point.
+    The epochs a trial ran come from its status tag (`completed` -> epochs, `stopped by ASHA`
+    -> the tag `gunn_search.stopped_at_epoch`) and, independently, from Tune's own per-trial
+    `result.json`; the two must agree. expected points = sum over runs of epochs x 8; lost =
+    expected - logged (must be 0); extra = points beyond one per (run, key, epoch). The val_acc
+    values are also compared with Tune's result.json, point by point.
 
 Usage
     python benchmarks/mlflow_load.py [--backend sqlite|server|both] [--num-samples 32]
@@ -55,7 +55,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -118,6 +117,7 @@ def stop_server(proc: subprocess.Popen) -> None:
 
 def count_points(uri: str, experiment: str, storage: Path, max_epochs: int) -> dict:
     from gunn_search.tracking import EPOCH_METRICS
+    from gunn_search.trial_status import TrialStatus
 
     client, parent, children = search_runs(uri, experiment)
     tune = tune_results(storage)
@@ -129,8 +129,9 @@ def count_points(uri: str, experiment: str, storage: Path, max_epochs: int) -> d
         statuses[status] = statuses.get(status, 0) + 1
         if r.info.status != "FINISHED":
             unfinished += 1
-        m = re.match(r"stopped by ASHA at epoch (\d+)", status)
-        ep_tag = max_epochs if status == "completed" else int(m.group(1)) if m else None
+        stopped_at = r.data.tags.get("gunn_search.stopped_at_epoch")
+        ep_tag = (max_epochs if status == TrialStatus.COMPLETED
+                  else int(stopped_at) if status == TrialStatus.STOPPED and stopped_at else None)
         tres = tune.get(r.data.tags.get("gunn_search.trial_id"), [])
         tune_epochs = {x["epoch"]: x for x in tres if "epoch" in x}
         ep_tune = len(tune_epochs)
@@ -163,9 +164,9 @@ def run_backend(backend: str, root: Path, num_samples: int, epochs: int, concurr
     work.mkdir(parents=True)
     space = derive_space(
         work / "space.yaml", "mlflow_load",
-        dataset={"name": "synthetic", "synthetic_train_size": 640, "synthetic_test_size": 200,
-                 "download": False},
-        train={"epochs": epochs},
+        data={"name": "synthetic", "synthetic_train_size": 640, "synthetic_test_size": 200,
+              "download": False},
+        epochs=epochs,
         search={"num_samples": num_samples, "max_concurrent": concurrent, "grace_period": epochs},
         resources={"cpus_per_trial": 2 / concurrent, "gpus_per_trial": 0})
     server, ready = None, None

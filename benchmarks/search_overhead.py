@@ -56,7 +56,7 @@ mlflow 3.17.2, optuna 5.0.0; the machine was shared with other engineers' test r
 |---|---:|---:|
 | space | smoke.yaml (digits, 6 trials, <= 4 epochs) | smoke-derived: synthetic 9000 imgs, 4 trials, <= 4 epochs |
 | trials / epochs trained | 6 / 22 | 4 / 16 |
-| trial statuses | completed, stopped by ASHA at epoch 2 | completed |
+| trial statuses | completed, stopped by ASHA (epoch 2) | completed |
 | epoch_seconds mean (min-max) | 4.3 (1.8-7.2) | 24.5 (16.5-34.6) |
 | max_concurrent | 2 | 2 |
 | **wall (s)** | **104.8** | **274.1** |
@@ -116,9 +116,11 @@ def loadavg() -> str:
 
 def derive_space(dest: Path, name: str, **changes) -> Path:
     """smoke.yaml with nested changes (dict values are merged), validated with parse_space."""
+    import copy
+
     from gunn_search.space import load_space, parse_space
 
-    data = load_space("smoke.yaml").model_dump(mode="json")
+    data = copy.deepcopy(load_space("smoke.yaml").data)
     data["name"] = name
     for key, val in changes.items():
         if isinstance(val, dict) and isinstance(data.get(key), dict):
@@ -189,6 +191,14 @@ def tune_results(storage: Path) -> dict[str, list[dict]]:
 TAIL = "trial phase: idle slots in the tail (no trials left) / conc"
 
 
+def status_text(tags: dict) -> str | None:
+    """A child run's status tag; for a trial ASHA stopped, with the epoch it stopped at
+    (`gunn_search.stopped_at_epoch`): "stopped by ASHA (epoch 2)"."""
+    status = tags.get("gunn_search.status")
+    epoch = tags.get("gunn_search.stopped_at_epoch")
+    return f"{status} (epoch {epoch})" if status and epoch is not None else status
+
+
 def analyse(res: dict, tracking_uri: str, experiment: str, concurrency: int,
             storage: Path | None = None) -> dict:
     client, parent, children = search_runs(tracking_uri, experiment)
@@ -209,7 +219,7 @@ def analyse(res: dict, tracking_uri: str, experiment: str, concurrency: int,
         tres = sorted(tune_res.get(r.data.tags.get("gunn_search.trial_id"), []),
                       key=lambda x: x["training_iteration"])
         in_setup = (tres[0]["time_this_iter_s"] - tres[0]["epoch_seconds"]) if tres else None
-        trials.append({"run": r.info.run_id, "status": r.data.tags.get("gunn_search.status"),
+        trials.append({"run": r.info.run_id, "status": status_text(r.data.tags),
                        "epochs": len(hist), "train_s": sum(secs), "start": start, "end": end,
                        "first_latency": first_latency, "epoch_gaps": sum(gaps),
                        "teardown": teardown, "epoch_s": secs,
@@ -275,13 +285,12 @@ def trial_startup_parts(space_path: Path) -> dict:
 import json, sys, time
 t = time.time()
 import torch
-from gunn_search.space import load_space, example_configs
-from gunn_search.trainable import trial_train_config
+from gunn_search.space import load_space, example_configs, trial_config
 from trainers.data import load_dataset
 from trainers.networks import build_model
 t_imp = time.time() - t
 sp = load_space(sys.argv[1]); cfg = example_configs(sp, n=1, seed=0)[0]
-tc = trial_train_config(sp, cfg); d = tc.data
+tc = trial_config(sp, cfg); d = tc.data
 t = time.time()
 data = load_dataset(d.name, d.data_dir, split="search", val_fraction=d.val_fraction, seed=d.split_seed,
                     download=d.download, device="cpu", synthetic_train_size=d.synthetic_train_size,
@@ -310,12 +319,14 @@ def run_case(case: str, root: Path, train_size: int) -> dict:
     else:
         trials, epochs = SYNTHETIC_CASES[case]
         space = derive_space(work / f"{case}.yaml", f"overhead_{case}",
-                             dataset={"name": "synthetic", "synthetic_train_size": train_size,
-                                      "synthetic_test_size": 1000, "download": False},
-                             train={"epochs": epochs},
+                             data={"name": "synthetic", "synthetic_train_size": train_size,
+                                   "synthetic_test_size": 1000, "download": False},
+                             epochs=epochs,
                              search={"num_samples": trials, "max_concurrent": 2})
-    spec = yaml.safe_load(space.read_text())
-    conc = spec["search"]["max_concurrent"]
+    from gunn_search.space import load_space
+
+    spec = load_space(space)
+    conc = spec.search.max_concurrent
     uri = f"sqlite:///{work / 'mlflow.db'}"
     exp = f"overhead_{case}"
     load0 = loadavg()
@@ -328,10 +339,10 @@ def run_case(case: str, root: Path, train_size: int) -> dict:
     out = analyse(res, uri, exp, conc, storage=work / "runs" / exp)
     out.update(case=case, concurrency=conc, load_before=load0, load_after=load1,
                parts=trial_startup_parts(space),
-               space=(f"smoke.yaml (digits, {spec['search']['num_samples']} trials, "
-                      f"<= {spec['train']['epochs']} epochs)" if case == "smoke" else
+               space=(f"smoke.yaml (digits, {spec.search.num_samples} trials, "
+                      f"<= {spec.max_epochs} epochs)" if case == "smoke" else
                       f"smoke-derived: synthetic {train_size} imgs, "
-                      f"{spec['search']['num_samples']} trials, <= {spec['train']['epochs']} epochs"))
+                      f"{spec.search.num_samples} trials, <= {spec.max_epochs} epochs"))
     return out
 
 
