@@ -42,7 +42,10 @@ def search_parser() -> argparse.ArgumentParser:
                    help="where Tune keeps trial checkpoints and search state; on a cluster a "
                         "path or URI every node sees (default: ./gunn-search-runs)")
     p.add_argument("--address", help="join a Ray cluster: auto, HOST:PORT or ray://HOST:PORT")
-    p.add_argument("--gpus-per-trial", type=float, help="GPUs per trial (fractions pack trials)")
+    p.add_argument("--gpus-per-trial", type=gpus_arg, metavar="G|auto",
+                   help="GPUs per trial: a number (fractions pack trials on a GPU) or auto "
+                        "(the default: the cluster's GPUs shared by max_concurrent trials, "
+                        "none on a CPU-only machine)")
     p.add_argument("--cpus-per-trial", type=float, help="CPUs per trial")
     p.add_argument("--seed", type=int, help="the searcher's seed (overrides search.seed; the "
                                             "trials' training seed is the space's `seed`)")
@@ -52,6 +55,15 @@ def search_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true",
                    help="validate the space, show it and a few sampled architectures, exit")
     return p
+
+
+def gpus_arg(text: str):
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected auto or a number (got {text!r})") from None
 
 
 def export_parser() -> argparse.ArgumentParser:
@@ -98,10 +110,11 @@ def cmd_search(argv: Sequence[str]) -> int:
         return dry_run(space)
     if args.max_failures < 0:
         raise UsageError("--max-failures must be >= 0")
-    if space.resources.gpus_per_trial > 0 and not args.address:
+    gpus = space.resources.gpus_per_trial
+    if gpus != "auto" and gpus > 0 and not args.address:
         import torch
         if not torch.cuda.is_available():
-            raise UsageError(f"--gpus-per-trial {space.resources.gpus_per_trial:g}: this machine "
+            raise UsageError(f"--gpus-per-trial {gpus:g}: this machine "
                              "has no GPU (use --gpus-per-trial 0 to train on the CPU)")
     from gunn_search.search import (SearchOptions, check_address, experiment_path, read_state,
                                     run_search)

@@ -244,6 +244,7 @@ def run_search(space: Space, opts: SearchOptions,
                               "set RAY_AUTH_MODE=token and its token here too") from None
         raise
     try:
+        space = resolve_resources(space)
         log(f"{'resuming' if opts.resume else 'starting'} search {opts.experiment!r}: "
             f"{space.search.num_samples} trials, up to {space.max_epochs} epochs each, "
             f"MLflow at {opts.tracking_uri}")
@@ -295,6 +296,22 @@ def outcome(results, opts: SearchOptions, parent_id: str, client) -> SearchOutco
             best_run = "unknown (MLflow unreachable)"
     return SearchOutcome(opts.experiment, parent_id, best_id, best_run, best_acc, best_cfg,
                          len(results), experiment_path(opts))
+
+
+def resolve_resources(space: Space) -> Space:
+    """The space with `gpus_per_trial: auto` turned into a number for the Ray cluster joined
+    (gunn_search.resources), said on stderr."""
+    import dataclasses
+
+    import ray
+
+    from gunn_search import resources
+
+    r, s = space.resources, space.search
+    gpus = ray.cluster_resources().get("GPU", 0)
+    log("resources: " + resources.describe(r.gpus_per_trial, gpus, s.max_concurrent))
+    per = resources.gpus_per_trial(r.gpus_per_trial, gpus, s.max_concurrent)
+    return dataclasses.replace(space, resources=r.model_copy(update={"gpus_per_trial": per}))
 
 
 def log(msg: str) -> None:

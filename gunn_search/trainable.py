@@ -9,6 +9,7 @@ into the MLflow status tag.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -67,7 +68,13 @@ def train_trial(config: dict, space: Space) -> None:
     ctx = tune.get_context()
     resources = ctx.get_trial_resources().required_resources if ctx else {}
     cpus = max(1, int(resources.get("CPU", 1)))
-    device = "cuda" if resources.get("GPU", 0) > 0 and torch.cuda.is_available() else "cpu"
+    if resources.get("GPU", 0) > 0 and not torch.cuda.is_available():
+        # Never train on the CPU in silence when the search planned a GPU for this trial.
+        raise RuntimeError(f"this trial was given {resources['GPU']:g} GPU by Ray, but torch "
+                           "sees no CUDA device (CUDA_VISIBLE_DEVICES="
+                           f"{os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')!r}); check the "
+                           "node's driver and torch build, or use --gpus-per-trial 0")
+    device = "cuda" if resources.get("GPU", 0) > 0 else "cpu"
     torch.set_num_threads(cpus)  # the trial's CPU share, not every core of the node
 
     if not config.get("budget_ok", True):

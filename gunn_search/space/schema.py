@@ -21,7 +21,7 @@ import typing
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from trainers.config import StageConfig, TrainConfig, parse_config
 from trainers.config_errors import (ConfigError, core_type, describe_error, unknown_key,
@@ -60,7 +60,17 @@ class SearchSettings(_Strict):
 
 class Resources(_Strict):
     cpus_per_trial: float = Field(default=1.0, gt=0.0)
-    gpus_per_trial: float = Field(default=0.0, ge=0.0)
+    # auto: the GPUs the cluster has, shared by max_concurrent trials (gunn_search.resources)
+    gpus_per_trial: Literal["auto"] | float = "auto"
+
+    @field_validator("gpus_per_trial", mode="before")
+    @classmethod
+    def _auto_or_number(cls, v):
+        if v == "auto":
+            return v
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0:
+            raise ValueError(f"must be auto or a number >= 0 (got {v!r})")
+        return float(v)
 
 
 class Budget(_Strict):

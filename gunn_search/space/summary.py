@@ -3,6 +3,7 @@ distribution, and a few sampled configs with their prices."""
 
 from __future__ import annotations
 
+from gunn_search import resources
 from gunn_search.space import distributions as dist
 from gunn_search.space.budget import min_costs
 from gunn_search.space.sample import example_configs
@@ -40,7 +41,11 @@ def summarize(space: Space) -> str:
     lines.append(f"search: Optuna TPE (seed {se.seed}), {se.num_samples} trials, {se.max_concurrent} "
                  f"at a time; ASHA grace_period {se.grace_period}, reduction_factor "
                  f"{se.reduction_factor}, max_t {space.max_epochs}; metric {se.metric} ({se.mode})")
-    lines.append(f"resources per trial: {rs.cpus_per_trial:g} CPU, {rs.gpus_per_trial:g} GPU")
+    lines.append(f"resources per trial: {rs.cpus_per_trial:g} CPU; GPU: "
+                 + resources.describe(rs.gpus_per_trial, resources.local_gpu_count(),
+                                      se.max_concurrent)
+                 + (" [on this machine; with --address, the cluster's GPUs decide]"
+                    if rs.gpus_per_trial == resources.AUTO else ""))
     lo = min_costs(space)
     limits = [f"params <= {space.budget.max_params:,}"] if space.budget.max_params else []
     limits += [f"MACs <= {space.budget.max_macs:,}"] if space.budget.max_macs else []

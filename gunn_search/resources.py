@@ -1,0 +1,47 @@
+"""How many GPUs a trial gets: `resources.gpus_per_trial: auto` (the default) or a number.
+
+`auto` gives every trial a GPU where the Ray cluster has GPUs, packed so that `max_concurrent`
+trials share them: a whole GPU each when there are at least as many GPUs as trials at a time,
+else an equal fraction (1/2, 1/3, ...) so that whole numbers of trials fit on each GPU. On a
+machine or cluster without GPUs it is 0: the trials train on their CPUs.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from glob import glob
+
+AUTO = "auto"
+
+
+def gpus_per_trial(requested: float | str, cluster_gpus: float, max_concurrent: int) -> float:
+    """The GPUs each trial asks Ray for."""
+    if requested != AUTO:
+        return float(requested)
+    gpus = int(cluster_gpus)  # Ray counts whole devices; a fraction of one is not a device
+    if gpus <= 0:
+        return 0.0
+    if gpus >= max_concurrent:
+        return 1.0
+    return 1.0 / math.ceil(max_concurrent / gpus)
+
+
+def local_gpu_count() -> int:
+    """GPUs this machine shows, without importing torch or Ray (for --dry-run): the devices in
+    CUDA_VISIBLE_DEVICES when it is set, else the NVIDIA device files."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
+    return len(glob("/dev/nvidia[0-9]*"))
+
+
+def describe(requested: float | str, cluster_gpus: float, max_concurrent: int) -> str:
+    """One line saying what a trial gets and why."""
+    per = gpus_per_trial(requested, cluster_gpus, max_concurrent)
+    if requested != AUTO:
+        return f"{per:g} GPU per trial (as set)"
+    if per == 0:
+        return "auto: no GPU found, trials train on the CPU"
+    return (f"auto: {per:g} GPU per trial ({int(cluster_gpus)} GPU(s), {max_concurrent} trials "
+            "at a time)")
