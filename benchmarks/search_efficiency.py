@@ -73,6 +73,8 @@ def make_space(seed: int, num_samples: int, epochs: int, grace: int | None = Non
     # The space these results were measured on searched lr and weight decay with the default
     # momentum; smoke.yaml now searches momentum as well: keep it fixed.
     data.setdefault("optim", {})["momentum"] = 0.9
+    # 1 CPU and no GPU per trial, as measured (the random+FIFO Tuner below takes the numbers as is).
+    data.setdefault("resources", {}).update(cpus_per_trial=1, gpus_per_trial=0)
     data["search"].update(num_samples=num_samples, seed=seed)
     if grace is not None:
         data["search"]["grace_period"] = grace
