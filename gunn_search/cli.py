@@ -163,15 +163,33 @@ def print_outcome(out, uri: str, space) -> None:
         print("best trial: none finished")
         return
     print(f"best trial: {out.best_trial_id}  val_acc {out.best_val_acc:.4f}  run {out.best_run_id}")
-    if out.best_config:
-        stages = [f"model.stages.{i}.{d}" for i in range(len(space.stage_forms)) for d in "NP"]
-        rest = [p for p in space.searched() if p not in stages and not p.endswith(".n")]
-        shown = [k for k in (*stages, *rest, "cost.params", "cost.macs") if k in out.best_config]
-        print("  " + "  ".join(f"{k}={fmt(out.best_config[k])}" for k in shown))
+    print(top_table(out.top, space))
     uri_flag = "" if uri == default_tracking_uri() else f" --tracking-uri {uri}"
     print(f"export:  gunn-search export --experiment {out.experiment} --out best.yaml{uri_flag}")
     if uri.startswith("sqlite:"):
         print(f"inspect: mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000")
+
+
+def top_table(top: list[dict], space) -> str:
+    """The best trials as a small table: shapes of the stages (N/P), then the other searched
+    values in the space's order."""
+    n_stages = len(space.stage_forms)
+    others = [p for p in space.searched() if not p.startswith("model.stages.")
+              or p.rsplit(".", 1)[-1] in ("K", "M")]
+    header = ["trial", "status", "val_acc", "epochs"] + (["N/P per stage"] if n_stages else [])
+    header += [p.removeprefix("model.") for p in others]
+    rows = []
+    for t in top:
+        c = t["config"]
+        row = [t["trial_id"], str(t["status"]), f"{t['val_acc']:.4f}", str(t["epochs"])]
+        if n_stages:
+            row.append(" ".join(f"{c.get(f'model.stages.{i}.N', '?')}/{c.get(f'model.stages.{i}.P', '?')}"
+                                for i in range(n_stages)))
+        row += [fmt(c.get(p, "")) for p in others]
+        rows.append(row)
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in [header, *rows]]
+    return "top trials:\n" + "\n".join("  " + ln for ln in lines)
 
 
 def fmt(v) -> str:

@@ -1,4 +1,9 @@
-"""Search progress on stderr: trials running / done / stopped early / failed, best so far."""
+"""Search progress on stderr: trials by state, epochs done of the budget, best so far, time.
+
+On a terminal it is one live line, redrawn in place (at most twice a second); in a pipe or a
+log file, plain lines when something changes (at most every `every` seconds), so a log stays
+readable.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +15,24 @@ from ray import tune
 from gunn_search.trial_status import METRIC, Kind, TrialStatus
 
 
-class ProgressCallback(tune.Callback):
-    """Prints a status line when something changes, at most every `every` seconds."""
+def fmt_duration(seconds: float) -> str:
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
 
-    def __init__(self, num_samples: int, every: float = 5.0):
+
+class ProgressCallback(tune.Callback):
+    """Counts trials and epochs as Tune reports them and draws the status line."""
+
+    def __init__(self, num_samples: int, max_epochs: int = 1, every: float = 5.0,
+                 stream=None):
         self.num_samples = num_samples
+        self.max_epochs = max_epochs
         self.every = every
+        self.stream = stream
         self._reset()
 
     def _reset(self):
@@ -23,45 +40,103 @@ class ProgressCallback(tune.Callback):
         self.last = 0.0
         self.best: tuple[float, str] | None = None
         self.done = self.stopped = self.failed = 0
-        self.running: set[str] = set()
+        self.running: dict[str, int] = {}  # trial id -> epochs it has trained
+        self.epochs = 0  # epochs trained so far, all trials
+        self.started: set[str] = set()
+        self._drawn = False
 
     def __getstate__(self):
-        return {"num_samples": self.num_samples, "every": self.every}
+        return {"num_samples": self.num_samples, "max_epochs": self.max_epochs,
+                "every": self.every}
 
     def __setstate__(self, state):
         self.__dict__.update(state)
+        self.stream = None
         self._reset()
 
+    @property
+    def out(self):
+        return self.stream if self.stream is not None else sys.stderr
+
+    @property
+    def live(self) -> bool:
+        try:
+            return self.out.isatty()
+        except (AttributeError, ValueError):
+            return False
+
+    # --- Tune hooks ------------------------------------------------------------------------
     def on_trial_start(self, iteration, trials, trial, **info):
-        self.running.add(trial.trial_id)
+        self.running.setdefault(trial.trial_id, 0)
+        self.started.add(trial.trial_id)
         self._print(force=False)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
+        status = TrialStatus(result.get("trial_status", TrialStatus.RUNNING))
+        epoch = int(result.get("epoch", 0))
+        if status.has_result and epoch > self.running.get(trial.trial_id, 0):
+            self.epochs += epoch - self.running.get(trial.trial_id, 0)
+            self.running[trial.trial_id] = epoch
         v = result.get(METRIC)
-        if isinstance(v, (int, float)) and (self.best is None or v > self.best[0]):
+        if status.has_result and isinstance(v, (int, float)) and (
+                self.best is None or v > self.best[0]):
             self.best = (float(v), trial.trial_id)
         self._print(force=False)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        self.running.discard(trial.trial_id)
+        self.running.pop(trial.trial_id, None)
         last = TrialStatus((trial.last_result or {}).get("trial_status", TrialStatus.RUNNING))
         if last.kind is Kind.RUNNING:  # epochs left: ASHA stopped it
             self.stopped += 1
+        elif last.kind in (Kind.FAILED, Kind.REJECTED):
+            self.failed += 1
         else:
             self.done += 1
         self._print(force=True)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self.running.discard(trial.trial_id)
+        self.running.pop(trial.trial_id, None)
         self.failed += 1
         self._print(force=True)
 
+    def on_experiment_end(self, trials, **info):
+        if self._drawn:
+            self.out.write("\n")  # leave the last live line in place
+            self.out.flush()
+
+    # --- the line --------------------------------------------------------------------------
+    def remaining_epochs(self) -> int:
+        """At most this many epochs are left: unstarted trials in full, running ones' rest."""
+        unstarted = max(0, self.num_samples - len(self.started))
+        return unstarted * self.max_epochs + sum(self.max_epochs - e for e in self.running.values())
+
+    def line(self, now: float | None = None) -> str:
+        now = time.time() if now is None else now
+        elapsed = now - self.start
+        budget = self.num_samples * self.max_epochs
+        parts = [f"trials {len(self.running)} running, {self.done} done, {self.stopped} stopped "
+                 f"early, {self.failed} failed of {self.num_samples}",
+                 f"epochs {self.epochs}/{budget}",
+                 f"best {METRIC} {self.best[0]:.4f} ({self.best[1]})" if self.best
+                 else "no result yet",
+                 fmt_duration(elapsed)]
+        left = self.remaining_epochs()
+        if self.epochs and left:
+            # ASHA stops trials early, so the budget's rest is an upper bound
+            parts.append(f"ETA <= {fmt_duration(left * elapsed / self.epochs)}")
+        return " | ".join(parts)
+
     def _print(self, force: bool):
         now = time.time()
-        if not force and now - self.last < self.every:
-            return
-        self.last = now
-        best = f"best {METRIC} {self.best[0]:.4f} ({self.best[1]})" if self.best else "no result yet"
-        print(f"gunn-search: [{now - self.start:6.0f}s] trials {len(self.running)} running, "
-              f"{self.done} finished, {self.stopped} stopped early, {self.failed} errored "
-              f"of {self.num_samples} | {best}", file=sys.stderr, flush=True)
+        if self.live:
+            if not force and now - self.last < 0.5:
+                return
+            self.last = now
+            self.out.write(f"\r\x1b[2Kgunn-search: {self.line(now)}")
+            self._drawn = True
+        else:
+            if not force and now - self.last < self.every:
+                return
+            self.last = now
+            self.out.write(f"gunn-search: [{now - self.start:6.0f}s] {self.line(now)}\n")
+        self.out.flush()

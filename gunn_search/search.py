@@ -14,7 +14,7 @@ import os
 import socket
 import sys
 from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 from urllib.parse import urlparse
@@ -25,7 +25,7 @@ from gunn_search import tracking as tr
 from gunn_search.scheduler import ResumableASHA
 from gunn_search.space import Space, define_by_run, fingerprint as space_fingerprint
 from gunn_search.trainable import train_trial
-from gunn_search.trial_status import METRIC, TrialStatus
+from gunn_search.trial_status import METRIC, Kind, TrialStatus
 
 STATE_FILE = "gunn_search.json"
 
@@ -53,6 +53,7 @@ class SearchOutcome:
     best_config: dict | None
     num_trials: int
     experiment_path: str
+    top: list[dict] = field(default_factory=list)  # the best trials, best first (see `outcome`)
 
 
 def check_address(address: str, timeout: float = 5.0) -> None:
@@ -260,12 +261,14 @@ def run_search(space: Space, opts: SearchOptions,
             "space_path": str(opts.space_path)})
         callbacks = [MLflowSearchCallback(opts.tracking_uri, exp_id, parent_id, space,
                                           str(opts.space_path)),
-                     ProgressCallback(space.search.num_samples)]
+                     ProgressCallback(space.search.num_samples, space.max_epochs)]
         tuner = build_tuner(space, opts, callbacks)
-        # Tune prints its own banner on stdout; stdout is for our results, so send it to stderr.
-        with contextlib.redirect_stdout(sys.stderr):
+        # Tune prints a banner, the results path and a TensorBoard hint on stdout whatever its
+        # verbosity (ray/tune/experimental/output.py): stdout is for our results and stderr for
+        # our progress, so they go nowhere. Its warnings and errors still reach stderr (logging).
+        with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
             results = tuner.fit()
-        out = outcome(results, opts, parent_id, client)
+        out = outcome(results, opts, parent_id, client, space)
         if on_outcome is not None:
             on_outcome(out)
             sys.stdout.flush()
@@ -274,28 +277,36 @@ def run_search(space: Space, opts: SearchOptions,
     return out
 
 
-def outcome(results, opts: SearchOptions, parent_id: str, client) -> SearchOutcome:
-    """The best trial, from Tune's results (so it is known even if MLflow is unreachable)."""
-    best_id = best_run = best_acc = best_cfg = None
-    try:
-        best = results.get_best_result(metric=METRIC, mode="max", scope="all")
-    except RuntimeError:  # no trial reported the metric
-        best = None
-    if best is not None and best.metrics_dataframe is not None:
-        df = best.metrics_dataframe
-        statuses = {TrialStatus(s) for s in df.get("trial_status", [])}
-        if all(s.has_result for s in statuses):
-            best_id = best.metrics.get("trial_id")
-            best_acc = float(df[METRIC].max())
-            best_cfg = dict(best.config)
-    if best_id is not None:
+def outcome(results, opts: SearchOptions, parent_id: str, client, space: Space | None = None,
+            top_n: int = 5) -> SearchOutcome:
+    """The best trials, from Tune's results (so they are known even if MLflow is unreachable)."""
+    rows = []
+    for r in results:
+        df = r.metrics_dataframe
+        last = r.metrics or {}
+        status = TrialStatus(last.get("trial_status", TrialStatus.RUNNING))
+        epochs = int(last.get("epoch", 0) or 0)
+        if r.error is not None:
+            status = TrialStatus.ERRORED
+        elif status.kind is Kind.RUNNING:
+            status = TrialStatus.STOPPED
+        value = None
+        if status.has_result and df is not None and METRIC in df:
+            value = float(df[METRIC].max())
+        rows.append({"trial_id": last.get("trial_id", "?"),
+                     "status": status, "val_acc": value, "epochs": epochs, "config": dict(r.config)})
+    ranked = sorted((x for x in rows if x["val_acc"] is not None), key=lambda x: -x["val_acc"])
+    best = ranked[0] if ranked else None
+    best_run = None
+    if best is not None:
         try:
             runs = tr.child_runs(client, client.get_run(parent_id).info.experiment_id, parent_id)
-            best_run = runs.get(best_id)
+            best_run = runs.get(best["trial_id"])
         except Exception:  # tracking unreachable: the run id is the only thing we can't say
             best_run = "unknown (MLflow unreachable)"
-    return SearchOutcome(opts.experiment, parent_id, best_id, best_run, best_acc, best_cfg,
-                         len(results), experiment_path(opts))
+    return SearchOutcome(opts.experiment, parent_id, best and best["trial_id"], best_run,
+                         best and best["val_acc"], best and best["config"], len(results),
+                         experiment_path(opts), top=ranked[:top_n])
 
 
 def resolve_resources(space: Space) -> Space:
