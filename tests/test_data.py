@@ -12,8 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainers.data import (CIFAR_MEAN, CIFAR_STD, DATASETS, DataError, DataSplits, augment, batches,
-                           channel_stats, load_dataset, normalize)
+from trainers.data import (CIFAR10_MEAN, CIFAR10_STD, CIFAR100_MEAN, CIFAR100_STD, DATASETS,
+                           DataError, DataSplits, augment, batches, channel_stats, load_dataset,
+                           normalize)
 
 torch.set_num_threads(2)
 
@@ -116,7 +117,9 @@ def test_cifar10_final_round_trips_the_pickles(cifar10_dir, skip_md5):
     assert torch.equal(ds.eval_y, torch.from_numpy(test_y))
     # Spot-check the layout by hand: row r, column c of the green plane is byte 1024 + 32 r + c.
     assert ds.train_x[7, 1, 5, 9].item() == train_rows[7, 1024 + 32 * 5 + 9]
-    assert ds.mean == CIFAR_MEAN and ds.std == CIFAR_STD
+    # The authors' datasets/cifar10.lua constants.
+    assert ds.mean == CIFAR10_MEAN == (125.3, 123.0, 113.9)
+    assert ds.std == CIFAR10_STD == (63.0, 62.1, 66.7)
 
 
 def test_cifar10_search_split(cifar10_dir, skip_md5):
@@ -146,7 +149,9 @@ def test_cifar100_round_trips_fine_labels(cifar100_dir, skip_md5):
     assert torch.equal(ds.train_y, torch.from_numpy(train_fine))
     assert torch.equal(ds.eval_x, _expected_nchw(test_rows))
     assert torch.equal(ds.eval_y, torch.from_numpy(test_fine))
-    assert ds.mean == CIFAR_MEAN and ds.std == CIFAR_STD
+    # CIFAR-100's own statistics (the authors' datasets/cifar100.lua), not CIFAR-10's.
+    assert ds.mean == CIFAR100_MEAN == (129.3, 124.1, 112.4)
+    assert ds.std == CIFAR100_STD == (68.2, 65.4, 70.4)
 
     search = load_dataset("cifar100", data_dir=root, split="search", val_fraction=0.25, seed=0)
     assert (len(search.train_y), len(search.eval_y)) == (30, 10)
@@ -367,7 +372,7 @@ def test_datasplits_to_moves_every_tensor():
 
 # --- augment --------------------------------------------------------------------------------------
 
-MEAN, STD = CIFAR_MEAN, CIFAR_STD
+MEAN, STD = CIFAR10_MEAN, CIFAR10_STD
 
 
 def _batch(n: int = 32, h: int = 32, w: int = 32, seed: int = 0) -> torch.Tensor:

@@ -31,10 +31,13 @@ from trainers.config import DataError  # defined without torch, for the CLIs
 DATASETS = tuple(_DATASET_CLASSES)  # one list, in trainers.config
 SPLITS = ("search", "final")
 
-# The authors' constants (datasets/cifar10.lua: "computed from entire CIFAR-10 training set"); their
-# CIFAR-100 loader reuses them, and so do we.
-CIFAR_MEAN = (125.3, 123.0, 113.9)
-CIFAR_STD = (63.0, 62.1, 66.7)
+# The authors' constants, per dataset, each "computed from entire CIFAR-10 [-100] training set"
+# (datasets/cifar10.lua, datasets/cifar100.lua).
+CIFAR10_MEAN = (125.3, 123.0, 113.9)
+CIFAR10_STD = (63.0, 62.1, 66.7)
+CIFAR100_MEAN = (129.3, 124.1, 112.4)
+CIFAR100_STD = (68.2, 65.4, 70.4)
+CIFAR_STATS = {"cifar10": (CIFAR10_MEAN, CIFAR10_STD), "cifar100": (CIFAR100_MEAN, CIFAR100_STD)}
 
 # The digits "official" train/test split never depends on the run's seed, so every run, search or
 # final, is scored against the same test images.
@@ -76,7 +79,7 @@ def load_dataset(name: str, data_dir: str | Path = "data", split: str = "search"
     split="search" splits the training set deterministically by `seed` into train (1 - val_fraction)
     and val (val_fraction); split="final" returns the whole training set and the test set. `data_dir`
     and `download` matter for CIFAR only; the synthetic_* arguments for "synthetic" only. mean/std are
-    the authors' constants for CIFAR and are computed from the returned training images otherwise.
+    the authors' constants of that CIFAR (`CIFAR_STATS`), otherwise the returned training images'.
     Raises DataError for anything the user can fix (unknown name, missing or corrupt files, ...).
     """
     key = str(name).strip().lower()
@@ -103,8 +106,8 @@ def load_dataset(name: str, data_dir: str | Path = "data", split: str = "search"
     else:
         eval_x, eval_y, eval_name = test_x, test_y, "test"
 
-    if key in ("cifar10", "cifar100"):
-        mean, std = CIFAR_MEAN, CIFAR_STD
+    if key in CIFAR_STATS:
+        mean, std = CIFAR_STATS[key]
     else:
         mean, std = channel_stats(train_x)
     return DataSplits(name=key, num_classes=num_classes, train_x=train_x, train_y=train_y,
