@@ -75,6 +75,10 @@ def export_parser() -> argparse.ArgumentParser:
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///./mlflow.db)")
     p.add_argument("--epochs", type=int,
                    help="train this many epochs instead of the trial's (the paper: 300)")
+    p.add_argument("--max-params", type=int, metavar="N",
+                   help="export the most accurate trial with at most N parameters")
+    p.add_argument("--max-macs", type=int, metavar="N",
+                   help="export the most accurate trial with at most N MACs per image")
     p.add_argument("--final", action="store_true",
                    help="train on train + val and report the test set (data.split: final)")
     return p
@@ -164,6 +168,10 @@ def print_outcome(out, uri: str, space) -> None:
         return
     print(f"best trial: {out.best_trial_id}  val_acc {out.best_val_acc:.4f}  run {out.best_run_id}")
     print(top_table(out.top, space))
+    if out.front is not None:
+        from gunn_search.pareto import table
+        print(f"Pareto front ({len(out.front)} trials; finished trials only):")
+        print(table(out.front, out.objectives))
     uri_flag = "" if uri == default_tracking_uri() else f" --tracking-uri {uri}"
     print(f"export:  gunn-search export --experiment {out.experiment} --out best.yaml{uri_flag}")
     if uri.startswith("sqlite:"):
@@ -215,8 +223,13 @@ def cmd_export(argv: Sequence[str]) -> int:
         raise UsageError(f"no MLflow store at {uri[len('sqlite:///'):]} (run a search first, "
                          "or pass --tracking-uri)")
     from gunn_search.export import export_run
+    for flag, v in (("--max-params", args.max_params), ("--max-macs", args.max_macs)):
+        if v is not None and v < 1:
+            raise UsageError(f"{flag} must be >= 1 (got {v})")
+        if v is not None and args.run_id:
+            raise UsageError(f"{flag} chooses a trial; it cannot be given with --run-id")
     out = export_run(uri, args.experiment, args.out, run_id=args.run_id, epochs=args.epochs,
-                     final=args.final)
+                     final=args.final, max_params=args.max_params, max_macs=args.max_macs)
     print(f"wrote {out}")
     print(f"train: gunn-train --config {out}")
     return 0

@@ -46,24 +46,47 @@ def safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", name).strip(".") or "run"
 
 
-def find_best_trial_run(client: MlflowClient, experiment: str) -> tuple[str, str]:
-    """(search parent run id, best trial run id) of the newest search in `experiment`."""
+def find_best_trial_run(client: MlflowClient, experiment: str, max_params: int | None = None,
+                        max_macs: int | None = None) -> tuple[str, str]:
+    """(search parent run id, best trial run id) of the newest search in `experiment`: the trial
+    with the best val_acc among those with a result, within the cost limits when given."""
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
         raise ExportError(f"experiment {experiment!r} not found in the tracking store")
     parents = client.search_runs([exp.experiment_id], f"tags.`{tr.ROLE_TAG}` = 'search'",
                                  order_by=["attributes.start_time DESC"], max_results=50)
+    limits = {"cost.params": max_params, "cost.macs": max_macs}
+    limits = {k: v for k, v in limits.items() if v is not None}
     for parent in parents:
         children = client.search_runs(
             [exp.experiment_id], f"tags.`{tr.PARENT_TAG}` = '{parent.info.run_id}'",
             max_results=10000)
         finished = [c for c in children if "val_acc" in c.data.metrics
                     and _has_result(c.data.tags.get(tr.STATUS_TAG))]
-        if finished:
-            best = max(finished, key=lambda c: max(
+        within = [c for c in finished if all(_cost(c, k) is not None and _cost(c, k) <= v
+                                             for k, v in limits.items())]
+        if within:
+            best = max(within, key=lambda c: max(
                 m.value for m in client.get_metric_history(c.info.run_id, "val_acc")))
             return parent.info.run_id, best.info.run_id
+        if finished:
+            cheapest = {k: min((_cost(c, k) for c in finished if _cost(c, k) is not None),
+                               default=None) for k in limits}
+            what = " and ".join(f"{k} <= {v:,}" for k, v in limits.items())
+            least = ", ".join(f"{k} {v:,.0f}" for k, v in cheapest.items() if v is not None)
+            raise ExportError(f"experiment {experiment!r}: no finished trial has {what} "
+                              f"(the cheapest: {least})")
     raise ExportError(f"experiment {experiment!r} has no finished trials to export")
+
+
+def _cost(run, key: str) -> float | None:
+    """A trial's price: a metric of its run (older searches logged it as a param)."""
+    if key in run.data.metrics:
+        return run.data.metrics[key]
+    try:
+        return float(run.data.params[key])
+    except (KeyError, ValueError):
+        return None
 
 
 def _has_result(tag: str | None) -> bool:
@@ -72,12 +95,13 @@ def _has_result(tag: str | None) -> bool:
 
 
 def export_run(tracking_uri: str, experiment: str, out: str | Path, run_id: str | None = None,
-               epochs: int | None = None, final: bool = False) -> Path:
+               epochs: int | None = None, final: bool = False, max_params: int | None = None,
+               max_macs: int | None = None) -> Path:
     """Write the full-training config of `run_id` (default: the best trial) to `out`."""
     client = MlflowClient(tracking_uri)
     try:
         if run_id is None:
-            search_id, run_id = find_best_trial_run(client, experiment)
+            search_id, run_id = find_best_trial_run(client, experiment, max_params, max_macs)
         else:
             try:
                 run = client.get_run(run_id)

@@ -20,6 +20,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 from ray import tune
 
+from gunn_search import pareto
 from gunn_search import tracking as tr
 from gunn_search.space import trial_config
 from gunn_search.space.budget import config_cost, cost_metrics
@@ -224,6 +225,8 @@ class MLflowSearchCallback(tune.Callback):
             tr.batch(client, self.parent_run_id,
                      tags={"gunn_search.best_trial_id": t.trial_id, "gunn_search.best_run_id": run_id},
                      metrics={"best_val_acc": value}, step=self.n_results + 1)
+        if len(self.space.search.objective_list) > 1:
+            self._log_pareto(trials)
         try:
             dists = {p: dist.to_optuna(d) for p, d in self.space.searched().items()}
             paths = write_search_plots(records, self._spool() / "plots", distributions=dists)
@@ -240,6 +243,30 @@ class MLflowSearchCallback(tune.Callback):
                   file=sys.stderr)
         else:
             shutil.rmtree(self._spool(), ignore_errors=True)
+
+    def _log_pareto(self, trials) -> None:
+        """Tag each trial on or off the front; the front as a table and a plot on the parent."""
+        objectives = pareto.objectives_of(self.space.search)
+        rows = [pareto_row(t, self.statuses.get(t.trial_id), self._history(t)) for t in trials]
+        finished = [r for r in rows if r["status"].kind is Kind.COMPLETED]
+        on_front = {r["trial"] for r in pareto.front_rows(finished, objectives)}
+        for t in trials:
+            if t.trial_id in self.runs:
+                tr.batch(self.client, self.runs[t.trial_id],
+                         tags={pareto.PARETO_TAG: str(t.trial_id in on_front).lower()})
+        d = Path(tempfile.mkdtemp(dir=self._spool()))
+        text = pareto.table([r for r in finished if r["trial"] in on_front], objectives)
+        (d / "pareto.md").write_text(f"# Pareto front ({len(on_front)} of {len(finished)} "
+                                     f"finished trials)\n\n{text}\n")
+        self.client.call("log_artifact", self.parent_run_id, str(d / "pareto.md"))
+        plottable = [r for r in finished if all(isinstance(r.get(o.metric), (int, float))
+                                                for o in objectives)]
+        if plottable:
+            try:
+                path = pareto.plot(plottable, on_front, objectives, d / "pareto_front.png")
+                self.client.call("log_artifact", self.parent_run_id, str(path), "plots")
+            except Exception as e:  # a plot is a convenience
+                print(f"gunn-search: Pareto plot failed: {tr.first_line(str(e))}", file=sys.stderr)
 
     def _drop_unsaved_trials(self, trials) -> None:
         """Delete the runs of trials that a killed driver started but Tune never saved.
@@ -290,6 +317,16 @@ class MLflowSearchCallback(tune.Callback):
         d = Path(tempfile.gettempdir()) / f"gunn-search-spool-{self.parent_run_id}"
         d.mkdir(parents=True, exist_ok=True)
         return d
+
+
+def pareto_row(trial, status, history: list[dict]) -> dict:
+    """A trial's objective values: its best val_acc, its price, its last epoch's time."""
+    last = trial.last_result or {}
+    vals = [h[METRIC] for h in history if METRIC in h]
+    row = {"trial": trial.trial_id, "status": TrialStatus(status or TrialStatus.RUNNING),
+           METRIC: max(vals) if vals else None, "epoch_seconds": last.get("epoch_seconds")}
+    row.update({k: v for k, v in trial.config.items() if k.startswith("cost.")})
+    return row
 
 
 def _import_plotting() -> None:

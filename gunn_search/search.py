@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable
 from urllib.parse import urlparse
 
-from gunn_search import faults
+from gunn_search import faults, pareto
 from gunn_search.errors import SearchError
 from gunn_search import tracking as tr
 from gunn_search.scheduler import ResumableASHA
@@ -54,6 +54,8 @@ class SearchOutcome:
     num_trials: int
     experiment_path: str
     top: list[dict] = field(default_factory=list)  # the best trials, best first (see `outcome`)
+    front: list[dict] | None = None  # multi-objective: the Pareto front of the finished trials
+    objectives: list | None = None
 
 
 def check_address(address: str, timeout: float = 5.0) -> None:
@@ -116,10 +118,9 @@ def write_state(path: str, state: dict) -> None:
 
 def open_experiment(opts: SearchOptions):
     """(client, experiment id): the tracking store opened (on a new SQLite file: its schema
-    created, 1.4-1.7 s here) and the experiment found or created."""
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(opts.tracking_uri)
+    created, 1.4-1.7 s here, or waited for while another client creates it) and the experiment
+    found or created."""
+    client = tr.open_store(opts.tracking_uri)
     root = Path(opts.artifact_root) if opts.artifact_root else None
     return client, tr.get_or_create_experiment(client, opts.experiment, root)
 
@@ -163,11 +164,14 @@ def build_tuner(space: Space, opts: SearchOptions, callbacks: list):
         return tune.Tuner.restore(path, trainable=trainable, resume_errored=True)
     # Optuna's INFO notes ("A new study created in memory") are noise beside the progress lines.
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    sampler = optuna.samplers.TPESampler(
-        seed=s.seed, n_startup_trials=min(10, max(3, s.num_samples // 4)))
+    objectives = s.objective_list
+    if len(objectives) > 1:  # Optuna's multi-objective study: one value per objective
+        metric, mode = [o.metric for o in objectives], [o.mode for o in objectives]
+    else:
+        metric, mode = METRIC, s.mode
     searcher = ConcurrencyLimiter(
-        StoppedAsPrunedOptunaSearch(space=define_by_run(space), metric=METRIC, mode=s.mode,
-                                    sampler=sampler),
+        StoppedAsPrunedOptunaSearch(space=define_by_run(space), metric=metric, mode=mode,
+                                    sampler=make_sampler(s)),
         max_concurrent=s.max_concurrent)
     scheduler = ResumableASHA(time_attr="epoch", max_t=space.max_epochs,
                               grace_period=s.grace_period, reduction_factor=s.reduction_factor)
@@ -183,6 +187,19 @@ def build_tuner(space: Space, opts: SearchOptions, callbacks: list):
             failure_config=tune.FailureConfig(max_failures=opts.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2), verbose=0),
     )
+
+
+def make_sampler(s):
+    """The Optuna sampler `search.sampler` names, seeded with the searcher's seed."""
+    import optuna
+
+    if s.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=s.seed)
+    if s.sampler == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=s.seed)
+    # TPE (multi-objective too): the first trials are random, a quarter of the search (3-10)
+    return optuna.samplers.TPESampler(seed=s.seed,
+                                      n_startup_trials=min(10, max(3, s.num_samples // 4)))
 
 
 def run_search(space: Space, opts: SearchOptions,
@@ -293,8 +310,10 @@ def outcome(results, opts: SearchOptions, parent_id: str, client, space: Space |
         value = None
         if status.has_result and df is not None and METRIC in df:
             value = float(df[METRIC].max())
-        rows.append({"trial_id": last.get("trial_id", "?"),
-                     "status": status, "val_acc": value, "epochs": epochs, "config": dict(r.config)})
+        rows.append({"trial_id": last.get("trial_id", "?"), "trial": last.get("trial_id", "?"),
+                     "status": status, "val_acc": value, "epochs": epochs, "config": dict(r.config),
+                     "epoch_seconds": last.get("epoch_seconds"),
+                     **{k: v for k, v in r.config.items() if k.startswith("cost.")}})
     ranked = sorted((x for x in rows if x["val_acc"] is not None), key=lambda x: -x["val_acc"])
     best = ranked[0] if ranked else None
     best_run = None
@@ -304,9 +323,15 @@ def outcome(results, opts: SearchOptions, parent_id: str, client, space: Space |
             best_run = runs.get(best["trial_id"])
         except Exception:  # tracking unreachable: the run id is the only thing we can't say
             best_run = "unknown (MLflow unreachable)"
+    front = objectives = None
+    if space is not None and len(space.search.objective_list) > 1:
+        objectives = pareto.objectives_of(space.search)
+        front = pareto.front_rows([x for x in rows if x["status"] is TrialStatus.COMPLETED],
+                                  objectives)
     return SearchOutcome(opts.experiment, parent_id, best and best["trial_id"], best_run,
                          best and best["val_acc"], best and best["config"], len(results),
-                         experiment_path(opts), top=ranked[:top_n])
+                         experiment_path(opts), top=ranked[:top_n], front=front,
+                         objectives=objectives)
 
 
 def resolve_resources(space: Space) -> Space:

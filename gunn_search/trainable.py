@@ -77,8 +77,11 @@ def train_trial(config: dict, space: Space) -> None:
     device = "cuda" if resources.get("GPU", 0) > 0 else "cpu"
     torch.set_num_threads(cpus)  # the trial's CPU share, not every core of the node
 
+    # The price travels with every result: a multi-objective searcher reads it from the last.
+    costs = {k: v for k, v in config.items() if k.startswith("cost.")}
     if not config.get("budget_ok", True):
-        tune.report({METRIC: 0.0, "epoch": space.max_epochs, "trial_status": TrialStatus.REJECTED})
+        tune.report({METRIC: 0.0, "epoch": space.max_epochs, "trial_status": TrialStatus.REJECTED,
+                     **costs})
         return
 
     workdir = Path(tempfile.mkdtemp(prefix="gunn-trial-"))
@@ -94,7 +97,7 @@ def train_trial(config: dict, space: Space) -> None:
         data = cached_data(cfg.data, device)  # once per worker process, onto its device
 
         def on_epoch(metrics: dict, ckpt_path: Path | None) -> bool:
-            out = {k: v for k, v in metrics.items() if k != "status"}
+            out = {k: v for k, v in metrics.items() if k != "status"} | costs
             if metrics.get("status") == STATUS_NONFINITE:
                 out.update({METRIC: 0.0, "trial_status": TrialStatus.NONFINITE})  # bad, not a crash
             else:

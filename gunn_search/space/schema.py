@@ -21,7 +21,8 @@ import typing
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import (BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator,
+                      model_validator)
 
 from trainers.config import StageConfig, TrainConfig, parse_config
 from trainers.config_errors import (ConfigError, core_type, describe_error, unknown_key,
@@ -48,6 +49,12 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class ObjectiveSetting(_Strict):
+    metric: Literal["val_acc", "cost.params", "cost.macs", "cost.activation_bytes",
+                    "epoch_seconds"]  # gunn_search.pareto.OBJECTIVE_METRICS
+    mode: Literal["max", "min"]
+
+
 class SearchSettings(_Strict):
     num_samples: int = Field(default=32, ge=1)
     seed: int = Field(default=0, ge=0)  # the searcher's; trials train with the config's `seed`
@@ -56,6 +63,29 @@ class SearchSettings(_Strict):
     reduction_factor: int = Field(default=3, ge=2)  # ASHA: 1/rf of a rung goes on
     metric: Literal["val_acc"] = "val_acc"
     mode: Literal["max"] = "max"
+    # More than one: a multi-objective search (Pareto front); ASHA stops on the first, which
+    # must be the trained metric (costs do not change with epochs).
+    objectives: list[ObjectiveSetting] | None = None
+    # Optuna's sampler: TPE handles one objective and several (MOTPE); nsga2 is the usual
+    # evolutionary choice for many trials and objectives; random is the baseline.
+    sampler: Literal["tpe", "nsga2", "random"] = "tpe"
+
+    @model_validator(mode="after")
+    def _first_objective_is_the_metric(self):
+        if self.objectives:
+            first = self.objectives[0]
+            if (first.metric, first.mode) != (self.metric, self.mode):
+                raise ValueError(f"the first objective must be {{metric: {self.metric}, mode: "
+                                 f"{self.mode}}}: ASHA stops trials on it (got {first.metric}, "
+                                 f"{first.mode})")
+            names = [o.metric for o in self.objectives]
+            if len(set(names)) != len(names):
+                raise ValueError(f"an objective is named twice ({', '.join(names)})")
+        return self
+
+    @property
+    def objective_list(self) -> list[ObjectiveSetting]:
+        return self.objectives or [ObjectiveSetting(metric=self.metric, mode=self.mode)]
 
 
 class Resources(_Strict):
