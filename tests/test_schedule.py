@@ -1,4 +1,5 @@
-"""Learning-rate schedules (trainers.schedule.lr_at): stepped per iteration, pure functions."""
+"""Learning-rate schedules (trainers.schedule.lr_at): pure functions of the iteration; the step
+schedule changes per epoch at the authors' epochs."""
 
 from __future__ import annotations
 
@@ -17,37 +18,70 @@ def lrs(kind: str, total: int, steps_per_epoch: int, **kw) -> list[float]:
     return [lr_at(s, total, BASE, cfg, steps_per_epoch) for s in range(total)]
 
 
-@pytest.mark.parametrize("total,steps_per_epoch", [(100, 10), (40, 8), (12, 3)])
-def test_step_divides_by_10_at_exactly_50_and_75_percent(total, steps_per_epoch):
-    cfg = ScheduleConfig(kind="step")
-    half, three_q = total // 2, (3 * total) // 4
-    assert half * 2 == total and three_q * 4 == 3 * total  # the milestones fall on whole steps
-    for s in range(total):
-        lr = lr_at(s, total, BASE, cfg, steps_per_epoch)
-        want = BASE if s < half else BASE / 10 if s < three_q else BASE / 100
-        assert lr == pytest.approx(want, rel=1e-12), s
-    # The drop happens at the exact iteration, not at an epoch boundary.
-    assert lr_at(half - 1, total, BASE, cfg, steps_per_epoch) == pytest.approx(BASE)
-    assert lr_at(half, total, BASE, cfg, steps_per_epoch) == pytest.approx(BASE / 10)
-    assert lr_at(three_q - 1, total, BASE, cfg, steps_per_epoch) == pytest.approx(BASE / 10)
-    assert lr_at(three_q, total, BASE, cfg, steps_per_epoch) == pytest.approx(BASE / 100)
+def authors_decays(epoch: int, n_epochs: int) -> int:
+    """The authors' train.lua (CIFAR), epoch counted from 1:
+    decay = epoch >= 0.75*nEpochs and 2 or epoch >= 0.5*nEpochs and 1 or 0"""
+    return 2 if epoch >= 0.75 * n_epochs else 1 if epoch >= 0.5 * n_epochs else 0
 
 
-def test_step_changes_mid_epoch_per_iteration():
-    # 30 steps of 10 per epoch: 50% is step 15, the middle of the second epoch.
-    cfg = ScheduleConfig(kind="step")
-    assert lr_at(14, 30, BASE, cfg, 10) == pytest.approx(BASE)
-    assert lr_at(15, 30, BASE, cfg, 10) == pytest.approx(BASE / 10)
-    # 75% of 30 is 22.5: step 22 is still before it, step 23 after.
-    assert lr_at(22, 30, BASE, cfg, 10) == pytest.approx(BASE / 10)
-    assert lr_at(23, 30, BASE, cfg, 10) == pytest.approx(BASE / 100)
+def lr_per_epoch(n_epochs: int, steps_per_epoch: int, cfg: ScheduleConfig) -> dict[int, float]:
+    """{epoch (from 1): its lr}, checking that every step of an epoch has the same lr."""
+    total = n_epochs * steps_per_epoch
+    out = {}
+    for e in range(1, n_epochs + 1):
+        within = {lr_at(s, total, BASE, cfg, steps_per_epoch)
+                  for s in range((e - 1) * steps_per_epoch, e * steps_per_epoch)}
+        assert len(within) == 1, (e, within)  # once per epoch, never mid-epoch
+        out[e] = within.pop()
+    return out
+
+
+@pytest.mark.parametrize("steps_per_epoch", [1, 3, 782])
+def test_step_drops_in_the_150th_and_225th_of_300_epochs(steps_per_epoch):
+    """The paper's "divided by 10 at the 150th and 225th epoch", as the authors' code does it:
+    epochs 1-149 at 0.1, 150-224 at 0.01, 225-300 at 0.001 (counting from 1)."""
+    lrs = lr_per_epoch(300, steps_per_epoch, ScheduleConfig(kind="step"))
+    for e, lr in lrs.items():
+        want = BASE if e <= 149 else BASE / 10 if e <= 224 else BASE / 100
+        assert lr == pytest.approx(want, rel=1e-12), e
+        assert lr == pytest.approx(BASE * 0.1 ** authors_decays(e, 300), rel=1e-12), e
+    # The exact epochs of the drops (1-based): the last at 0.1 and the first at 0.01, ...
+    assert (lrs[149], lrs[150]) == (pytest.approx(BASE), pytest.approx(BASE / 10))
+    assert (lrs[224], lrs[225]) == (pytest.approx(BASE / 10), pytest.approx(BASE / 100))
+    # ... so the first drop comes after 149 full epochs: at step 149 * steps_per_epoch.
+    first = 149 * steps_per_epoch
+    cfg, total = ScheduleConfig(kind="step"), 300 * steps_per_epoch
+    assert lr_at(first - 1, total, BASE, cfg, steps_per_epoch) == pytest.approx(BASE)
+    assert lr_at(first, total, BASE, cfg, steps_per_epoch) == pytest.approx(BASE / 10)
+
+
+@pytest.mark.parametrize("n_epochs,drops", [
+    (10, (5, 8)),   # 0.5 * 10 = 5, 0.75 * 10 = 7.5
+    (4, (2, 3)),
+    (3, (2, 3)),    # 1.5, 2.25
+    (2, (1, 2)),    # 0.5 * 2 = 1: the first epoch already trains at lr / 10
+    (1, (1, 1)),
+    (30, (15, 23)),  # the bundled spaces' trials: 15, 22.5
+])
+def test_step_drops_at_the_authors_epochs_for_short_runs(n_epochs, drops):
+    lrs = lr_per_epoch(n_epochs, 4, ScheduleConfig(kind="step"))
+    first, second = drops
+    for e, lr in lrs.items():
+        want = BASE if e < first else BASE / 10 if e < second else BASE / 100
+        assert lr == pytest.approx(want, rel=1e-12), e
+        assert lr == pytest.approx(BASE * 0.1 ** authors_decays(e, n_epochs), rel=1e-12), e
 
 
 def test_step_custom_milestones_and_gamma():
     cfg = ScheduleConfig(kind="step", milestones=[0.25], gamma=0.5)
-    assert lr_at(24, 100, BASE, cfg, 10) == pytest.approx(BASE)
-    assert lr_at(25, 100, BASE, cfg, 10) == pytest.approx(BASE * 0.5)
+    # 10 epochs of 10 steps: 0.25 * 10 = 2.5, so epoch 3 (steps 20-29) is the first at lr / 2.
+    assert lr_at(19, 100, BASE, cfg, 10) == pytest.approx(BASE)
+    assert lr_at(20, 100, BASE, cfg, 10) == pytest.approx(BASE * 0.5)
     assert lr_at(99, 100, BASE, cfg, 10) == pytest.approx(BASE * 0.5)
+    three = ScheduleConfig(kind="step", milestones=[0.2, 0.5, 0.9], gamma=0.1)
+    assert lr_per_epoch(10, 2, three) == pytest.approx(
+        {1: BASE, 2: BASE / 10, 3: BASE / 10, 4: BASE / 10, 5: BASE / 100, 6: BASE / 100,
+         7: BASE / 100, 8: BASE / 100, 9: BASE / 1000, 10: BASE / 1000}, rel=1e-12)
 
 
 def test_cosine_from_base_to_zero_monotonically():
@@ -99,8 +133,8 @@ def test_warmup_with_step_schedule():
     cfg = ScheduleConfig(kind="step", warmup_epochs=0.5)  # 5 of 10 steps per epoch
     assert lr_at(0, 100, BASE, cfg, 10) == pytest.approx(BASE / 5)
     assert lr_at(4, 100, BASE, cfg, 10) == pytest.approx(BASE)
-    assert lr_at(49, 100, BASE, cfg, 10) == pytest.approx(BASE)
-    assert lr_at(50, 100, BASE, cfg, 10) == pytest.approx(BASE / 10)
+    assert lr_at(39, 100, BASE, cfg, 10) == pytest.approx(BASE)  # epoch 4 of 10
+    assert lr_at(40, 100, BASE, cfg, 10) == pytest.approx(BASE / 10)  # epoch 5 >= 0.5 * 10
 
 
 def test_schedule_is_a_pure_function_of_the_step():
