@@ -2,6 +2,7 @@
 
     gunn-search --space smoke.yaml [--num-samples N] [--max-epochs E] [--dry-run] ...
     gunn-search export --experiment NAME [--run-id ID] --out best.yaml
+    gunn-search ablate --experiment NAME [--run-id ID] [--variants gunn,sunn,gunn-nores] [--seeds 3]
 
 Results go to stdout, status and errors to stderr. A user mistake is one line and exit 2.
 """
@@ -31,7 +32,8 @@ def search_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="gunn-search",
         description="Search GUNN/SUNN architectures and hyperparameters with Ray Tune "
-                    "(Optuna TPE + ASHA), tracked in MLflow. `gunn-search export -h` for export.")
+                    "(Optuna TPE + ASHA), tracked in MLflow. `gunn-search export -h` for export, "
+                    "`gunn-search ablate -h` for the paired GUNN/SUNN/NoRes ablation.")
     p.add_argument("--space", required=True, help="space file, or a bundled name (smoke.yaml)")
     p.add_argument("--num-samples", type=int, help="number of trials (overrides search.num_samples)")
     p.add_argument("--max-epochs", type=int, help="max epochs per trial (overrides epochs)")
@@ -51,6 +53,11 @@ def search_parser() -> argparse.ArgumentParser:
                                             "trials' training seed is the space's `seed`)")
     p.add_argument("--max-failures", type=int, default=1,
                    help="retries of a failed trial from its last checkpoint (default 1)")
+    p.add_argument("--warm-start", metavar="EXPERIMENT",
+                   help="tell the sampler the finished trials of an earlier experiment that lie "
+                        "in this space, and run its best ones first")
+    p.add_argument("--warm-start-top", type=int, default=3, metavar="K",
+                   help="how many of the earlier best run first (default 3)")
     p.add_argument("--resume", action="store_true", help="continue the search in --storage")
     p.add_argument("--dry-run", action="store_true",
                    help="validate the space, show it and a few sampled architectures, exit")
@@ -114,6 +121,11 @@ def cmd_search(argv: Sequence[str]) -> int:
         return dry_run(space)
     if args.max_failures < 0:
         raise UsageError("--max-failures must be >= 0")
+    if args.warm_start_top < 0:
+        raise UsageError("--warm-start-top must be >= 0")
+    if args.warm_start and args.resume:
+        raise UsageError("--warm-start starts a new search; a resumed one keeps what its "
+                         "sampler already knows")
     gpus = space.resources.gpus_per_trial
     if gpus != "auto" and gpus > 0 and not args.address:
         import torch
@@ -144,7 +156,7 @@ def cmd_search(argv: Sequence[str]) -> int:
         space_path=space_path, experiment=experiment, tracking_uri=uri, storage=storage,
         address=args.address, resume=args.resume, max_failures=args.max_failures,
         artifact_root=str(Path(DEFAULT_ARTIFACTS).resolve()) if is_local_uri(uri) else None,
-        fingerprint=space_id)
+        fingerprint=space_id, warm_start=args.warm_start, warm_start_top=args.warm_start_top)
     # The outcome is printed as soon as it is known, before Ray shuts down.
     run_search(space, opts, on_outcome=lambda out: print_outcome(out, uri, space))
     return 0
@@ -243,6 +255,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if argv and argv[0] == "export":
             return cmd_export(argv[1:])
+        if argv and argv[0] == "ablate":
+            from gunn_search.ablation import cmd_ablate
+            return cmd_ablate(argv[1:])
         return cmd_search(argv)
     except (ConfigError, SearchError, ExportError, UsageError, DataError) as e:
         print(f"gunn-search: error: {e}", file=sys.stderr)

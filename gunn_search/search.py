@@ -41,6 +41,8 @@ class SearchOptions:
     max_failures: int = 1
     artifact_root: str | None = None
     fingerprint: str | None = None  # of the space file as written (flag overrides left out)
+    warm_start: str | None = None  # an earlier experiment whose trials the sampler is told
+    warm_start_top: int = 3  # of those, the best K run first
 
 
 @dataclass
@@ -147,7 +149,7 @@ def start_parent_run(space: Space, opts: SearchOptions, fingerprint: str, client
     return run.info.run_id
 
 
-def build_tuner(space: Space, opts: SearchOptions, callbacks: list):
+def build_tuner(space: Space, opts: SearchOptions, callbacks: list, on_searcher=None):
     import optuna
     from ray import tune
     from ray.tune.search import ConcurrencyLimiter
@@ -169,10 +171,11 @@ def build_tuner(space: Space, opts: SearchOptions, callbacks: list):
         metric, mode = [o.metric for o in objectives], [o.mode for o in objectives]
     else:
         metric, mode = METRIC, s.mode
-    searcher = ConcurrencyLimiter(
-        StoppedAsPrunedOptunaSearch(space=define_by_run(space), metric=metric, mode=mode,
-                                    sampler=make_sampler(s)),
-        max_concurrent=s.max_concurrent)
+    optuna_search = StoppedAsPrunedOptunaSearch(space=define_by_run(space), metric=metric,
+                                                mode=mode, sampler=make_sampler(s))
+    if on_searcher is not None:
+        on_searcher(optuna_search)
+    searcher = ConcurrencyLimiter(optuna_search, max_concurrent=s.max_concurrent)
     scheduler = ResumableASHA(time_attr="epoch", max_t=space.max_epochs,
                               grace_period=s.grace_period, reduction_factor=s.reduction_factor)
     return tune.Tuner(
@@ -268,7 +271,13 @@ def run_search(space: Space, opts: SearchOptions,
             f"MLflow at {opts.tracking_uri}")
         try:
             client, exp_id = store.result() if store is not None else open_experiment(opts)
+            past = None
+            if opts.warm_start and not opts.resume:  # before anything of this search is written
+                from gunn_search import warm_start
+                past = warm_start.load_trials(client, opts.warm_start)
             parent_id = start_parent_run(space, opts, fingerprint, client, exp_id, state)
+        except SearchError:
+            raise
         except Exception as e:  # MlflowException, connection errors: the store is unusable
             raise SearchError(f"tracking URI {opts.tracking_uri}: cannot start the search's "
                               f"MLflow run ({tr.first_line(str(e))})") from None
@@ -279,7 +288,18 @@ def run_search(space: Space, opts: SearchOptions,
         callbacks = [MLflowSearchCallback(opts.tracking_uri, exp_id, parent_id, space,
                                           str(opts.space_path)),
                      ProgressCallback(space.search.num_samples, space.max_epochs)]
-        tuner = build_tuner(space, opts, callbacks)
+        on_searcher = None
+        if past is not None:
+            def on_searcher(searcher):
+                from gunn_search import warm_start
+                w = warm_start.apply(searcher, space, past, opts.warm_start, opts.warm_start_top)
+                log(f"warm start from {w.experiment!r}: {w.used} earlier trials told to the "
+                    f"sampler, {w.outside} outside this space skipped, the best {w.enqueued} "
+                    "run first")
+                tr.batch(tr.BufferedClient(client), parent_id, params={
+                    "warm_start.experiment": w.experiment, "warm_start.used": w.used,
+                    "warm_start.outside": w.outside, "warm_start.top": w.enqueued})
+        tuner = build_tuner(space, opts, callbacks, on_searcher)
         # Tune prints a banner, the results path and a TensorBoard hint on stdout whatever its
         # verbosity (ray/tune/experimental/output.py): stdout is for our results and stderr for
         # our progress, so they go nowhere. Its warnings and errors still reach stderr (logging).

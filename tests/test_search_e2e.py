@@ -143,3 +143,29 @@ def test_an_exported_config_runs_as_a_one_point_search(smoke_search):
     params = runs[0].data.params
     assert params["optim.lr"] == str(cfg["optim"]["lr"]) and params["epochs"] == "1"
     assert params["model.stages.0.N"] == str(cfg["model"]["stages"][0]["N"])
+
+
+def test_warm_start_tells_the_sampler_the_earlier_trials_and_runs_the_best_first(smoke_search):
+    cwd, _ = smoke_search
+    client = MlflowClient(f"sqlite:///{cwd / 'mlflow.db'}")
+    smoke = client.get_experiment_by_name("smoke")
+    earlier = client.search_runs([smoke.experiment_id], f"tags.`{tr.ROLE_TAG}` = 'trial'")
+    finished = [r for r in earlier if r.data.tags[tr.STATUS_TAG] in ("completed", "stopped by ASHA")]
+    best = max((r for r in finished if r.data.tags[tr.STATUS_TAG] == "completed"),
+               key=lambda r: max(m.value for m in client.get_metric_history(r.info.run_id,
+                                                                            "val_acc")))
+    res = run_cli(["gunn-search", "--space", "smoke.yaml", "--experiment", "warm", "--warm-start",
+                   "smoke", "--warm-start-top", "1", "--num-samples", "2", "--max-epochs", "1"], cwd)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert f"warm start from 'smoke': {len(finished)} earlier trials" in res.stderr
+    warm = client.get_experiment_by_name("warm")
+    parent = client.search_runs([warm.experiment_id], f"tags.`{tr.ROLE_TAG}` = 'search'")[0]
+    assert parent.data.params["warm_start.experiment"] == "smoke"
+    assert int(parent.data.params["warm_start.used"]) == len(finished)
+    trials = client.search_runs([warm.experiment_id], f"tags.`{tr.ROLE_TAG}` = 'trial'",
+                                order_by=["attributes.start_time ASC"])
+    first = trials[0].data.params
+    for key in ("optim.lr", "optim.momentum", "optim.weight_decay", "model.stages.0.N",
+                "model.stages.1.P"):
+        assert first[key] == best.data.params[key], key  # the earlier best ran first
+    assert first["epochs"] == "1"
