@@ -11,9 +11,16 @@ into the search.
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import hashlib
 import math
+import os
+import sqlite3
 import sys
+import tempfile
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -48,6 +55,137 @@ def get_or_create_experiment(client: MlflowClient, name: str, artifact_root: Pat
         return exp.experiment_id
     location = (artifact_root / name).resolve().as_uri() if artifact_root else None
     return client.create_experiment(name, artifact_location=location)
+
+
+# --- Opening a store that another client may be creating at the same moment -------------------
+# MLflow builds a new SQLite store's schema with about 70 alembic migrations, whose DDL SQLite
+# commits statement by statement. Two clients migrating one file at once (a search and the
+# `mlflow ui` started beside it) break each other ("duplicate column name", "Online migration
+# expected to match one row ... 'alembic_version'", "Circular dependency detected") and can leave
+# the schema half-made. So a new store's schema is built in a private file and linked into
+# place only if no other client created the store meanwhile (a link never replaces a file),
+# and a store another client is migrating is waited for until its schema is complete.
+
+
+def sqlite_file(uri: str) -> Path | None:
+    """The database file of a `sqlite:///PATH` store; None for any other store."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    path, _, query = uri[len("sqlite:///"):].partition("?")
+    if not path or path == ":memory:" or "uri=true" in query:
+        return None
+    return Path(path).resolve()
+
+
+def open_store(uri: str, timeout: float = 60.0, quiet: float = 5.0) -> MlflowClient:
+    """`MlflowClient(uri)` with the store's schema complete, even if another client (an
+    `mlflow ui`, a notebook, another search) creates the same SQLite store in the same seconds.
+
+    While the store's schema is behind MLflow's head revision and its file keeps changing,
+    another client is migrating it: wait (a client whose file has not changed for `quiet`
+    seconds is taken for dead and its migration continued). An open that fails while the store
+    was still being migrated is retried until `timeout`; any other failure is raised at once.
+    """
+    db = sqlite_file(uri)
+    if db is None:
+        return MlflowClient(uri)
+    deadline = time.monotonic() + timeout
+    with _store_lock(db):
+        ours = not db.exists() and _create_aside(db)
+        while True:
+            if not ours:
+                _settle(db, deadline, quiet)
+            before = _schema_revision(db)
+            started = time.time()
+            try:
+                return MlflowClient(uri)
+            except Exception:
+                # A store that was complete and fails to open fails for a reason of its own; one
+                # that another client moved on (or finished) meanwhile is tried again.
+                if ours or before == _head_revision() or time.monotonic() >= deadline or not (
+                        _schema_revision(db) == _head_revision() or _changed_at(db) >= started):
+                    raise
+            ours = False
+            time.sleep(0.2)
+
+
+@contextlib.contextmanager
+def _store_lock(db: Path):
+    """Serialise our own processes' opening of one store (best effort: without the lock file,
+    the opening goes on unlocked)."""
+    import fcntl
+    name = hashlib.sha1(str(db).encode()).hexdigest()[:16]
+    try:
+        f = open(Path(tempfile.gettempdir()) / f"gunn-search-store-{name}.lock", "a")
+    except OSError:
+        yield
+        return
+    with f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
+def _create_aside(db: Path) -> bool:
+    """Build the schema in a private file beside `db` and link it to `db`; False if another
+    client created `db` first (or the file could not be built: MLflow then says why)."""
+    from mlflow.store.db.utils import _initialize_tables, create_sqlalchemy_engine
+
+    tmp = str(db.with_name(f".{db.name}.{uuid.uuid4().hex[:12]}.new"))
+    try:
+        db.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))  # mode as MLflow's
+    except OSError:
+        return False
+    try:
+        engine = create_sqlalchemy_engine(f"sqlite:///{tmp}")
+        try:
+            _initialize_tables(engine)
+        finally:
+            engine.dispose()
+        os.link(tmp, db)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        for p in (tmp, tmp + "-journal"):
+            with contextlib.suppress(OSError):
+                os.unlink(p)
+
+
+@functools.lru_cache(maxsize=1)
+def _head_revision() -> str:
+    """The schema revision this MLflow creates and expects."""
+    from mlflow.store.db.utils import _get_latest_schema_revision
+    return _get_latest_schema_revision()
+
+
+def _schema_revision(db: Path) -> str | None:
+    """The store's alembic revision; None while it has none or cannot be read (locked)."""
+    try:
+        with contextlib.closing(sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True,
+                                                timeout=0.5)) as con:
+            row = con.execute("SELECT version_num FROM alembic_version").fetchone()
+    except sqlite3.Error:
+        return None
+    return row[0] if row else None
+
+
+def _changed_at(db: Path) -> float:
+    """When the store's file (or its journal) last changed; 0 if there is none."""
+    times = [0.0]
+    for p in (db, Path(f"{db}-journal"), Path(f"{db}-wal")):
+        with contextlib.suppress(OSError):
+            times.append(p.stat().st_mtime)
+    return max(times)
+
+
+def _settle(db: Path, deadline: float, quiet: float) -> None:
+    """Wait while another client migrates the store: until its schema reaches the head
+    revision, its file has not changed for `quiet` seconds, or the deadline."""
+    while time.monotonic() < deadline:
+        if time.time() - _changed_at(db) >= quiet or _schema_revision(db) == _head_revision():
+            return
+        time.sleep(0.1)
 
 
 @dataclass

@@ -46,12 +46,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run_tracked(args, cfg: TrainConfig, uri: str) -> int:
-    from mlflow.tracking import MlflowClient
-
     from gunn_search import tracking as tr
     from gunn_search.space.budget import config_cost, cost_metrics
 
-    client = tr.BufferedClient(MlflowClient(uri))
+    client = tr.BufferedClient(tr.open_store(uri))
     experiment = args.experiment or (cfg.tracking.experiment if cfg.tracking else None) or "gunn-train"
     exp_id = tr.get_or_create_experiment(client.client, experiment, None)
     tags = dict(cfg.tracking.tags) if cfg.tracking else {}
