@@ -188,6 +188,11 @@ def print_outcome(out, uri: str, space) -> None:
     print(f"export:  gunn-search export --experiment {out.experiment} --out best.yaml{uri_flag}")
     if uri.startswith("sqlite:"):
         print(f"inspect: mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000")
+    ui_base = ("http://127.0.0.1:5000" if uri.startswith("sqlite:")
+               else uri if uri.startswith(("http://", "https://")) else None)
+    if ui_base and out.experiment_id is not None:
+        from gunn_search.mlflow_ui import runs_link
+        print(f"trials:  {runs_link(ui_base, out.experiment_id, out.parent_run_id)}")
 
 
 def top_table(top: list[dict], space) -> str:

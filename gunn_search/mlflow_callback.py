@@ -21,6 +21,7 @@ from mlflow.tracking import MlflowClient
 from ray import tune
 
 from gunn_search import pareto
+from gunn_search import mlflow_ui
 from gunn_search import tracking as tr
 from gunn_search.space import trial_config
 from gunn_search.space.budget import config_cost, cost_metrics
@@ -235,6 +236,7 @@ class MLflowSearchCallback(tune.Callback):
             paths = []
         for p in paths:
             client.call("log_artifact", self.parent_run_id, str(p), "plots")
+        self._write_note(records, trials)
         client.call("set_terminated", self.parent_run_id, "FINISHED")
         client.flush()
         if client.pending:
@@ -310,6 +312,22 @@ class MLflowSearchCallback(tune.Callback):
             return [{"epoch": m.step, METRIC: m.value} for m in sorted(points, key=lambda m: m.step)]
         except Exception:
             return hist
+
+    def _write_note(self, records, trials) -> None:
+        """The parent run's description in the MLflow UI: its best trials as a Markdown table."""
+        configs = {t.trial_id: dict(t.config) for t in trials}
+        rows = []
+        for r in records:
+            status = TrialStatus(r.status)
+            rows.append({"trial": r.trial_id, "status": status, "config": configs.get(r.trial_id),
+                         "val_acc": r.value if status.has_result else None,
+                         "epochs": max((h.get("epoch", 0) for h in r.history), default=0)})
+        try:
+            note = mlflow_ui.trials_note(rows, mlflow_ui.shown_params(self.space))
+        except Exception as e:  # a description is a convenience
+            print(f"gunn-search: run description failed: {tr.first_line(str(e))}", file=sys.stderr)
+            return
+        tr.batch(self.client, self.parent_run_id, tags={mlflow_ui.NOTE_TAG: note})
 
     def _spool(self) -> Path:
         """Artifacts are written here, not to a temporary directory, so that a write queued

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable
 from urllib.parse import urlparse
 
-from gunn_search import faults, pareto
+from gunn_search import faults, mlflow_ui, pareto
 from gunn_search.errors import SearchError
 from gunn_search import tracking as tr
 from gunn_search.scheduler import ResumableASHA
@@ -58,6 +58,7 @@ class SearchOutcome:
     top: list[dict] = field(default_factory=list)  # the best trials, best first (see `outcome`)
     front: list[dict] | None = None  # multi-objective: the Pareto front of the finished trials
     objectives: list | None = None
+    experiment_id: str | None = None  # MLflow's id of `experiment`
 
 
 def check_address(address: str, timeout: float = 5.0) -> None:
@@ -146,6 +147,8 @@ def start_parent_run(space: Space, opts: SearchOptions, fingerprint: str, client
                    "searcher": "optuna-tpe", "scheduler": "asha"})
     tr.batch(tr.BufferedClient(client), run.info.run_id, params=params)
     client.log_artifact(run.info.run_id, opts.space_path)
+    # The MLflow UI's view of this search's trials (the link `gunn-search` prints at the end).
+    mlflow_ui.write_trials_view(client, exp_id, run.info.run_id, mlflow_ui.shown_params(space))
     return run.info.run_id
 
 
@@ -306,6 +309,7 @@ def run_search(space: Space, opts: SearchOptions,
         with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
             results = tuner.fit()
         out = outcome(results, opts, parent_id, client, space)
+        out.experiment_id = exp_id
         if on_outcome is not None:
             on_outcome(out)
             sys.stdout.flush()

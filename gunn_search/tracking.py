@@ -29,6 +29,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from gunn_search import mlflow_ui as ui
 
 ROLE_TAG = "gunn_search.role"
 TRIAL_TAG = "gunn_search.trial_id"
@@ -50,11 +51,17 @@ def is_local_uri(uri: str) -> bool:
 
 
 def get_or_create_experiment(client: MlflowClient, name: str, artifact_root: Path | None) -> str:
+    """The experiment's id, created if new. It is tagged for the MLflow UI as model training
+    with val_acc as its primary metric (gunn_search.mlflow_ui); an existing experiment gets
+    the tags it lacks (one a person changed in the UI is kept)."""
     exp = client.get_experiment_by_name(name)
     if exp is not None:
+        for k, v in ui.EXPERIMENT_TAGS.items():
+            if k not in exp.tags:
+                client.set_experiment_tag(exp.experiment_id, k, v)
         return exp.experiment_id
     location = (artifact_root / name).resolve().as_uri() if artifact_root else None
-    return client.create_experiment(name, artifact_location=location)
+    return client.create_experiment(name, artifact_location=location, tags=ui.EXPERIMENT_TAGS)
 
 
 # --- Opening a store that another client may be creating at the same moment -------------------
