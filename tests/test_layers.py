@@ -60,6 +60,35 @@ def test_algorithm1_eval_mode(mode):
     assert max_diff(run_step(layer, x), run_step(ref.eval(), x)) < 1e-10
 
 
+@pytest.mark.parametrize("mode", ["recompute", "keep"])
+def test_gradcheck_and_a_second_backward(mode):
+    """Algorithm 1's Function against finite differences (x and every parameter, float64), and a
+    second backward through a graph retained by the first, as gradcheck itself runs."""
+    torch.manual_seed(8)
+    layer = GUNNLayer(6, 3, 1, 2, True, mode=mode).double().train()
+    x = torch.randn(2, 6, 3, 3, dtype=torch.float64, requires_grad=True)
+    params = tuple(layer.parameters())
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # ~1000 tiny forwards: a second thread only adds overhead
+    try:
+        assert torch.autograd.gradcheck(lambda x, *ps: layer(x), (x, *params), eps=1e-6,
+                                        atol=1e-6)
+    finally:
+        torch.set_num_threads(threads)
+
+    y = layer(x)
+    w = torch.randn_like(y)
+    first = torch.autograd.grad(y, (x, *params), w, retain_graph=True)
+    second = torch.autograd.grad(y, (x, *params), w, retain_graph=True)
+    (y * w).sum().backward()  # the last one frees the graph
+    for a, b, p in zip(first, second, (x, *params)):
+        assert torch.equal(a, b) and torch.equal(a, p.grad)
+    if mode == "keep":
+        assert y.grad_fn.graphs == []  # the segments' graphs went with the saved tensors
+    with pytest.raises(RuntimeError, match="second time"):
+        y.sum().backward()
+
+
 def test_running_stats_updated_once_per_step():
     torch.manual_seed(2)
     layer = GUNNLayer(8, 2, 2, 1, True, mode="recompute").train()

@@ -21,6 +21,7 @@ Backward walks the segments in reverse. Modes:
 from __future__ import annotations
 
 import contextlib
+import weakref
 from typing import Iterator
 
 import torch
@@ -194,12 +195,22 @@ class _GradualUpdate(torch.autograd.Function):
                 h0 = state_conv(y, x, a, _first_conv_weight(seg), ac_dtype if ac_on else None)
                 y[:, a:b] = _segment_from_first_conv(seg, x[:, a:b], h0)
         ctx.layer, ctx.graphs, ctx.autocast = layer, graphs, ac
-        ctx.save_for_backward(x, y)
+        # keep: the segments' graphs live as long as this node's saved tensors. A backward with
+        # retain_graph=True (or gradcheck) keeps both, for the next backward; one without frees
+        # the saved tensors when it is done, and with them the token, whose finalizer drops the
+        # graphs. (A saved-tensor hook that copies what is saved drops the token at once: the
+        # graphs go and backward recomputes them, as `recompute` does, with the same result.)
+        saved = (x, y)
+        if keep:
+            token = x.new_empty(0)
+            weakref.finalize(token, graphs.clear).atexit = False
+            saved += (token,)
+        ctx.save_for_backward(*saved)
         return y
 
     @staticmethod
     def backward(ctx, grad_y):
-        x, y = ctx.saved_tensors
+        x, y = ctx.saved_tensors[:2]
         layer: GUNNLayer = ctx.layer
         dev, ac_on, ac_dtype = ctx.autocast
         # The state segment i's update read is cat(y[:, :a], x[:, a:]); state_conv works on
@@ -211,15 +222,15 @@ class _GradualUpdate(torch.autograd.Function):
             seg = layer.segments[i]
             first, rest = _first_conv_params(seg), _rest_params(seg)
             w = _first_conv_weight(seg)
-            if ctx.graphs:
+            keep = bool(ctx.graphs)  # graphs kept and not yet released (see forward)
+            if keep:
                 new, h0, old = ctx.graphs[i]
-                ctx.graphs[i] = None  # free this segment's graph as soon as it is used
             else:
                 h0 = state_conv(y, x, a, w, ac_dtype if ac_on else None)
                 with frozen_bn_stats(seg), torch.autocast(dev, dtype=ac_dtype, enabled=ac_on):
                     new, h0, old = _segment_graph_from(seg, h0, x, a, b)
             g_new = g[:, a:b].to(new.dtype, copy=True)
-            grads = torch.autograd.grad(new, (h0, old, *rest), g_new)
+            grads = torch.autograd.grad(new, (h0, old, *rest), g_new, retain_graph=keep)
             g_h0, g_old = grads[0], grads[1]
             g[:, a:b] = g_old.to(g.dtype)  # the residual path of the segment itself
             g_w = state_conv_backward(y, x, a, w, g_h0, g)  # adds the state's gradient into g
