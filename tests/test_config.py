@@ -151,6 +151,20 @@ def test_dump_load_round_trip(tmp_path, text):
     assert out2.read_text() == out.read_text()
 
 
+def test_transition_option(tmp_path):
+    # A registered model keeps its own unless told; explicit stages take their stem's.
+    assert ModelConfig(name="gunn18").network_spec(1000).transition == "pool_conv"
+    assert ModelConfig(name="gunn15").network_spec(10).transition == "conv_pool"
+    spec = ModelConfig(name="gunn18", transition="conv_pool").network_spec(1000)
+    assert spec == NetworkSpec(**{**model_spec("gunn18").to_dict(), "transition": "conv_pool"})
+    assert ModelConfig(stages=[{"N": 8, "P": 2}], stem="imagenet").network_spec(10).transition \
+        == "pool_conv"
+    cfg = load_config(write(tmp_path, STAGES + "  transition: pool_conv\n"))
+    assert cfg.model.network_spec(10).transition == "pool_conv"
+    msg = config_error(write(tmp_path, STAGES + "  transition: pool\n", "bad.yaml"))
+    assert "model.transition" in msg and "'pool'" in msg
+
+
 def test_model_config_from_spec_round_trips():
     spec = NetworkSpec(stages=((8, 2, 2, 1), (12, 3, 1, 1)), family="sunn", stem_channels=6,
                        head_channels=16, projection=False, num_classes=10)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 import pytest
 import torch
@@ -21,6 +22,7 @@ def n_params(model: nn.Module) -> int:
 
 # --- params -------------------------------------------------------------------------------------
 
+@pytest.mark.parametrize("transition", ["conv_pool", "pool_conv"])
 @pytest.mark.parametrize("name,num_classes,expected", [
     ("gunn15", 10, 1_585_746),
     ("gunn15", 100, 1_618_236),
@@ -28,8 +30,9 @@ def n_params(model: nn.Module) -> int:
     ("gunn18", 1000, 28_909_736),
     ("wide_gunn18", 1000, 45_624_936),
 ])
-def test_params_of_paper_models(name, num_classes, expected):
-    spec = model_spec(name, num_classes)
+def test_params_of_paper_models(name, num_classes, expected, transition):
+    # The order of pooling and 1x1 conv in a transition moves no parameter.
+    spec = replace(model_spec(name, num_classes), transition=transition)
     size = 224 if spec.stem == "imagenet" else 32
     assert estimate(spec, size).params == expected
     assert estimate(spec.with_family("sunn"), size).params == expected
@@ -48,7 +51,8 @@ def random_spec(rng: random.Random) -> NetworkSpec:
         stages=tuple(stages), family=rng.choice(["gunn", "sunn"]),
         stem=rng.choice(["cifar", "imagenet"]), stem_channels=rng.randint(1, 9),
         head_channels=rng.choice([None, rng.randint(1, 9)]), projection=rng.random() < 0.5,
-        num_classes=rng.randint(2, 12), in_channels=rng.choice([1, 3]))
+        num_classes=rng.randint(2, 12), in_channels=rng.choice([1, 3]),
+        transition=rng.choice(["conv_pool", "pool_conv"]))
 
 
 @pytest.mark.parametrize("seed", range(12))
@@ -105,6 +109,11 @@ TINY_SPECS = [
                 head_channels=None, projection=True),
     NetworkSpec(stages=((8, 2, 2, 1), (12, 3, 2, 2)), stem="imagenet", stem_channels=8,
                 head_channels=10, projection=False, num_classes=5),
+    # The ImageNet specs above pool first (their stem's default); these swap the orders.
+    NetworkSpec(stages=((8, 2, 2, 1), (12, 3, 2, 2), (8, 4, 1, 1)), stem="imagenet",
+                stem_channels=8, head_channels=None, projection=True, transition="conv_pool"),
+    NetworkSpec(stages=((12, 3, 2, 1), (16, 4, 1, 2), (8, 2, 2, 1)), stem_channels=8,
+                head_channels=20, projection=True, num_classes=7, transition="pool_conv"),
 ]
 
 
@@ -137,6 +146,25 @@ def test_macs_of_odd_image_sizes():
         x = torch.randn(2, spec.in_channels, size, size)
         model = build_model(spec, gunn_mode="naive").eval()
         assert hook_macs(model, x) == estimate(spec, size).macs
+
+
+@pytest.mark.parametrize("name,transition,macs", [
+    # GUNN-18 as the paper's text orders its transitions, conv then pool: 9.72 GMACs ...
+    ("gunn18", "conv_pool", 9_722_759_552),
+    # ... and as the authors' gunn-18.lua does, pool then conv (the default): 7.75 GMACs.
+    ("gunn18", "pool_conv", 7_747_079_552),
+    ("wide_gunn18", "conv_pool", 33_052_090_752),
+    ("wide_gunn18", "pool_conv", 26_066_650_752),
+])
+def test_imagenet_macs_of_both_transitions(name, transition, macs):
+    spec = replace(model_spec(name), transition=transition)
+    assert estimate(spec, 224).macs == macs
+    assert model_spec(name).transition == "pool_conv"
+    if name == "gunn18":  # counted on the real network, shapes only (meta tensors)
+        with torch.device("meta"):
+            model = build_model(spec, gunn_mode="naive").eval()
+            x = torch.empty(1, 3, 224, 224)
+        assert hook_macs(model, x) == macs
 
 
 def test_gunn15_macs_sane():

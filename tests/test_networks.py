@@ -1,7 +1,10 @@
 """Networks and the registry: exact parameter counts of the paper's models."""
 
+from dataclasses import replace
+
 import pytest
 import torch
+from torch import nn
 
 from trainers.networks import build_model
 from trainers.spec import NetworkSpec, StageSpec, model_spec
@@ -25,6 +28,51 @@ def n_params(model):
 ])
 def test_paper_parameter_counts(name, classes, expected):
     assert n_params(build_model(name, classes)) == expected
+
+
+@pytest.mark.parametrize("name,classes,expected", [
+    ("gunn15", 10, 1_585_746), ("gunn24", 100, 29_631_396),
+    ("gunn18", 1000, 28_909_736), ("wide_sunn18", 1000, 45_624_936),
+])
+@pytest.mark.parametrize("transition", ["conv_pool", "pool_conv"])
+def test_paper_parameter_counts_with_either_transition(name, classes, expected, transition):
+    spec = replace(model_spec(name, classes), transition=transition)
+    with torch.device("meta"):
+        model = build_model(spec)
+    assert n_params(model) == expected
+    order = [type(m) for m in model.transitions[0]]
+    pool_first = [nn.AvgPool2d, nn.Conv2d, nn.BatchNorm2d, nn.ReLU]
+    assert order == (pool_first if transition == "pool_conv" else pool_first[1:] + pool_first[:1])
+
+
+def test_default_transition_follows_the_authors_code_per_stem():
+    # gunn-15.lua: conv, BN, ReLU, then pool; gunn-18.lua: pool, then conv, BN, ReLU.
+    assert {model_spec(n).transition for n in ("gunn15", "sunn15", "gunn24", "sunn24")} == \
+        {"conv_pool"}
+    assert {model_spec(n).transition for n in ("gunn18", "sunn18", "wide_gunn18",
+                                                "wide_sunn18")} == {"pool_conv"}
+    assert tiny_spec(stem="cifar").transition == "conv_pool"
+    assert tiny_spec(stem="imagenet").transition == "pool_conv"
+    explicit = NetworkSpec(stages=((8, 2),), stem="imagenet", transition="conv_pool")
+    assert explicit.transition == "conv_pool"
+    assert NetworkSpec.from_dict(explicit.to_dict()) == explicit
+    with pytest.raises(ValueError, match="transition"):
+        NetworkSpec(stages=((8, 2),), transition="pool_pool")
+
+
+def test_pool_conv_transition_pools_before_its_conv():
+    torch.manual_seed(0)
+    conv_pool = build_model(replace(tiny_spec(), transition="conv_pool")).eval()
+    pool_conv = build_model(replace(tiny_spec(), transition="pool_conv")).eval()
+    assert set(conv_pool.state_dict()) != set(pool_conv.state_dict())
+    (c, bn, relu, pool), (pool2, c2, bn2, relu2) = conv_pool.transitions[0], pool_conv.transitions[0]
+    c2.load_state_dict(c.state_dict())
+    bn2.load_state_dict(bn.state_dict())
+    x = torch.randn(2, 8, 8, 8)
+    with torch.no_grad():
+        assert torch.allclose(pool_conv.transitions[0](x), relu(bn(c(pool(x)))))
+        assert torch.allclose(conv_pool.transitions[0](x), pool(relu(bn(c(x)))))
+        assert pool_conv(torch.randn(2, 3, 16, 16)).shape == (2, 5)
 
 
 def test_projection_accounts_for_n_squared_plus_2n_per_layer():

@@ -64,6 +64,25 @@ def test_min_costs_matches_brute_force():
     assert lo.feasible and lo.exact
 
 
+@pytest.mark.parametrize("stem", ["cifar", "imagenet"])
+def test_min_costs_matches_brute_force_with_a_transition_choice(stem):
+    """Pooling before the transition's conv is cheaper in MACs, whatever the stem's default."""
+    small = patched(SMALL, ("model.stem", stem),
+                    ("model.transition", {"choice": ["conv_pool", "pool_conv"]}))
+    lo = min_costs(parse(small))
+    assert (lo.params, lo.macs) == brute_force_min(parse(small))
+    for fixed in ("conv_pool", "pool_conv"):
+        space = parse(patched(small, ("model.transition", fixed)))
+        assert (min_costs(space).params, min_costs(space).macs) == brute_force_min(space)
+    cifar_default = min_costs(parse(patched(SMALL, ("model.stem", stem))))
+    pool_first = min_costs(parse(patched(small, ("model.transition", "pool_conv"))))
+    assert pool_first.params == cifar_default.params and pool_first.macs == lo.macs
+    assert (pool_first.macs < cifar_default.macs) == (stem == "cifar")
+    named = parse(patched(TINY, ("model", {"name": "gunn18", "transition": "conv_pool"})))
+    assert min_costs(named).macs == config_cost(named.base).macs
+    assert named.base.model.network_spec(10).transition == "conv_pool"
+
+
 def test_min_costs_matches_brute_force_on_the_base_space():
     space = parse(patched(BASE, ("optim.lr", 0.1), ("model.stages.2.N", {"choice": [20, 30, 36]})))
     lo = min_costs(space)

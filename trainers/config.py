@@ -5,6 +5,7 @@ Unknown keys and bad values are rejected; `ConfigError` carries one line naming 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
@@ -12,7 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from trainers.config_errors import ConfigError, read_yaml, validation_error
-from trainers.spec import MODEL_REGISTRY, NetworkSpec, check_shape, model_spec
+from trainers.spec import MODEL_REGISTRY, NetworkSpec, Transition, check_shape, model_spec
 
 __all__ = ["ConfigError", "DataError", "TrainConfig", "load_config", "parse_config", "dump_config",
            "read_yaml", "num_classes"]
@@ -57,6 +58,9 @@ class ModelConfig(_Strict):
     projection: bool = True
     stages: list[StageConfig] | None = Field(default=None, min_length=1)
     gunn_mode: Literal["recompute", "keep", "naive"] = "recompute"
+    # conv_pool | pool_conv between layers (trainers/spec.py); None: a registered model's own,
+    # else the stem's (cifar: conv_pool, imagenet: pool_conv, as in the authors' code)
+    transition: Transition | None = None
 
     @model_validator(mode="after")
     def _one_of(self):
@@ -67,6 +71,10 @@ class ModelConfig(_Strict):
         return self
 
     def network_spec(self, num_classes: int) -> NetworkSpec:
+        spec = self._spec(num_classes)
+        return spec if self.transition is None else replace(spec, transition=self.transition)
+
+    def _spec(self, num_classes: int) -> NetworkSpec:
         if self.name is not None:
             return model_spec(self.name, num_classes)
         return NetworkSpec(stages=tuple((s.N, s.P, s.K, s.M) for s in self.stages),

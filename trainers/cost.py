@@ -133,7 +133,8 @@ def estimate(spec: NetworkSpec | dict | str, image_size: int = 32,
 
     Use ``image_size=32`` for CIFAR models and 224 for ImageNet models. The CIFAR stem keeps the
     resolution, the ImageNet stem (7x7/2 conv, 3x3/2 max pool) divides it by 4 and every
-    transition halves it. ``gunn_mode`` applies to ``family="gunn"``; SUNN networks use the
+    transition halves it: after its 1x1 conv (``spec.transition`` conv_pool) or before it
+    (pool_conv, the conv at a quarter of the pixels). ``gunn_mode`` applies to ``family="gunn"``; SUNN networks use the
     ``sunn`` accounting whatever it is. ``params`` is exact, ``macs`` exact under the module's
     conventions, ``activation_bytes`` an estimate (module docstring).
     """
@@ -172,7 +173,7 @@ def estimate(spec: NetworkSpec | dict | str, image_size: int = 32,
     out_counted = False  # whether the previous layer's output is already counted
     prev = None
     for i, s in enumerate(spec.stages):
-        if i > 0:
+        if i > 0 and spec.transition == "conv_pool":
             # conv1x1 prev -> N, BN, ReLU, avgpool 2: the conv keeps the layer output, BN its
             # input, ReLU its output (also the pool's input); the pool output is the next
             # layer's input, kept by that layer.
@@ -183,6 +184,15 @@ def estimate(spec: NetworkSpec | dict | str, image_size: int = 32,
             saved_floats += 2 * s.N * hw * hw
             hw //= 2
             saved_floats += s.N * hw * hw
+        elif i > 0:
+            # avgpool 2, conv1x1 prev -> N, BN, ReLU: the pool keeps the layer output, the conv
+            # the pooled prev channels, BN its input, ReLU its output (the next layer's input).
+            if not out_counted:
+                saved_floats += prev * hw * hw
+            hw //= 2
+            params += prev * s.N + 2 * s.N
+            macs += hw * hw * s.N * prev
+            saved_floats += (prev + 2 * s.N) * hw * hw
         lc = layer_cost(s.N, s.P, s.K, s.M, spec.projection, hw, mode)
         params += lc.params
         macs += lc.macs

@@ -5,7 +5,8 @@ CIFAR layout (GUNN-15, Table 1 and the authors' code):
     [conv1x1 N_i->N_{i+1}, BN, ReLU, avgpool 2; layer(N_{i+1})] ...
     conv1x1 N_last->head, BN, ReLU; global avgpool; fc
 ImageNet layout (GUNN-18): conv7x7/2 3->64, BN, ReLU, maxpool 3x3/2; conv1x1 64->N1, BN, ReLU;
-layers and transitions as above; no head conv; global avgpool; fc.
+layers and transitions, the pooling first as in the authors' gunn-18.lua (`spec.transition`:
+pool_conv; conv_pool is the order above); no head conv; global avgpool; fc.
 """
 
 from __future__ import annotations
@@ -39,7 +40,9 @@ class GUNNNet(nn.Module):
         for i, s in enumerate(spec.stages):
             if i > 0:
                 prev = spec.stages[i - 1].N
-                self.transitions.append(nn.Sequential(*conv_bn_relu(prev, s.N, 1), nn.AvgPool2d(2)))
+                conv, pool = conv_bn_relu(prev, s.N, 1), [nn.AvgPool2d(2)]
+                self.transitions.append(nn.Sequential(
+                    *(conv + pool if spec.transition == "conv_pool" else pool + conv)))
             if spec.family == "gunn":
                 layer = GUNNLayer(s.N, s.P, s.K, s.M, spec.projection, mode=gunn_mode)
             else:

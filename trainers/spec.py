@@ -16,6 +16,12 @@ GUNN_MODES = ("recompute", "keep", "naive")
 
 Family = Literal["gunn", "sunn"]
 Stem = Literal["cifar", "imagenet"]
+# Between two layers: conv1x1 + BN + ReLU then 2x2 average pooling (the paper's text, the authors'
+# CIFAR models), or the pooling first (the authors' ImageNet models): same parameters, and the
+# conv at a quarter of the pixels. A spec without one takes its stem's, as in the authors' code.
+Transition = Literal["conv_pool", "pool_conv"]
+TRANSITIONS = ("conv_pool", "pool_conv")
+DEFAULT_TRANSITION = {"cifar": "conv_pool", "imagenet": "pool_conv"}
 
 
 def check_shape(N: int, P: int) -> None:
@@ -58,6 +64,7 @@ class NetworkSpec:
     projection: bool = True  # the CIFAR models' per-segment projection shortcut
     num_classes: int = 10
     in_channels: int = 3
+    transition: Transition | None = None  # None: DEFAULT_TRANSITION of the stem
 
     def __post_init__(self):
         object.__setattr__(self, "stages", tuple(
@@ -74,6 +81,10 @@ class NetworkSpec:
             raise ValueError(f"family must be 'gunn' or 'sunn', got {self.family!r}")
         if self.stem not in ("cifar", "imagenet"):
             raise ValueError(f"stem must be 'cifar' or 'imagenet', got {self.stem!r}")
+        if self.transition is None:
+            object.__setattr__(self, "transition", DEFAULT_TRANSITION[self.stem])
+        if self.transition not in TRANSITIONS:
+            raise ValueError(f"transition must be one of {TRANSITIONS}, got {self.transition!r}")
 
     def to_dict(self) -> dict:
         d = asdict(self)

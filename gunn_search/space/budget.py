@@ -7,6 +7,7 @@ at load time, naming the budget key).
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import typing
@@ -90,8 +91,12 @@ def _candidate_specs(space: Space) -> tuple[typing.Iterable[NetworkSpec], bool]:
     stem and head widths or the number of classes, so their smallest values stand for all;
     no head at all (head_channels null) may be cheaper than any head, so it is a candidate too."""
     classes = _min_classes(space)
+    # The transition's order moves MACs, not params; None is a model's or a stem's own.
+    transitions = space.values_at("model.transition")
     if not space.stage_forms:  # a registered model by name
-        return [model_spec(n, classes) for n in space.values_at("model.name")], True
+        named = [model_spec(n, classes) for n in space.values_at("model.name")]
+        return [dataclasses.replace(m, transition=t or m.transition)
+                for m in named for t in transitions], True
     fams, stems, projs = (space.values_at(f"model.{k}") for k in ("family", "stem", "projection"))
     stem_ch = min(space.values_at("model.stem_channels"))
     all_heads = space.values_at("model.head_channels")
@@ -99,22 +104,23 @@ def _candidate_specs(space: Space) -> tuple[typing.Iterable[NetworkSpec], bool]:
     heads = ([None] if None in all_heads else []) + ([min(heads)] if heads else [])
     per_proj = {pr: [_stage_candidates(space, i, pr) for i in range(len(space.stage_forms))]
                 for pr in projs}
-    total = len(fams) * len(stems) * len(heads) * sum(math.prod(len(c) for c in cs)
-                                                       for cs in per_proj.values())
+    total = len(fams) * len(stems) * len(heads) * len(transitions) * sum(
+        math.prod(len(c) for c in cs) for cs in per_proj.values())
     exact = total <= MAX_BUDGET_CANDIDATES
 
-    def spec(fam, stem, pr, stages, head):
+    def spec(fam, stem, pr, stages, head, tr=None):
         return NetworkSpec(stages=tuple(stages), family=fam, stem=stem, stem_channels=stem_ch,
-                           head_channels=head, projection=pr, num_classes=classes)
+                           head_channels=head, projection=pr, num_classes=classes, transition=tr)
 
     if exact:
-        return (spec(f, s, pr, st, h) for f in fams for s in stems for pr in projs for h in heads
+        return (spec(f, s, pr, st, h, t) for f in fams for s in stems for pr in projs
+                for h in heads for t in transitions
                 for st in itertools.product(*per_proj[pr])), True
     # too many: the per-stage cheapest-by-params and -by-MACs points only (a heuristic)
     picks = [(pr, [min(c, key=lambda s: getattr(layer_cost(s.N, s.P, s.K, s.M, pr, 1), key))
                    for c in per_proj[pr]]) for pr in projs for key in ("params", "macs")]
-    return [spec(f, s, pr, st, h) for f in fams for s in stems for pr, st in picks
-            for h in heads], False
+    return [spec(f, s, pr, st, h, t) for f in fams for s in stems for pr, st in picks
+            for h in heads for t in transitions], False
 
 
 def min_costs(space: Space) -> MinCosts:
