@@ -56,6 +56,7 @@ class ModelConfig(_Strict):
     stem_channels: int = Field(default=64, ge=1)
     head_channels: int | None = Field(default=None, ge=1)
     projection: bool = True
+    residual: bool = True  # false: GUNN-NoRes / SUNN-NoRes, the paper's Table 5 ablation
     stages: list[StageConfig] | None = Field(default=None, min_length=1)
     gunn_mode: Literal["recompute", "keep", "naive"] = "recompute"
     # conv_pool | pool_conv between layers (trainers/spec.py); None: a registered model's own,
@@ -76,11 +77,11 @@ class ModelConfig(_Strict):
 
     def _spec(self, num_classes: int) -> NetworkSpec:
         if self.name is not None:
-            return model_spec(self.name, num_classes)
+            return replace(model_spec(self.name, num_classes), residual=self.residual)
         return NetworkSpec(stages=tuple((s.N, s.P, s.K, s.M) for s in self.stages),
                            family=self.family, stem=self.stem, stem_channels=self.stem_channels,
                            head_channels=self.head_channels, projection=self.projection,
-                           num_classes=num_classes)
+                           residual=self.residual, num_classes=num_classes)
 
     @classmethod
     def from_spec(cls, spec: NetworkSpec, gunn_mode: str = "recompute") -> "ModelConfig":

@@ -16,6 +16,11 @@ Backward walks the segments in reverse. Modes:
   tensor it reads (the N-channel state); the first 1x1 convs' gradients are taken against the
   state's two pieces. Memory about SUNN's, no extra forward (the authors' way).
 - ``naive``: a fresh copy of the state per segment; the reference the other two are tested on.
+
+``residual=False`` (the paper's NoRes ablation, `SegmentUpdate`) keeps all of this: Algorithm 1
+relies on each segment being updated once, not on the update being residual. Without the add a
+segment's new value does not depend on its old one, so backward's gradient to the old value is
+zero instead of the incoming one; the state's gradient is still added through the first conv.
 """
 
 from __future__ import annotations
@@ -36,21 +41,25 @@ from trainers.units import SegmentUpdate
 class _SegmentedLayer(nn.Module):
     """Shared structure of GUNN and SUNN layers: P segment updates over N channels."""
 
-    def __init__(self, N: int, P: int, K: int, M: int, projection: bool = False):
+    def __init__(self, N: int, P: int, K: int, M: int, projection: bool = False,
+                 residual: bool = True):
         super().__init__()
         check_shape(N, P)
         if min(N, P, K, M) < 1:
             raise ValueError(f"N, P, K, M must be positive, got {(N, P, K, M)}")
         self.N, self.P, self.K, self.M, self.n = N, P, K, M, N // P
         self.projection = projection
-        self.segments = nn.ModuleList(SegmentUpdate(N, self.n, K, M, projection) for _ in range(P))
+        self.residual = residual
+        self.segments = nn.ModuleList(SegmentUpdate(N, self.n, K, M, projection, residual)
+                                      for _ in range(P))
 
     def bounds(self, i: int) -> tuple[int, int]:
         """Channel range [a, b) of segment i."""
         return i * self.n, (i + 1) * self.n
 
     def extra_repr(self) -> str:
-        return f"N={self.N}, P={self.P}, K={self.K}, M={self.M}, projection={self.projection}"
+        return (f"N={self.N}, P={self.P}, K={self.K}, M={self.M}, projection={self.projection}"
+                + ("" if self.residual else ", residual=False"))
 
 
 class SUNNLayer(_SegmentedLayer):
@@ -60,8 +69,9 @@ class SUNNLayer(_SegmentedLayer):
     fewer kernel launches); ``grouped=False`` runs them one by one (the reference).
     """
 
-    def __init__(self, N, P, K, M, projection=False, grouped: bool = True):
-        super().__init__(N, P, K, M, projection)
+    def __init__(self, N, P, K, M, projection=False, grouped: bool = True,
+                 residual: bool = True):
+        super().__init__(N, P, K, M, projection, residual)
         self.grouped = grouped
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -82,15 +92,16 @@ class SUNNLayer(_SegmentedLayer):
             if m == 0 and self.projection:
                 p = F.conv2d(x, torch.cat([seg.proj.conv.weight for seg in segs]))
                 h = h + grouped_batch_norm(p, [seg.proj.bn for seg in segs])
-            s = s + h
+            s = s + h if self.residual else h
         return s
 
 
 class GUNNLayer(_SegmentedLayer):
     """Gradually updated layer: segment i's update reads segments < i already updated."""
 
-    def __init__(self, N, P, K, M, projection=False, mode: str = "recompute"):
-        super().__init__(N, P, K, M, projection)
+    def __init__(self, N, P, K, M, projection=False, mode: str = "recompute",
+                 residual: bool = True):
+        super().__init__(N, P, K, M, projection, residual)
         if mode not in GUNN_MODES:
             raise ValueError(f"mode must be one of {GUNN_MODES}, got {mode!r}")
         self.mode = mode
@@ -230,14 +241,21 @@ class _GradualUpdate(torch.autograd.Function):
                 with frozen_bn_stats(seg), torch.autocast(dev, dtype=ac_dtype, enabled=ac_on):
                     new, h0, old = _segment_graph_from(seg, h0, x, a, b)
             g_new = g[:, a:b].to(new.dtype, copy=True)
-            grads = torch.autograd.grad(new, (h0, old, *rest), g_new, retain_graph=keep)
-            g_h0, g_old = grads[0], grads[1]
-            g[:, a:b] = g_old.to(g.dtype)  # the residual path of the segment itself
+            if seg.residual:
+                grads = torch.autograd.grad(new, (h0, old, *rest), g_new, retain_graph=keep)
+                g_h0, g_old = grads[0], grads[1]
+                g[:, a:b] = g_old.to(g.dtype)  # the residual path of the segment itself
+                grads = grads[:1] + grads[2:]
+            else:  # NoRes: the new value does not read the old one; the old value's
+                # gradient is only what the state's read adds below
+                grads = torch.autograd.grad(new, (h0, *rest), g_new, retain_graph=keep)
+                g_h0 = grads[0]
+                g[:, a:b] = 0
             g_w = state_conv_backward(y, x, a, w, g_h0, g)  # adds the state's gradient into g
             first_grads = [gw.to(p.dtype) for gw, p in
                            zip(g_w.split([p.shape[0] for p in first]), first)]
             by_param = dict(zip(map(id, first), first_grads))
-            by_param.update(zip(map(id, rest), grads[2:]))
+            by_param.update(zip(map(id, rest), grads[1:]))
             seg_grads[i] = tuple(by_param[id(p)] for p in seg.parameters())
         return (g, None, None, *[p for gs in seg_grads for p in gs])
 
@@ -292,9 +310,11 @@ def _segment_from_first_conv(seg: SegmentUpdate, old: torch.Tensor,
     width = u.conv1.out_channels
     h = torch.relu(u.bn1(h0[:, :width]))
     h = torch.relu(u.bn2(u.conv2(h)))
-    s = old + u.bn3(u.conv3(h))
+    s = u.bn3(u.conv3(h))
+    if seg.residual:
+        s = old + s
     if seg.proj is not None:
         s = s + seg.proj.bn(h0[:, width:])
     for unit in seg.units[1:]:
-        s = s + unit(s)
+        s = s + unit(s) if seg.residual else unit(s)
     return s

@@ -44,9 +44,10 @@ class GUNNNet(nn.Module):
                 self.transitions.append(nn.Sequential(
                     *(conv + pool if spec.transition == "conv_pool" else pool + conv)))
             if spec.family == "gunn":
-                layer = GUNNLayer(s.N, s.P, s.K, s.M, spec.projection, mode=gunn_mode)
+                layer = GUNNLayer(s.N, s.P, s.K, s.M, spec.projection, mode=gunn_mode,
+                                  residual=spec.residual)
             else:
-                layer = SUNNLayer(s.N, s.P, s.K, s.M, spec.projection)
+                layer = SUNNLayer(s.N, s.P, s.K, s.M, spec.projection, residual=spec.residual)
             self.stages.append(layer)
         last = spec.stages[-1].N
         if spec.head_channels:

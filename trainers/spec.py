@@ -62,6 +62,7 @@ class NetworkSpec:
     stem_channels: int = 64
     head_channels: int | None = None  # 1x1 conv before the global pool (CIFAR models)
     projection: bool = True  # the CIFAR models' per-segment projection shortcut
+    residual: bool = True  # false: the paper's NoRes ablation (no identity add in the updates)
     num_classes: int = 10
     in_channels: int = 3
     transition: Transition | None = None  # None: DEFAULT_TRANSITION of the stem
@@ -81,6 +82,8 @@ class NetworkSpec:
             raise ValueError(f"family must be 'gunn' or 'sunn', got {self.family!r}")
         if self.stem not in ("cifar", "imagenet"):
             raise ValueError(f"stem must be 'cifar' or 'imagenet', got {self.stem!r}")
+        if not isinstance(self.residual, bool):
+            raise ValueError(f"residual must be true or false, got {self.residual!r}")
         if self.transition is None:
             object.__setattr__(self, "transition", DEFAULT_TRANSITION[self.stem])
         if self.transition not in TRANSITIONS:

@@ -56,17 +56,24 @@ class SegmentUpdate(nn.Module):
 
     so the first unit reads all N channels and the later ones the segment's n channels, which
     is what the paper's parameter counts for M = 2 (GUNN-24) require.
+
+    ``residual=False`` is the paper's NoRes ablation (Table 5, GUNN-15-NoRes): every identity
+    add above is left out (``s = unit_1(state) [+ proj(state)]``, ``s = unit_m(s)``), so the
+    segment's old value is replaced, not updated. Same modules, same parameters.
     """
 
-    def __init__(self, N: int, n: int, K: int, M: int, projection: bool):
+    def __init__(self, N: int, n: int, K: int, M: int, projection: bool, residual: bool = True):
         super().__init__()
         self.units = nn.ModuleList(UpdateUnit(N if m == 0 else n, n, K) for m in range(M))
         self.proj = Projection(N, n) if projection else None
+        self.residual = residual
 
     def forward(self, state: torch.Tensor, start: int, stop: int) -> torch.Tensor:
-        s = state[:, start:stop] + self.units[0](state)
+        s = self.units[0](state)
+        if self.residual:
+            s = state[:, start:stop] + s
         if self.proj is not None:
             s = s + self.proj(state)
         for unit in self.units[1:]:
-            s = s + unit(s)
+            s = s + unit(s) if self.residual else unit(s)
         return s

@@ -20,7 +20,8 @@ def summarize(space: Space) -> str:
                  f"split_seed={d.split_seed}, download={d.download}")
     if m.name is None:
         lines.append(f"model: stem {m.stem} ({m.stem_channels} channels), head "
-                     f"{m.head_channels or 'none'}, projection {m.projection}, gunn_mode {m.gunn_mode}")
+                     f"{m.head_channels or 'none'}, projection {m.projection}, gunn_mode {m.gunn_mode}"
+                     + ("" if m.residual else ", residual False (NoRes)"))
         for i, form in enumerate(space.stage_forms):
             p = f"model.stages.{i}"
             if form == "n":
