@@ -247,12 +247,16 @@ def test_readme_space_and_train_config_examples_are_valid():
     from trainers.config import parse_config
 
     docs = [d for d in yaml_docs(README) if isinstance(d, dict)]
-    spaces = [d for d in docs if "search" in d]
+    spaces = [d for d in docs if "search" in d and "model" in d]  # not a search-section snippet
     configs = [d for d in docs if "model" in d and "search" not in d]
     assert spaces and configs
     for d in spaces:
         space = parse_space(d, "README space")
         assert "optim.momentum" in space.searched() and "batch_size" in space.searched()
+    from gunn_search.space.schema import SearchSettings
+    for d in docs:  # a search section shown on its own (the Pareto example)
+        if set(d) == {"search"}:
+            assert len(SearchSettings.model_validate(d["search"]).objective_list) > 1
     for d in configs:
         parse_config(d, "README config")
         d["data"]["split"] = "search"  # the README's is the final run (test set): not a search
