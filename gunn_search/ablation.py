@@ -33,7 +33,7 @@ from typing import Sequence
 from trainers.config import ModelConfig, TrainConfig, dump_config, num_classes, parse_config
 from trainers.spec import model_spec
 
-from gunn_search.errors import ExportError, SearchError, UsageError
+from gunn_search.errors import SearchError, UsageError
 from gunn_search.paired_stats import PairedDifference, Summary, paired_difference, summarize
 
 # variant -> (model.family, model.residual)
@@ -290,35 +290,9 @@ class AblationOptions:
 def source_config(client, experiment: str, run_id: str | None) -> tuple[str, str, TrainConfig]:
     """(search run id, trial run id, the config it trained): `run_id`, or the best trial of the
     experiment's newest search (as `gunn-search export` picks it)."""
-    from mlflow.exceptions import MlflowException
+    from gunn_search.export import read_trial_config
 
-    from gunn_search import tracking as tr
-    from gunn_search.export import find_best_trial_run
-    from trainers.config import ConfigError, read_yaml
-
-    if client.get_experiment_by_name(experiment) is None:
-        raise ExportError(f"experiment {experiment!r} not found in the tracking store")
-    if run_id is None:
-        search_id, run_id = find_best_trial_run(client, experiment)
-    else:
-        try:
-            run = client.get_run(run_id)
-        except MlflowException:
-            raise ExportError(f"run {run_id!r} not found in the tracking store") from None
-        if tr.TRIAL_TAG not in run.data.tags:
-            raise ExportError(f"run {run_id!r} is not a gunn-search trial")
-        search_id = run.data.tags.get(tr.PARENT_TAG, "")
-    with tempfile.TemporaryDirectory() as d:
-        try:
-            local = client.download_artifacts(run_id, "train_config.yaml", d)
-        except (MlflowException, OSError) as e:
-            raise ExportError(f"run {run_id}: no train_config.yaml artifact "
-                              f"({tr.first_line(str(e))})") from None
-        try:
-            return search_id, run_id, parse_config(read_yaml(local),
-                                                   f"run {run_id} train_config.yaml")
-        except ConfigError as e:
-            raise ExportError(str(e)) from None
+    return read_trial_config(client, experiment, run_id)
 
 
 def run_ablation(opts: AblationOptions) -> AblationResult:

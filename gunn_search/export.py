@@ -94,11 +94,11 @@ def _has_result(tag: str | None) -> bool:
     return status is not None and status.has_result
 
 
-def export_run(tracking_uri: str, experiment: str, out: str | Path, run_id: str | None = None,
-               epochs: int | None = None, final: bool = False, max_params: int | None = None,
-               max_macs: int | None = None) -> Path:
-    """Write the full-training config of `run_id` (default: the best trial) to `out`."""
-    client = MlflowClient(tracking_uri)
+def read_trial_config(client: MlflowClient, experiment: str, run_id: str | None = None,
+                      max_params: int | None = None,
+                      max_macs: int | None = None) -> tuple[str, str, TrainConfig]:
+    """(search run id, trial run id, the config the trial trained): `run_id`, or the best trial
+    of the experiment's newest search (within the cost limits when given)."""
     try:
         if run_id is None:
             search_id, run_id = find_best_trial_run(client, experiment, max_params, max_macs)
@@ -116,9 +116,18 @@ def export_run(tracking_uri: str, experiment: str, out: str | Path, run_id: str 
             except (MlflowException, OSError) as e:
                 raise ExportError(f"run {run_id}: no train_config.yaml artifact "
                                   f"({tr.first_line(str(e))})") from None
-            cfg = parse_config(read_yaml(local), f"run {run_id} train_config.yaml")
+            return search_id, run_id, parse_config(read_yaml(local),
+                                                   f"run {run_id} train_config.yaml")
     except ConfigError as e:
         raise ExportError(str(e)) from None
+
+
+def export_run(tracking_uri: str, experiment: str, out: str | Path, run_id: str | None = None,
+               epochs: int | None = None, final: bool = False, max_params: int | None = None,
+               max_macs: int | None = None) -> Path:
+    """Write the config of `run_id` (default: the best trial) with a tracking section to `out`."""
+    client = MlflowClient(tracking_uri)
+    search_id, run_id, cfg = read_trial_config(client, experiment, run_id, max_params, max_macs)
     full = export_config(cfg, search_run_id=search_id, trial_run_id=run_id, epochs=epochs,
                          final=final, experiment=experiment, tracking_uri=tracking_uri)
     out = Path(out)

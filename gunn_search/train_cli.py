@@ -2,7 +2,8 @@
 
 `trainers.cli` stays free of MLflow; this wraps it. A run trained from an exported config is
 tagged with the search and trial it came from, logs per-epoch metrics (step = epoch), the final
-test accuracy, and the final weights (the checkpoint) as an artifact.
+test accuracy and the best one with its epoch, and the final weights (the checkpoint) as an
+artifact.
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ def run_tracked(args, cfg: TrainConfig, uri: str) -> int:
         raise
     final = result.final
     finals = {f"final_{k}": v for k, v in final.items() if k.endswith(("_acc", "_loss"))}
+    finals.update(result.best)  # best_<eval>_acc and its epoch: what the paper reports
     tr.batch(client, run_id, metrics=tr.finite_metrics(finals, list(finals)),
              step=result.epochs_completed, tags={tr.STATUS_TAG: result.status})
     if result.checkpoint:

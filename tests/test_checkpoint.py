@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from trainers.checkpoint import (CHECKPOINT_NAME, FORMAT_VERSION, CheckpointError, load_checkpoint,
-                                 save_checkpoint)
+from trainers.checkpoint import (CHECKPOINT_NAME, FORMAT_VERSION, RESUME_HARMLESS, CheckpointError,
+                                 config_changes, describe_changes, load_checkpoint,
+                                 resume_config_changes, save_checkpoint)
+from trainers.config import parse_config
 
 
 def sample_state() -> dict:
@@ -197,3 +199,54 @@ def test_foreign_checkpoint_is_refused(tmp_path, obj):
     with pytest.raises(CheckpointError) as info:
         load_checkpoint(path)
     assert_one_line_naming(info.value, path)
+
+
+# --- what a resume may change -----------------------------------------------------------------
+
+def cfg_dict(**over) -> dict:
+    d = {"model": {"stages": [{"N": 8, "P": 2}, {"N": 12, "P": 3}]}, "epochs": 300}
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(d.get(k), dict):
+            d[k] = {**d[k], **v}
+        else:
+            d[k] = v
+    return parse_config(d).model_dump(mode="json")
+
+
+def test_config_changes_name_every_path_that_differs():
+    saved = cfg_dict()
+    assert config_changes(saved, saved) == []
+    new = cfg_dict(epochs=200, optim={"lr": 0.2}, amp=False,
+                   model={"stages": [{"N": 8, "P": 4}, {"N": 12, "P": 3}]})
+    assert config_changes(saved, new) == ["model.stages.0.P: 2 -> 4", "optim.lr: 0.1 -> 0.2",
+                                          "epochs: 300 -> 200", "amp: true -> false"]
+    fewer = cfg_dict(model={"stages": [{"N": 8, "P": 2}]})
+    assert config_changes(saved, fewer)[0] == "model.stages.1.N: 12 -> null"
+    assert config_changes(None, new) == []  # a checkpoint without a config: nothing to compare
+
+
+def test_harmless_changes_are_left_out():
+    assert set(RESUME_HARMLESS) >= {"device", "out_dir", "num_threads", "tracking",
+                                    "eval_batch_size"}
+    saved = cfg_dict()
+    moved = cfg_dict(device="cuda:1", out_dir="elsewhere", num_threads=3, eval_batch_size=7,
+                     tracking={"uri": "sqlite:///m.db", "tags": {"a": "b"}},
+                     data={"data_dir": "/d", "download": True},
+                     model={"gunn_mode": "keep", "stages": [{"N": 8, "P": 2}, {"N": 12, "P": 3}]})
+    assert config_changes(saved, moved) == []
+    assert config_changes(saved, cfg_dict(seed=1, data={"name": "digits"})) == [
+        "data.name: synthetic -> digits", "seed: 0 -> 1"]
+
+
+def test_a_key_added_since_the_checkpoint_reads_as_its_default():
+    saved = cfg_dict()
+    del saved["optim"]["nesterov"], saved["schedule"]["warmup_epochs"]
+    assert config_changes(saved, cfg_dict())[0] == "optim.nesterov: null -> true"  # raw
+    assert resume_config_changes(saved, parse_config(cfg_dict())) == []
+    assert resume_config_changes(saved, parse_config(cfg_dict(epochs=3))) == ["epochs: 300 -> 3"]
+
+
+def test_describe_changes_is_one_line():
+    changes = [f"k{i}: {i} -> {i + 1}" for i in range(9)]
+    assert describe_changes(changes[:2]) == "k0: 0 -> 1; k1: 1 -> 2"
+    assert describe_changes(changes, most=3) == "k0: 0 -> 1; k1: 1 -> 2; k2: 2 -> 3; and 6 more"

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from trainers.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from trainers.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint
 from trainers.config import parse_config
-from trainers.loop import STATUS_COMPLETED, STATUS_NONFINITE, STATUS_STOPPED, train
+from trainers.loop import (STATUS_COMPLETED, STATUS_NONFINITE, STATUS_STOPPED, TrainResult,
+                           train)
 from trainers.networks import build_model
 
 TINY = [{"N": 8, "P": 2, "K": 2, "M": 1}, {"N": 12, "P": 3, "K": 1, "M": 1}]
@@ -240,3 +241,57 @@ def test_cuda_without_cuda_is_a_value_error(monkeypatch, device):
         train(make_cfg(None, device=device, epochs=1, train_size=64), log=quiet)
     assert repr(device) in str(info.value)
     assert "\n" not in str(info.value)
+
+
+# --- best accuracy, resuming with a changed config --------------------------------------------
+
+def test_best_is_the_highest_eval_accuracy_and_its_first_epoch():
+    hist = [{"epoch": 1, "train_acc": 0.9, "val_acc": 0.5}, {"epoch": 2, "val_acc": 0.75},
+            {"epoch": 3, "val_acc": float("nan")}, {"epoch": 4, "val_acc": 0.75},
+            {"epoch": 5, "train_acc": 1.0, "val_acc": 0.625}]
+    result = TrainResult(STATUS_COMPLETED, 5, hist)
+    assert result.best == {"best_val_acc": 0.75, "best_val_acc_epoch": 2}
+    assert result.final["val_acc"] == 0.625  # the last, reported beside it
+    test = TrainResult(STATUS_COMPLETED, 2, [{"epoch": 1, "test_acc": 0.25},
+                                             {"epoch": 2, "test_acc": 0.5}])
+    assert test.best == {"best_test_acc": 0.5, "best_test_acc_epoch": 2}
+    assert TrainResult(STATUS_COMPLETED, 0, []).best == {}
+
+
+def test_best_of_a_run(tmp_path):
+    result = train(make_cfg(tmp_path, epochs=3, train_size=64), log=quiet)
+    accs = [h["val_acc"] for h in result.history]
+    assert result.best["best_val_acc"] == max(accs)
+    assert result.best["best_val_acc_epoch"] == accs.index(max(accs)) + 1
+
+
+def test_resume_refuses_a_changed_config_unless_told(tmp_path):
+    run, moved = tmp_path / "run", tmp_path / "moved"
+    train(make_cfg(run, epochs=2, train_size=64), on_epoch=lambda m, c: True, log=quiet)
+    ckpt = run / CHECKPOINT_NAME
+    assert load_checkpoint(ckpt)["epoch"] == 1
+    # More epochs move the lr drops (and the cosine): refused, naming what differs.
+    with pytest.raises(CheckpointError) as info:
+        train(make_cfg(run, epochs=3, train_size=64, optim={"lr": 0.2}), resume=ckpt, log=quiet)
+    msg = str(info.value)
+    assert "\n" not in msg and str(ckpt) in msg and "--resume-changed" in msg
+    assert "epochs: 2 -> 3" in msg and "optim.lr: 0.05 -> 0.2" in msg
+    assert load_checkpoint(ckpt)["epoch"] == 1  # nothing trained
+    # Where and how fast it runs may change: device, out_dir, threads, eval batch, GUNN mode.
+    again = train(make_cfg(moved, epochs=2, train_size=64, eval_batch_size=7, num_threads=2,
+                           mode="keep", tracking={"uri": "sqlite:///x.db"}),
+                  resume=ckpt, log=quiet)
+    assert again.status == STATUS_COMPLETED and again.epochs_completed == 2
+    assert load_checkpoint(moved)["config_changes"] == []
+    # Told: it trains on, says so, and the checkpoint records it, resume after resume.
+    logs = []
+    more = train(make_cfg(run, epochs=3, train_size=64), resume=ckpt, resume_changed=True,
+                 log=logs.append)
+    assert more.status == STATUS_COMPLETED and more.epochs_completed == 3
+    assert any("changed config: epochs: 2 -> 3" in line for line in logs), logs
+    assert load_checkpoint(ckpt)["config_changes"] == [{"epoch": 1, "changes": ["epochs: 2 -> 3"]}]
+    train(make_cfg(run, epochs=4, train_size=64, batch_size=16), resume=ckpt,
+          resume_changed=True, log=quiet)
+    assert load_checkpoint(ckpt)["config_changes"] == [
+        {"epoch": 1, "changes": ["epochs: 2 -> 3"]},
+        {"epoch": 3, "changes": ["epochs: 3 -> 4", "batch_size: 32 -> 16"]}]

@@ -81,6 +81,9 @@ def test_trains_and_prints_json(tmp_path, capsys, main):
     assert summary["checkpoint"] == str(tmp_path / "out" / CHECKPOINT_NAME)
     assert Path(summary["checkpoint"]).is_file()
     assert summary["final"]["epoch"] == 1 and 0.0 <= summary["final"]["val_acc"] <= 1.0
+    # The best epoch's accuracy beside the last one's (what the paper's authors report).
+    assert summary["best_val_acc"] == summary["final"]["val_acc"]
+    assert summary["best_val_acc_epoch"] == 1
     assert "epoch 1/1" in err  # progress goes to stderr, stdout is only the JSON
 
 
@@ -88,13 +91,20 @@ def test_resume_continues(tmp_path, capsys):
     cfg = write_config(tmp_path)
     first, _ = run_ok(base_cli.main, ["--config", cfg], capsys)
     assert first["epochs"] == 1
-    second, err = run_ok(base_cli.main, ["--config", cfg, "--resume", "--epochs", "2"], capsys)
+    # More epochs change what the run trains (the lr drops move): only when told to accept it.
+    second, err = run_ok(base_cli.main, ["--config", cfg, "--resume", "--epochs", "2",
+                                         "--resume-changed"], capsys)
     assert second["status"] == "completed" and second["epochs"] == 2
     assert "resumed from" in err and "epoch 2/2" in err and "epoch 1/2" not in err
+    assert "changed config: epochs: 1 -> 2" in err
     # And with an explicit checkpoint path.
     third, _ = run_ok(train_cli.main, ["--config", cfg, "--resume", tmp_path / "out" / CHECKPOINT_NAME,
-                                       "--epochs", "3"], capsys)
+                                       "--epochs", "3", "--resume-changed"], capsys)
     assert third["epochs"] == 3
+    assert [c["changes"] for c in load_checkpoint(tmp_path / "out")["config_changes"]] == \
+        [["epochs: 1 -> 2"], ["epochs: 2 -> 3"]]
+    assert third["best_val_acc"] >= third["final"]["val_acc"]  # over all 3 epochs, resumes too
+    assert third["best_val_acc_epoch"] in (1, 2, 3)
     lines = (tmp_path / "out" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(x)["epoch"] for x in lines] == [1, 2, 3]
 
@@ -158,6 +168,21 @@ def test_missing_config_exits_2(tmp_path, capsys, main):
     line = run_error(main, ["--config", tmp_path / "nope.yaml"], capsys)
     assert "nope.yaml" in line
 
+
+
+@BOTH
+def test_resume_with_a_changed_config_exits_2_naming_it(tmp_path, capsys, main):
+    cfg = write_config(tmp_path, epochs=2)
+    run_ok(main, ["--config", cfg, "--epochs", "1"], capsys)  # epoch 1 of a run of 1
+    line = run_error(main, ["--config", cfg, "--resume"], capsys)  # the file says 2
+    assert "epochs: 1 -> 2" in line and "--resume-changed" in line
+    assert str(tmp_path / "out" / CHECKPOINT_NAME) in line
+    # Only where it runs differs: resumes (nothing left to train).
+    summary, _ = run_ok(main, ["--config", cfg, "--resume", "--epochs", "1", "--device", "cpu"],
+                        capsys)
+    assert summary["epochs"] == 1
+    line = run_error(main, ["--config", cfg, "--resume-changed"], capsys)
+    assert "--resume-changed needs --resume" in line
 
 @BOTH
 def test_resume_without_checkpoint_exits_2(tmp_path, capsys, main):
@@ -244,6 +269,8 @@ def test_mlflow_tracking(tmp_path, capsys, monkeypatch):
     assert sorted(m.step for m in hist) == [1, 2]
     assert len(client.get_metric_history(run_id, "train_loss")) == 2
     assert "final_val_acc" in run.data.metrics
+    assert run.data.metrics["best_val_acc"] == summary["best_val_acc"]
+    assert run.data.metrics["best_val_acc_epoch"] == summary["best_val_acc_epoch"]
     arts = [a.path for a in client.list_artifacts(run_id, "final")]
     assert "final/checkpoint.pt" in arts
     local = client.download_artifacts(run_id, "final/checkpoint.pt", str(tmp_path / "dl"))

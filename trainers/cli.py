@@ -29,6 +29,10 @@ def build_parser(prog: str = "gunn-train") -> argparse.ArgumentParser:
     p.add_argument("--config", required=True, help="YAML training config")
     p.add_argument("--resume", nargs="?", const="", default=None, metavar="CHECKPOINT",
                    help="continue a run: from CHECKPOINT, or from OUT_DIR/checkpoint.pt if omitted")
+    p.add_argument("--resume-changed", action="store_true",
+                   help="with --resume: accept a config that differs from the checkpoint's in "
+                        "what it trains (e.g. --epochs, which moves the lr drops); the change is "
+                        "printed on stderr and recorded in the checkpoint")
     p.add_argument("--epochs", type=int, help="override the number of epochs")
     p.add_argument("--data-dir", help="override data.data_dir")
     p.add_argument("--download", action="store_true", help="download the dataset if missing")
@@ -69,18 +73,23 @@ def resume_path(cfg: TrainConfig, flag: str | None) -> Path | None:
 
 def run(args: argparse.Namespace, on_epoch: EpochCallback | None = None) -> tuple[TrainConfig, TrainResult]:
     cfg = config_from_args(args)
+    if args.resume_changed and args.resume is None:
+        raise UsageError("--resume-changed needs --resume")
     resume = resume_path(cfg, args.resume)
     try:
-        result = train(cfg, on_epoch=on_epoch, resume=resume)
+        result = train(cfg, on_epoch=on_epoch, resume=resume, resume_changed=args.resume_changed)
     except ValueError as e:  # e.g. a CUDA device asked for on a machine without one
         raise UsageError(str(e).splitlines()[0]) from None
     return cfg, result
 
 
 def summary(cfg: TrainConfig, result: TrainResult) -> dict:
-    """The final result printed on stdout as JSON."""
+    """The final result printed on stdout as JSON: the last epoch's metrics (`final`) and the
+    best evaluation accuracy with its epoch (`best_val_acc`, `best_val_acc_epoch`; `test_` on a
+    final split), which is what the paper's authors report."""
     return {"status": result.status, "epochs": result.epochs_completed,
-            "final": result.final, "checkpoint": str(result.checkpoint) if result.checkpoint else None,
+            "final": result.final, **result.best,
+            "checkpoint": str(result.checkpoint) if result.checkpoint else None,
             "message": result.message}
 
 

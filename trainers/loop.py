@@ -9,6 +9,7 @@ is how the search reports to Ray Tune without the trainer knowing about it.
 from __future__ import annotations
 
 import json
+import math
 import resource
 import sys
 import time
@@ -20,7 +21,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from trainers.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from trainers.checkpoint import (CHECKPOINT_NAME, CheckpointError, describe_changes,
+                                 load_checkpoint, resume_config_changes, save_checkpoint)
 from trainers.config import DataConfig, TrainConfig
 from trainers.data import DataSplits, augment, batches, load_dataset, normalize
 from trainers.networks import GUNNNet, build_model
@@ -49,6 +51,21 @@ class TrainResult:
     @property
     def final(self) -> dict:
         return self.history[-1] if self.history else {}
+
+    @property
+    def best(self) -> dict:
+        """The best evaluation accuracy of the run and its epoch, `{"best_val_acc": a,
+        "best_val_acc_epoch": e}` (`test_` on a final split), the earliest epoch of a tie; {}
+        before any. The authors report the best test accuracy of a run; `final` is the last."""
+        keys = [k for k in self.final if k.endswith("_acc") and k != "train_acc"]
+        if not keys:
+            return {}
+        key, best = keys[0], None
+        for m in self.history:
+            v = m.get(key)
+            if isinstance(v, (int, float)) and math.isfinite(v) and (best is None or v > best[key]):
+                best = m
+        return {f"best_{key}": best[key], f"best_{key}_epoch": best["epoch"]} if best else {}
 
 
 class NonFiniteLoss(Exception):
@@ -80,12 +97,18 @@ def log_stderr(msg: str) -> None:
 
 def train(cfg: TrainConfig, on_epoch: EpochCallback | None = None,
           resume: str | Path | None = None, data: DataSplits | None = None,
-          log: Callable[[str], None] = log_stderr, on_step: StepHook | None = None) -> TrainResult:
+          log: Callable[[str], None] = log_stderr, on_step: StepHook | None = None,
+          resume_changed: bool = False) -> TrainResult:
     """Train `cfg.model` on `cfg.data` for `cfg.epochs`, optionally resuming from a checkpoint.
 
     Writes `checkpoint.pt` (atomically) and `metrics.jsonl` to `cfg.out_dir` after every epoch
     when out_dir is set. Returns the status (completed / stopped by the callback / non-finite
     loss) and the per-epoch history. `on_step` runs before every step (fault injection, probes).
+
+    Resuming refuses (CheckpointError, one line naming what differs) a config that differs from
+    the checkpoint's in more than `checkpoint.RESUME_HARMLESS` (where and how fast it runs);
+    `resume_changed` accepts it, says so through `log` and records it in the checkpoint
+    (`config_changes`: the epoch it resumed at and the changes, one entry per such resume).
     """
     device = resolve_device(cfg.device)
     if cfg.num_threads:
@@ -104,10 +127,21 @@ def train(cfg: TrainConfig, on_epoch: EpochCallback | None = None,
     gen = torch.Generator().manual_seed(cfg.seed + 1)  # data order and augmentation
     history: list[dict] = []
     start_epoch, step = 0, 0
+    changed: list[dict] = []  # resumes that changed the config, kept in every checkpoint
     if resume is not None:
         # On the CPU: RNG states must be CPU ByteTensors (set_rng_state refuses CUDA tensors);
         # load_state_dict copies the weights and optimizer state onto the device.
         state = load_checkpoint(resume, map_location="cpu")
+        changes = resume_config_changes(state.get("config"), cfg)
+        if changes and not resume_changed:
+            raise CheckpointError(
+                f"{resume}: trained with another config ({describe_changes(changes)}); resume "
+                f"with the same config, or accept the change with --resume-changed")
+        changed = list(state.get("config_changes", []))
+        if changes:
+            log(f"resuming at epoch {state['epoch']} with a changed config: "
+                f"{describe_changes(changes, most=len(changes))}")
+            changed.append({"epoch": state["epoch"], "changes": changes})
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         start_epoch, step, history = state["epoch"], state["step"], list(state["history"])
@@ -196,6 +230,7 @@ def train(cfg: TrainConfig, on_epoch: EpochCallback | None = None,
                 "model": model.state_dict(), "optimizer": opt.state_dict(),
                 "epoch": epoch + 1, "step": step, "history": history,
                 "config": cfg.model_dump(mode="json"), "spec": spec.to_dict(),
+                "config_changes": changed,
                 "rng": {"torch": torch.get_rng_state(), "data": gen.get_state(),
                         "cuda": torch.cuda.get_rng_state(device) if cuda else None},
             }, out_dir / CHECKPOINT_NAME)
