@@ -235,6 +235,9 @@ def child(variant: str, args) -> None:
         res["step_s"] = time.perf_counter() - t0
         res["peak_bytes"] = torch.cuda.max_memory_allocated() - base
         res["peak_reserved_bytes"] = torch.cuda.max_memory_reserved()
+        res["baseline_allocated_bytes"] = base  # weights, last step's gradients, the batch
+        free, total = torch.cuda.mem_get_info()  # the allocator still holds the step's blocks
+        res["device_used_bytes"] = total - free  # as nvidia-smi counts: context, cache, all
     else:
         rss0 = _status("VmRSS")
         t0 = time.perf_counter()
@@ -257,7 +260,7 @@ def child(variant: str, args) -> None:
     print("RESULT " + json.dumps(res), flush=True)
 
 
-def run_child(variant: str, args, network: bool) -> dict:
+def run_child(variant: str, args, network: bool, timeout: float | None = None) -> dict:
     env = dict(os.environ)
     if args.malloc == "fixed":
         # A fixed threshold turns off glibc's dynamic mmap threshold: every allocation of 64 KiB
@@ -269,7 +272,8 @@ def run_child(variant: str, args, network: bool) -> dict:
     cmd += ["--network"] if network else []
     cmd += ["--bf16"] if args.bf16 else []
     cmd += ["--channels-last"] if args.channels_last else []
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True,
+                         timeout=timeout).stdout
     line = [ln for ln in out.splitlines() if ln.startswith("RESULT ")][-1]
     return json.loads(line[len("RESULT "):])
 

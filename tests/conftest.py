@@ -26,6 +26,12 @@ def pytest_collection_modifyitems(config, items):
         for item in items:
             if "cluster" in item.keywords:
                 item.add_marker(skip)
+    if not torch.cuda.is_available():
+        # By marker, not keyword: a test parametrized with the id "cuda" is not a GPU test.
+        skip_cuda = pytest.mark.skip(reason="needs a CUDA GPU")
+        for item in items:
+            if item.get_closest_marker("cuda"):
+                item.add_marker(skip_cuda)
 
 
 # --- helpers for the tests that start servers (`from tests.conftest import ...`) ----------------

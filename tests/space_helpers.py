@@ -62,6 +62,7 @@ SEARCHABLE = [
     ("model.head_channels", {"choice": [None, 16, 32]}, [None, 16, 32]),
     ("model.projection", {"choice": [True, False]}, [True, False]),
     ("model.gunn_mode", {"choice": ["recompute", "keep"]}, ["recompute", "keep"]),
+    ("compile", {"choice": [False, "always"]}, [False, "always"]),
 ]
 
 

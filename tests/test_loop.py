@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from trainers.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint
-from trainers.config import parse_config
+from trainers.config import ConfigError, parse_config
 from trainers.loop import (STATUS_COMPLETED, STATUS_NONFINITE, STATUS_STOPPED, TrainResult,
                            train)
 from trainers.networks import build_model
@@ -241,6 +241,101 @@ def test_cuda_without_cuda_is_a_value_error(monkeypatch, device):
         train(make_cfg(None, device=device, epochs=1, train_size=64), log=quiet)
     assert repr(device) in str(info.value)
     assert "\n" not in str(info.value)
+
+
+# --- amp, channels_last, compile: true = on CUDA only, "always" = on any device -----------------
+
+def test_speedups_apply_on_cuda_only_unless_always():
+    from trainers.loop import applies
+    cpu, cuda = torch.device("cpu"), torch.device("cuda", 0)
+    assert [applies(v, cuda) for v in (True, False, "always")] == [True, False, True]
+    assert [applies(v, cpu) for v in (True, False, "always")] == [False, False, True]
+
+
+def test_speedup_settings_are_true_false_or_always():
+    assert make_cfg(amp="always", channels_last=False, compile=True).amp == "always"
+    for bad in ("sometimes", "true", 2):
+        with pytest.raises(ConfigError, match=r"compile: .*True, False or 'always'"):
+            make_cfg(compile=bad)
+
+
+def _probe_training(monkeypatch, **settings):
+    """Train 1 epoch on the CPU; what the network saw in training and in eval, and what was
+    compiled (torch.compile recorded, not run: the real compile is in the slow tests)."""
+    compiled = []
+    monkeypatch.setattr(torch, "compile", lambda m, **kw: compiled.append(m) or m)
+    seen = []
+
+    def record(module, args, out):
+        x = args[0]
+        seen.append({"training": module.training, "autocast": torch.is_autocast_enabled("cpu"),
+                     "channels_last": x.is_contiguous(memory_format=torch.channels_last)
+                     and not x.is_contiguous(), "out": out.dtype})
+
+    def hook(epoch, step, model):
+        if not seen and not getattr(model, "_probed", False):
+            model._probed = True
+            model.register_forward_hook(record)
+
+    result = train(make_cfg(None, epochs=1, train_size=72, **settings), log=quiet, on_step=hook)
+    assert result.status == STATUS_COMPLETED
+    assert math.isfinite(result.final["train_loss"]) and result.final["peak_memory_bytes"] > 0
+    return seen, compiled
+
+
+def test_cpu_default_is_float32_nchw_eager(monkeypatch):
+    # The defaults (amp and channels_last true) and compile: true mean "on CUDA": a CPU run
+    # is what it always was.
+    seen, compiled = _probe_training(monkeypatch, amp=True, channels_last=True, compile=True)
+    assert compiled == []
+    assert {s["training"] for s in seen} == {True, False}  # the train steps and the eval
+    assert all(not s["autocast"] and not s["channels_last"] and s["out"] == torch.float32
+               for s in seen), seen
+
+
+@pytest.mark.parametrize("mode", ["recompute", "keep"])
+def test_always_runs_bf16_autocast_channels_last_and_compile_on_the_cpu(monkeypatch, mode):
+    seen, compiled = _probe_training(monkeypatch, mode=mode, amp="always",
+                                     channels_last="always", compile="always")
+    assert len(compiled) == 1 and isinstance(compiled[0], torch.nn.Module)
+    assert {s["training"] for s in seen} == {True, False}
+    assert all(s["autocast"] and s["channels_last"] and s["out"] == torch.bfloat16
+               for s in seen), seen
+
+
+def test_always_channels_last_alone(monkeypatch):
+    seen, compiled = _probe_training(monkeypatch, amp=False, channels_last="always")
+    assert compiled == []
+    assert all(not s["autocast"] and s["channels_last"] and s["out"] == torch.float32
+               for s in seen), seen
+
+
+@pytest.mark.parametrize("mode", ["recompute", "keep"])
+def test_bf16_training_on_the_cpu_follows_float32(tmp_path, mode):
+    # amp + channels_last "always" (CPU bf16 autocast through Algorithm 1) against float32:
+    # the same losses and weights up to bf16 rounding, and an exact resume.
+    over = dict(mode=mode, epochs=2, train_size=72, optim={"lr": 0.1})
+    ref = train(make_cfg(tmp_path / "fp32", **over), log=quiet)
+    bf = train(make_cfg(tmp_path / "bf16", amp="always", channels_last="always", **over),
+               log=quiet)
+    assert bf.status == ref.status == STATUS_COMPLETED
+    for a, b in zip(bf.history, ref.history):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=0.01)
+        assert a["val_loss"] == pytest.approx(b["val_loss"], rel=0.03)  # 7 images
+    # What training changed in the weights, bf16 against float32.
+    torch.manual_seed(0)
+    init = build_model(make_cfg(mode=mode).model.network_spec(10)).state_dict()
+    wa, wb = load_checkpoint(tmp_path / "bf16")["model"], load_checkpoint(tmp_path / "fp32")["model"]
+    keys = [k for k, v in init.items() if v.is_floating_point() and "running" not in k]
+    d_bf, d_fp = (torch.cat([(w[k] - init[k]).flatten() for k in keys]) for w in (wa, wb))
+    assert ((d_bf - d_fp).norm() / d_fp.norm()).item() < 0.25  # 0.07-0.09 seen; wrong grads: ~1
+    # Stopped after epoch 1 and resumed, it ends exactly where the uninterrupted run did.
+    cut = make_cfg(tmp_path / "cut", amp="always", channels_last="always", **over)
+    train(cut, on_epoch=lambda m, c: m["epoch"] == 1, log=quiet)
+    again = train(cut, resume=tmp_path / "cut" / CHECKPOINT_NAME, log=quiet)
+    assert again.status == STATUS_COMPLETED and again.epochs_completed == 2
+    wc = load_checkpoint(tmp_path / "cut")["model"]
+    assert all(torch.equal(wc[k], wa[k]) for k in wa)
 
 
 # --- best accuracy, resuming with a changed config --------------------------------------------

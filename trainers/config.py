@@ -21,6 +21,8 @@ __all__ = ["ConfigError", "DataError", "TrainConfig", "load_config", "parse_conf
 
 DATASETS = {"cifar10": 10, "cifar100": 100, "digits": 10, "synthetic": None}  # name -> classes
 DatasetName = Literal["cifar10", "cifar100", "digits", "synthetic"]
+# A speed-up the trainer applies on CUDA (true), never (false) or on any device ("always").
+Speedup = Literal[True, False, "always"]
 
 
 class DataError(Exception):
@@ -136,9 +138,12 @@ class TrainConfig(_Strict):
     eval_batch_size: int = Field(default=500, ge=1)
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    amp: bool = True  # bfloat16 autocast, CUDA only
-    channels_last: bool = True  # CUDA only
-    compile: bool = False  # torch.compile, CUDA only
+    # The next three: true = on CUDA only (a CPU run stays float32, NCHW and eager), false = off,
+    # always = on whatever the device, the CPU included (CPU autocast, inductor): how the tests
+    # run these paths on a machine without a GPU.
+    amp: Speedup = True  # bfloat16 autocast
+    channels_last: Speedup = True  # channels_last memory format for the model and its inputs
+    compile: Speedup = False  # torch.compile (inductor)
     num_threads: int | None = Field(default=None, ge=1)
     out_dir: str | None = "runs/train"
     tracking: TrackingConfig | None = None

@@ -91,6 +91,12 @@ def resolve_device(name: str) -> torch.device:
     return dev
 
 
+def applies(setting: bool | str, device: torch.device) -> bool:
+    """Whether a speed-up set to `setting` (`amp`, `channels_last`, `compile`) is used on `device`:
+    true means on CUDA only, "always" on any device (how the tests reach these paths on a CPU)."""
+    return setting == "always" or (setting is True and device.type == "cuda")
+
+
 def log_stderr(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
@@ -114,12 +120,14 @@ def train(cfg: TrainConfig, on_epoch: EpochCallback | None = None,
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     cuda = device.type == "cuda"
+    use_amp, channels_last, use_compile = (applies(v, device) for v in
+                                           (cfg.amp, cfg.channels_last, cfg.compile))
     if data is None:
         data = load_data(cfg.data, device)
     torch.manual_seed(cfg.seed)
     spec = cfg.model.network_spec(data.num_classes)
     model: GUNNNet = build_model(spec, gunn_mode=cfg.model.gunn_mode).to(device)
-    if cuda and cfg.channels_last:
+    if channels_last:
         model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.optim.lr, momentum=cfg.optim.momentum,
                           weight_decay=cfg.optim.weight_decay, nesterov=cfg.optim.nesterov,
@@ -153,8 +161,8 @@ def train(cfg: TrainConfig, on_epoch: EpochCallback | None = None,
         if history and history[-1].get("status") == STATUS_NONFINITE:
             return TrainResult(STATUS_NONFINITE, start_epoch, history, None, "loss was non-finite")
 
-    forward = torch.compile(model) if (cuda and cfg.compile) else model
-    amp = torch.autocast("cuda", dtype=torch.bfloat16) if (cuda and cfg.amp) else nullcontext()
+    forward = torch.compile(model) if use_compile else model
+    amp = torch.autocast(device.type, dtype=torch.bfloat16) if use_amp else nullcontext()
     out_dir = Path(cfg.out_dir) if cfg.out_dir else None
     flip = cfg.data.flip if cfg.data.flip is not None else data.name != "digits"
     n_train = data.train_x.shape[0]
@@ -186,7 +194,7 @@ def train(cfg: TrainConfig, on_epoch: EpochCallback | None = None,
                 x = augment(data.train_x[idx], data.mean, data.std, gen, flip=flip,
                             cyclic_shift=cfg.data.cyclic_shift)
                 y = data.train_y[idx]
-                if cuda and cfg.channels_last:
+                if channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
                 with amp:
                     out = forward(x)
@@ -210,7 +218,7 @@ def train(cfg: TrainConfig, on_epoch: EpochCallback | None = None,
             status, message = STATUS_NONFINITE, f"non-finite training loss in epoch {epoch + 1}"
         train_seconds = time.perf_counter() - t0
         eval_loss, eval_acc = evaluate(model, data.eval_x, data.eval_y, data.mean, data.std,
-                                       cfg.eval_batch_size, amp, cuda and cfg.channels_last)
+                                       cfg.eval_batch_size, amp, channels_last)
         metrics = {
             "epoch": epoch + 1,
             "train_loss": float(loss_sum) / max(seen, 1),
