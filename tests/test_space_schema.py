@@ -241,7 +241,7 @@ def test_fingerprint_is_stable_and_ignores_defaults_and_placement():
     assert len(fp) == 64 and fp == fingerprint(parse(BASE, "other.yaml"))
     same = [
         [("schedule.kind", "step")], [("optim.momentum", 0.9)], [("search.num_samples", 32)],
-        [("resources.gpus_per_trial", 0)], [("model.family", "gunn")], [("seed", 0)],
+        [("resources.gpus_per_trial", "auto")], [("model.family", "gunn")], [("seed", 0)],
         [("model.stages.1.K", 1)], [("model.stages.0.M", 1)],
         [("name", "other")], [("data.data_dir", "/elsewhere")], [("data.download", True)],
         [("device", "cpu")], [("out_dir", "/tmp/x")], [("num_threads", 2)],
