@@ -98,22 +98,36 @@ def open_store(uri: str, timeout: float = 60.0, quiet: float = 5.0) -> MlflowCli
         return MlflowClient(uri)
     deadline = time.monotonic() + timeout
     with _store_lock(db):
-        ours = not db.exists() and _create_aside(db)
+        try:
+            ours = not db.exists() and _create_aside(db)
+        except Exception:  # alembic keeps its state per process: a client in this process
+            ours = False   # migrating at the same moment breaks ours; wait for it below
+        tries = 0
         while True:
             if not ours:
                 _settle(db, deadline, quiet)
             before = _schema_revision(db)
             started = time.time()
+            tries += 1
             try:
-                return MlflowClient(uri)
+                client = MlflowClient(uri)
+                # MLflow opens (and creates or migrates) the store on first use, not in the
+                # constructor: use it here, where a failure can be waited out.
+                client.search_experiments(max_results=1)
+                return client
             except Exception:
                 # A store that was complete and fails to open fails for a reason of its own; one
-                # that another client moved on (or finished) meanwhile is tried again.
-                if ours or before == _head_revision() or time.monotonic() >= deadline or not (
-                        _schema_revision(db) == _head_revision() or _changed_at(db) >= started):
+                # that another client moved on (or finished) meanwhile is tried again; so are the
+                # first few failures of any kind. (Two threads of one process creating one new
+                # store at once can leave it half-migrated: alembic's state is per process.)
+                raced = tries < 4 and time.monotonic() < deadline
+                if not raced and (ours or before == _head_revision()
+                                  or time.monotonic() >= deadline or not (
+                                      _schema_revision(db) == _head_revision()
+                                      or _changed_at(db) >= started)):
                     raise
             ours = False
-            time.sleep(0.2)
+            time.sleep(0.5)
 
 
 @contextlib.contextmanager

@@ -38,8 +38,11 @@ def test_worker_node_death_retries_trial_from_checkpoint(tmp_path, monkeypatch):
 
     def kill_worker_when_both_trials_have_a_checkpoint():
         deadline = time.time() + 240
+        state = tmp_path / "storage" / "nodes" / "gunn_search.json"
         while time.time() < deadline and not killed:
             time.sleep(0.5)
+            if not state.exists():  # the search has not opened its store yet: leave it be
+                continue
             try:
                 client = MlflowClient(uri)
                 exp = client.get_experiment_by_name("nodes")
