@@ -104,19 +104,24 @@ class MlflowServer:
         """SIGTERM and up to `grace` seconds to exit (none: an abrupt outage), then SIGKILL the
         process group."""
         proc, self.proc = self.proc, None
-        if proc is None:
-            return
-        if grace and proc.poll() is None:
-            try:
-                proc.send_signal(signal.SIGTERM)
-                proc.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                pass
+        if proc is not None:
+            kill_group(proc, grace, wait=30)
+
+
+def kill_group(proc: subprocess.Popen, grace: float, wait: float = 10) -> None:
+    """With a grace period, SIGTERM the process first (its own handler stops what it started);
+    then SIGKILL its process group and reap it."""
+    if grace and proc.poll() is None:
         try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
-            proc.wait(timeout=30)
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=grace)
         except subprocess.TimeoutExpired:
             pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        proc.wait(timeout=wait)
+    except subprocess.TimeoutExpired:
+        pass

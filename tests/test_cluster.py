@@ -30,7 +30,7 @@ from pathlib import Path
 import pytest
 
 from gunn_search import tracking as tr
-from tests.conftest import BIN, MlflowServer, free_port, tail
+from tests.conftest import BIN, MlflowServer, free_port, kill_group, tail
 
 MARKER_VAR = "GUNN_SEARCH_TEST_CLUSTER"
 NUM_SAMPLES, MAX_EPOCHS = 4, 2
@@ -52,24 +52,6 @@ def marked_pids(marker: str) -> list[int]:
         if needle in env.split(b"\0"):
             pids.append(int(entry.name))
     return pids
-
-
-def kill_group(proc: subprocess.Popen, grace: float) -> None:
-    """SIGTERM the process (its own handler stops what it started), then SIGKILL its group."""
-    if proc.poll() is None:
-        try:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            pass
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        pass
 
 
 def sweep(marker: str, timeout: float = 15.0) -> list[int]:
