@@ -112,7 +112,7 @@ class AblationCallback(tune.Callback):
 
     def on_trial_recover(self, iteration, trials, trial, **info):
         tr.batch(self.client, self._ensure_run(trial),
-                 tags={tr.STATUS_TAG: TrialStatus.RETRYING, ERROR_TAG: _error_line(trial)})
+                 tags={tr.STATUS_TAG: TrialStatus.RETRYING, ERROR_TAG: tr.trial_error_line(trial)})
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         status = TrialStatus((trial.last_result or {}).get("trial_status", TrialStatus.RUNNING))
@@ -121,7 +121,7 @@ class AblationCallback(tune.Callback):
         self._finish(trial, status, "FINISHED" if status.kind is Kind.COMPLETED else "FAILED")
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self._finish(trial, TrialStatus.ERRORED, "FAILED", {ERROR_TAG: _error_line(trial)})
+        self._finish(trial, TrialStatus.ERRORED, "FAILED", {ERROR_TAG: tr.trial_error_line(trial)})
 
     def _finish(self, trial, status: TrialStatus, mlflow_status: str, tags: dict | None = None):
         run_id = self._ensure_run(trial)
@@ -142,11 +142,3 @@ class AblationCallback(tune.Callback):
         return [m for m, _, _ in self.client.pending]
 
 
-def _error_line(trial) -> str:
-    path = getattr(trial, "error_file", None)
-    try:
-        if path and Path(path).exists():
-            return tr.first_line(Path(path).read_text())
-    except OSError:
-        pass
-    return "unknown error"

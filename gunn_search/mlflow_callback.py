@@ -123,13 +123,13 @@ class MLflowSearchCallback(tune.Callback):
         self._preload_plotting_if_idle(trials)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self._finish(trial, TrialStatus.ERRORED, "FAILED", {ERROR_TAG: self._error_line(trial)})
+        self._finish(trial, TrialStatus.ERRORED, "FAILED", {ERROR_TAG: tr.trial_error_line(trial)})
         self._preload_plotting_if_idle(trials)
 
     def on_trial_recover(self, iteration, trials, trial, **info):
         run_id = self._ensure_run(trial)
         tr.batch(self.client, run_id, tags={tr.STATUS_TAG: TrialStatus.RETRYING,
-                                            ERROR_TAG: self._error_line(trial)})
+                                            ERROR_TAG: tr.trial_error_line(trial)})
 
     def on_experiment_end(self, trials, **info):
         self.finalize(trials)
@@ -176,16 +176,6 @@ class MLflowSearchCallback(tune.Callback):
         self.closed.add(trial.trial_id)
         tr.batch(self.client, run_id, tags={tr.STATUS_TAG: status, **(tags or {})})
         self.client.call("set_terminated", run_id, mlflow_status)
-
-    @staticmethod
-    def _error_line(trial) -> str:
-        path = getattr(trial, "error_file", None)
-        try:
-            if path and Path(path).exists():
-                return tr.first_line(Path(path).read_text())
-        except OSError:
-            pass
-        return "unknown error"
 
     def _log_yaml(self, run_id: str, data: dict, name: str) -> None:
         d = Path(tempfile.mkdtemp(dir=self._spool()))

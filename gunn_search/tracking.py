@@ -294,6 +294,17 @@ def config_params(cfg) -> dict[str, str]:
     return out
 
 
+def trial_error_line(trial) -> str:
+    """The line worth showing of a Tune trial's error (its error file), or "unknown error"."""
+    path = getattr(trial, "error_file", None)
+    try:
+        if path and Path(path).exists():
+            return first_line(Path(path).read_text())
+    except OSError:
+        pass
+    return "unknown error"
+
+
 def first_line(text: str) -> str:
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
     # A Python traceback ends with "ErrorType: message"; that is the line worth showing.

@@ -11,6 +11,7 @@ from trainers.cost import estimate
 from trainers.layers import GUNNLayer, SUNNLayer
 from trainers.networks import build_model
 from trainers.spec import NetworkSpec, model_spec
+from tests.test_layers import max_diff  # outputs, gradients and BN buffers, compared
 
 SPECS = [  # N, P, K, M, projection
     (12, 3, 2, 1, True),
@@ -45,15 +46,6 @@ def step(fn, layer, x):
     (y * w).sum().backward()
     return (y.detach(), x.grad.clone(), {n: p.grad.clone() for n, p in layer.named_parameters()},
             {n: b.clone() for n, b in layer.named_buffers()})
-
-
-def max_diff(a, b):
-    ya, gxa, pa, ba = a
-    yb, gxb, pb, bb = b
-    assert pa.keys() == pb.keys() and ba.keys() == bb.keys()
-    return max([(ya - yb).abs().max().item(), (gxa - gxb).abs().max().item()]
-               + [(pa[k] - pb[k]).abs().max().item() for k in pa]
-               + [(ba[k].double() - bb[k].double()).abs().max().item() for k in ba])
 
 
 def call(layer, x):
