@@ -23,6 +23,7 @@ from gunn_search import faults, mlflow_ui, pareto
 from gunn_search.errors import SearchError
 from gunn_search import tracking as tr
 from gunn_search.scheduler import ResumableASHA
+from gunn_search.state_saves import adapt_state_saves
 from gunn_search.space import Space, define_by_run, fingerprint as space_fingerprint
 from gunn_search.trainable import train_trial
 from gunn_search.trial_status import METRIC, Kind, TrialStatus
@@ -152,9 +153,11 @@ def start_parent_run(space: Space, opts: SearchOptions, fingerprint: str, client
     return run.info.run_id
 
 
-def build_tuner(space: Space, opts: SearchOptions, callbacks: list, on_searcher=None):
+def build_tuner(space: Space, opts: SearchOptions, callbacks: list, on_searcher=None, stop=None):
+    """The Tuner a search runs; `stop` is Tune's experiment stopper (benchmarks use one)."""
     import optuna
     from ray import tune
+    from ray.tune.schedulers import FIFOScheduler
     from ray.tune.search import ConcurrencyLimiter
 
     from gunn_search.searcher import StoppedAsPrunedOptunaSearch
@@ -179,8 +182,11 @@ def build_tuner(space: Space, opts: SearchOptions, callbacks: list, on_searcher=
     if on_searcher is not None:
         on_searcher(optuna_search)
     searcher = ConcurrencyLimiter(optuna_search, max_concurrent=s.max_concurrent)
-    scheduler = ResumableASHA(time_attr="epoch", max_t=space.max_epochs,
-                              grace_period=s.grace_period, reduction_factor=s.reduction_factor)
+    if s.scheduler == "asha":
+        scheduler = ResumableASHA(time_attr="epoch", max_t=space.max_epochs,
+                                  grace_period=s.grace_period, reduction_factor=s.reduction_factor)
+    else:
+        scheduler = FIFOScheduler()
     return tune.Tuner(
         trainable,
         # reuse_actors: a trial starts in a warm worker (torch already imported) instead of a
@@ -190,7 +196,7 @@ def build_tuner(space: Space, opts: SearchOptions, callbacks: list, on_searcher=
                                     reuse_actors=True),
         run_config=tune.RunConfig(
             name=tr_safe(opts.experiment), storage_path=storage_root(opts), callbacks=callbacks,
-            failure_config=tune.FailureConfig(max_failures=opts.max_failures),
+            failure_config=tune.FailureConfig(max_failures=opts.max_failures), stop=stop,
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2), verbose=0),
     )
 
@@ -203,8 +209,12 @@ def make_sampler(s):
         return optuna.samplers.RandomSampler(seed=s.seed)
     if s.sampler == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=s.seed)
-    # TPE (multi-objective too): the first trials are random, a quarter of the search (3-10)
-    return optuna.samplers.TPESampler(seed=s.seed,
+    # TPE (multi-objective too): the first trials are random, a quarter of the search (3-10).
+    # multivariate: one joint density over all dimensions, so lr and weight decay (whose good
+    # values go together) are modelled together; constant_liar: a trial still running counts
+    # as a bad result, so parallel trials do not all draw the same point. Optuna 5 has both on
+    # for one objective; said here so that a new Optuna's defaults do not change our searches.
+    return optuna.samplers.TPESampler(seed=s.seed, multivariate=True, constant_liar=True,
                                       n_startup_trials=min(10, max(3, s.num_samples // 4)))
 
 
@@ -217,6 +227,8 @@ def run_search(space: Space, opts: SearchOptions,
     # Tune writes its experiment state every ~10 s by default; a driver killed inside that
     # window reruns finished trials on resume (docs/runtime.md). Write it every second instead.
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
+    # ... or less often once a save takes over 1/19 s (a big search): at most ~5 % of the time.
+    adapt_state_saves()
     import ray
     from ray import tune
 
@@ -343,7 +355,8 @@ def outcome(results, opts: SearchOptions, parent_id: str, client, space: Space |
     best_run = None
     if best is not None:
         try:
-            runs = tr.child_runs(client, client.get_run(parent_id).info.experiment_id, parent_id)
+            runs = tr.child_runs(client, client.get_run(parent_id).info.experiment_id, parent_id,
+                                 trial_id=best["trial_id"])
             best_run = runs.get(best["trial_id"])
         except Exception:  # tracking unreachable: the run id is the only thing we can't say
             best_run = "unknown (MLflow unreachable)"

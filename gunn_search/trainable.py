@@ -50,7 +50,7 @@ def cached_data(d: DataConfig, device: str) -> DataSplits:
 
     Training only reads the tensors (batches are gathered copies), so trials can share them.
     """
-    key = (d.name, d.data_dir, d.split, d.val_fraction, d.split_seed, d.synthetic_train_size,
+    key = (d.name, d.data_dir, d.split, d.val_fraction, d.train_fraction, d.split_seed, d.synthetic_train_size,
            d.synthetic_test_size, d.synthetic_num_classes, str(device))
     if key not in _DATA_CACHE:
         _DATA_CACHE.clear()  # drop the old dataset before loading the new one

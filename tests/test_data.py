@@ -239,6 +239,27 @@ def test_val_fraction_is_ignored_for_final():
     assert (len(ds.train_y), len(ds.eval_y), ds.eval_name) == (20, 5, "test")
 
 
+def test_train_fraction_keeps_a_fixed_subset_of_the_training_images():
+    full = load_dataset("digits", split="search", val_fraction=0.3, seed=2)
+    part = load_dataset("digits", split="search", val_fraction=0.3, seed=2, train_fraction=0.25)
+    again = load_dataset("digits", split="search", val_fraction=0.3, seed=2, train_fraction=0.25)
+    assert len(part.train_y) == round(len(full.train_y) * 0.25)
+    assert torch.equal(part.eval_y, full.eval_y)  # the validation images do not change
+    assert torch.equal(part.train_x, again.train_x)
+    # every kept image is one of the full training set's
+    full_rows = {bytes(x.numpy().tobytes()) for x in full.train_x}
+    assert all(bytes(x.numpy().tobytes()) in full_rows for x in part.train_x)
+    final = load_dataset("digits", split="final", train_fraction=0.5)
+    assert len(final.train_y) == round(len(load_dataset("digits", split="final").train_y) * 0.5)
+
+
+@pytest.mark.parametrize("bad", [0.0, -0.1, 1.5])
+def test_train_fraction_must_be_in_0_1(bad):
+    with pytest.raises(DataError) as exc:
+        load_dataset("synthetic", train_fraction=bad, synthetic_train_size=20, synthetic_test_size=5)
+    _assert_one_line(exc.value, "train_fraction")
+
+
 def test_unknown_split():
     with pytest.raises(DataError) as exc:
         load_dataset("digits", split="test")

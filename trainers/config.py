@@ -97,6 +97,10 @@ class DataConfig(_Strict):
     data_dir: str = "data"
     split: Literal["search", "final"] = "search"
     val_fraction: float = Field(default=0.1, gt=0.0, lt=1.0)
+    # Train on this share of the training images (after the validation hold-out), the same seeded
+    # subset in every trial: a cheaper, lower-fidelity problem on which configurations still differ
+    # (benchmarks/rank_correlation.py trains digits at 0.25).
+    train_fraction: float = Field(default=1.0, gt=0.0, le=1.0)
     download: bool = False  # never fetch from the network unless asked
     split_seed: int = 0  # fixes the train/val split and synthetic data, the same for every trial
     synthetic_train_size: int = Field(default=2000, ge=10)

@@ -71,13 +71,14 @@ class DataSplits:
 # --- loading --------------------------------------------------------------------------------------
 
 def load_dataset(name: str, data_dir: str | Path = "data", split: str = "search", val_fraction: float = 0.1,
-                 seed: int = 0, download: bool = False, device: str | torch.device = "cpu",
+                 seed: int = 0, train_fraction: float = 1.0, download: bool = False, device: str | torch.device = "cpu",
                  synthetic_train_size: int = 2000, synthetic_test_size: int = 500,
                  synthetic_num_classes: int = 10) -> DataSplits:
     """Load dataset `name` and split it for a search (train/val) or a final run (train/test).
 
     split="search" splits the training set deterministically by `seed` into train (1 - val_fraction)
-    and val (val_fraction); split="final" returns the whole training set and the test set. `data_dir`
+    and val (val_fraction); split="final" returns the whole training set and the test set. Then
+    `train_fraction` < 1 keeps that share of the training images (a subset fixed by `seed`). `data_dir`
     and `download` matter for CIFAR only; the synthetic_* arguments for "synthetic" only. mean/std are
     the authors' constants of that CIFAR (`CIFAR_STATS`), otherwise the returned training images'.
     Raises DataError for anything the user can fix (unknown name, missing or corrupt files, ...).
@@ -105,6 +106,11 @@ def load_dataset(name: str, data_dir: str | Path = "data", split: str = "search"
         train_x, train_y = train_x[train_idx], train_y[train_idx]
     else:
         eval_x, eval_y, eval_name = test_x, test_y, "test"
+    if not 0.0 < float(train_fraction) <= 1.0:
+        raise DataError(f"train_fraction must be in (0, 1] for {key!r}, got {train_fraction!r}")
+    if train_fraction < 1.0:
+        keep = _subset(len(train_y), train_fraction, seed)
+        train_x, train_y = train_x[keep], train_y[keep]
 
     if key in CIFAR_STATS:
         mean, std = CIFAR_STATS[key]
@@ -122,6 +128,14 @@ def _search_split(n: int, val_fraction: float, seed: int, name: str) -> tuple[to
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     # Sorted so that a subset keeps the dataset's own order; batches() shuffles anyway.
     return perm[n_val:].sort().values, perm[:n_val].sort().values
+
+
+def _subset(n: int, fraction: float, seed: int) -> torch.Tensor:
+    """Sorted indices of a seeded `fraction` of range(n), at least one."""
+    k = max(int(round(n * fraction)), 1)
+    # seed + 1: a different draw from the validation split's, which used `seed` itself.
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 1))
+    return perm[:k].sort().values
 
 
 def channel_stats(x_uint8: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:

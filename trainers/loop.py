@@ -75,6 +75,7 @@ class NonFiniteLoss(Exception):
 def load_data(d: DataConfig, device: str | torch.device = "cpu") -> DataSplits:
     """The dataset a `DataConfig` describes, on `device`."""
     return load_dataset(d.name, d.data_dir, split=d.split, val_fraction=d.val_fraction,
+                        train_fraction=d.train_fraction,
                         seed=d.split_seed, download=d.download, device=device,
                         synthetic_train_size=d.synthetic_train_size,
                         synthetic_test_size=d.synthetic_test_size,

@@ -59,6 +59,8 @@ class SearchSettings(_Strict):
     num_samples: int = Field(default=32, ge=1)
     seed: int = Field(default=0, ge=0)  # the searcher's; trials train with the config's `seed`
     max_concurrent: int = Field(default=4, ge=1)
+    # asha stops the trials that rank low at a rung; fifo trains every trial to the end.
+    scheduler: Literal["asha", "fifo"] = "asha"
     grace_period: int = Field(default=2, ge=1)  # ASHA: epochs every trial gets
     reduction_factor: int = Field(default=3, ge=2)  # ASHA: 1/rf of a rung goes on
     metric: Literal["val_acc"] = "val_acc"
@@ -365,7 +367,7 @@ def _check_cross_fields(space: Space) -> None:
         if warm >= epochs:
             raise ConfigError(f"must be < epochs in every sample (largest warm-up {warm:g}, "
                               f"fewest epochs {epochs})", field="schedule.warmup_epochs")
-    if space.search.grace_period > space.max_epochs:
+    if space.search.scheduler == "asha" and space.search.grace_period > space.max_epochs:
         raise ConfigError(f"must be <= epochs ({space.max_epochs}) (got "
                           f"{space.search.grace_period})", field="search.grace_period")
     if space.values_at("data.split") != ["search"]:

@@ -16,8 +16,9 @@ def summarize(space: Space) -> str:
     d, m = b.data, b.model
     lines = [f"search space {space.name!r}" + (f" ({space.source})" if space.source else ""),
              f"  fingerprint {fingerprint(space)[:16]}"]
+    fraction = f"train_fraction={d.train_fraction:g}, " if d.train_fraction < 1 else ""
     lines.append(f"data: {d.name}, data_dir={d.data_dir}, val_fraction={d.val_fraction:g}, "
-                 f"split_seed={d.split_seed}, download={d.download}")
+                 f"{fraction}split_seed={d.split_seed}, download={d.download}")
     if m.name is None:
         lines.append(f"model: stem {m.stem} ({m.stem_channels} channels), head "
                      f"{m.head_channels or 'none'}, projection {m.projection}, gunn_mode {m.gunn_mode}"
@@ -39,9 +40,12 @@ def summarize(space: Space) -> str:
              if k not in space.dims]
     lines.append("training: " + ", ".join(f"{k} {dist.fmt(v)}" for k, v in fixed)
                  + " (and the searched dimensions below)")
-    lines.append(f"search: Optuna TPE (seed {se.seed}), {se.num_samples} trials, {se.max_concurrent} "
-                 f"at a time; ASHA grace_period {se.grace_period}, reduction_factor "
-                 f"{se.reduction_factor}, max_t {space.max_epochs}; metric {se.metric} ({se.mode})")
+    sampler = {"tpe": "Optuna TPE", "nsga2": "Optuna NSGA-II", "random": "random"}[se.sampler]
+    stopping = (f"ASHA grace_period {se.grace_period}, reduction_factor {se.reduction_factor}, "
+                f"max_t {space.max_epochs}" if se.scheduler == "asha"
+                else f"FIFO (every trial trains {space.max_epochs} epochs)")
+    lines.append(f"search: {sampler} (seed {se.seed}), {se.num_samples} trials, {se.max_concurrent} "
+                 f"at a time; {stopping}; metric {se.metric} ({se.mode})")
     lines.append(f"resources per trial: {rs.cpus_per_trial:g} CPU; GPU: "
                  + resources.describe(rs.gpus_per_trial, resources.local_gpu_count(),
                                       se.max_concurrent)
