@@ -187,6 +187,9 @@ def build_tuner(space: Space, opts: SearchOptions, callbacks: list, on_searcher=
                                   grace_period=s.grace_period, reduction_factor=s.reduction_factor)
     else:
         scheduler = FIFOScheduler()
+    from gunn_search.spare_cpus import SpareCPUs
+    callbacks = [*callbacks, SpareCPUs(tr_safe(opts.experiment), s.max_concurrent,
+                                       space.resources.cpus_per_trial)]
     return tune.Tuner(
         trainable,
         # reuse_actors: a trial starts in a warm worker (torch already imported) instead of a

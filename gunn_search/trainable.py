@@ -20,6 +20,7 @@ from ray import tune
 from trainers.config import DataConfig
 
 from gunn_search import faults
+from gunn_search.spare_cpus import ExtraThreads
 from gunn_search.space import Space, trial_config
 from gunn_search.space.sample import runtime_config
 from gunn_search.trial_status import METRIC, TrialStatus
@@ -95,6 +96,7 @@ def train_trial(config: dict, space: Space) -> None:
                 resume = workdir / CHECKPOINT_NAME
                 shutil.copy(Path(d) / CHECKPOINT_NAME, resume)
         data = cached_data(cfg.data, device)  # once per worker process, onto its device
+        extra_threads = ExtraThreads(ctx.get_experiment_name()) if ctx else (lambda: 0)
 
         def on_epoch(metrics: dict, ckpt_path: Path | None) -> bool:
             out = {k: v for k, v in metrics.items() if k != "status"} | costs
@@ -105,6 +107,10 @@ def train_trial(config: dict, space: Space) -> None:
                                        else TrialStatus.RUNNING)
             ckpt = tune.Checkpoint.from_directory(str(ckpt_path.parent)) if ckpt_path else None
             tune.report(out, checkpoint=ckpt)
+            if device == "cpu":  # the cores of slots the search's end left idle (spare_cpus.py)
+                threads = cpus + extra_threads()
+                if threads != torch.get_num_threads():
+                    torch.set_num_threads(threads)
             return False
 
         try:
