@@ -120,7 +120,8 @@ def ablation_space(base: TrainConfig, variants: Sequence[str], seeds: Sequence[i
     data["model"]["family"] = {"choice": fams}
     data["model"]["residual"] = {"choice": ress}
     data["seed"] = {"choice": list(seeds)}
-    data.update(search={"num_samples": len(variants) * len(seeds), "grace_period": 1,
+    # fifo: every cell trains to the end (the ablation's Tuner has no ASHA; the space says so)
+    data.update(search={"num_samples": len(variants) * len(seeds), "scheduler": "fifo",
                         "max_concurrent": len(variants) * len(seeds)},
                 resources={"cpus_per_trial": cpus_per_trial, "gpus_per_trial": gpus_per_trial})
     space = parse_space(data, "ablation")
