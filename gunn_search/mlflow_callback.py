@@ -14,13 +14,14 @@ import shutil
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import yaml
 from mlflow.tracking import MlflowClient
 from ray import tune
 
-from gunn_search import pareto
+from gunn_search import pareto, timing
 from gunn_search import mlflow_ui
 from gunn_search import tracking as tr
 from gunn_search.space import trial_config
@@ -53,6 +54,8 @@ class MLflowSearchCallback(tune.Callback):
         self.redone: dict[str, int] = {}
         self.best: float | None = None
         self.n_results = 0
+        # (MLflow seconds, driver CPU seconds) as each trial ended, under GUNN_SEARCH_TIMING
+        self._marks: list[tuple[float, float]] = []
         self._preloading: threading.Thread | None = None
 
     def __getstate__(self):
@@ -176,12 +179,18 @@ class MLflowSearchCallback(tune.Callback):
         self.closed.add(trial.trial_id)
         tr.batch(self.client, run_id, tags={tr.STATUS_TAG: status, **(tags or {})})
         self.client.call("set_terminated", run_id, mlflow_status)
+        if timing.enabled():
+            self._marks.append((self.client.busy_s, time.process_time()))
 
     def _log_yaml(self, run_id: str, data: dict, name: str) -> None:
         d = Path(tempfile.mkdtemp(dir=self._spool()))
         p = d / name
         p.write_text(yaml.safe_dump(data, sort_keys=False))
         self.client.call("log_artifact", run_id, str(p))
+        # Delivered, the file is not needed again: removed now, not at the search's end (where
+        # 384 trials' folders took 1.1 s). A queued write keeps it for its retry.
+        if not self.client.pending:
+            shutil.rmtree(d, ignore_errors=True)
 
     def finalize(self, trials) -> None:
         """Close every trial's run, put the best config and the plots on the parent, end it.
@@ -194,47 +203,64 @@ class MLflowSearchCallback(tune.Callback):
         from gunn_search.space import distributions as dist
 
         client = self.client
-        client.flush()
-        self._drop_unsaved_trials(trials)
+        steps = timing.Steps()
+        before = (client.calls, client.busy_s)  # the trial phase's MLflow calls
+        with steps.step("flush"):
+            client.flush()
+            self._drop_unsaved_trials(trials)
         records, best = [], None
-        for t in trials:
-            status = self._close_if_ended(t)
-            hist = self._history(t)
-            vals = [h[METRIC] for h in hist if METRIC in h]
-            value = max(vals) if vals else None
-            records.append(TrialRecord(trial_id=t.trial_id, params=self._searched_values(t),
-                                       history=hist, status=status, value=value))
-            if value is not None and status.has_result and (best is None or value > best[0]):
-                best = (value, t)
-        if best is not None:
-            value, t = best
-            run_id = client.resolve(self.runs.get(t.trial_id, ""))
-            cfg = export_config(trial_config(self.space, dict(t.config)),
-                                search_run_id=self.parent_run_id, trial_run_id=run_id,
-                                experiment=None, tracking_uri=None)
-            self._log_yaml(self.parent_run_id, cfg.model_dump(mode="json"), "best_config.yaml")
-            tr.batch(client, self.parent_run_id,
-                     tags={"gunn_search.best_trial_id": t.trial_id, "gunn_search.best_run_id": run_id},
-                     metrics={"best_val_acc": value}, step=self.n_results + 1)
-        if len(self.space.search.objective_list) > 1:
-            self._log_pareto(trials)
-        try:
-            dists = {p: dist.to_optuna(d) for p, d in self.space.searched().items()}
-            paths = write_search_plots(records, self._spool() / "plots", distributions=dists)
-        except Exception as e:  # plots are a convenience; never fail a finished search on them
-            print(f"gunn-search: plots failed: {tr.first_line(str(e))}", file=sys.stderr)
-            paths = []
-        for p in paths:
-            client.call("log_artifact", self.parent_run_id, str(p), "plots")
-        self._write_note(records, trials)
-        client.call("set_terminated", self.parent_run_id, "FINISHED")
-        client.flush()
+        with steps.step("records"):
+            for t in trials:
+                status = self._close_if_ended(t)
+                hist = self._history(t)
+                vals = [h[METRIC] for h in hist if METRIC in h]
+                value = max(vals) if vals else None
+                records.append(TrialRecord(trial_id=t.trial_id, params=self._searched_values(t),
+                                           history=hist, status=status, value=value))
+                if value is not None and status.has_result and (best is None or value > best[0]):
+                    best = (value, t)
+        with steps.step("best config"):
+            if best is not None:
+                value, t = best
+                run_id = client.resolve(self.runs.get(t.trial_id, ""))
+                cfg = export_config(trial_config(self.space, dict(t.config)),
+                                    search_run_id=self.parent_run_id, trial_run_id=run_id,
+                                    experiment=None, tracking_uri=None)
+                self._log_yaml(self.parent_run_id, cfg.model_dump(mode="json"),
+                               "best_config.yaml")
+                tr.batch(client, self.parent_run_id,
+                         tags={"gunn_search.best_trial_id": t.trial_id,
+                               "gunn_search.best_run_id": run_id},
+                         metrics={"best_val_acc": value}, step=self.n_results + 1)
+            if len(self.space.search.objective_list) > 1:
+                self._log_pareto(trials)
+        with steps.step("plots"):
+            try:
+                dists = {p: dist.to_optuna(d) for p, d in self.space.searched().items()}
+                paths = write_search_plots(records, self._spool() / "plots", distributions=dists)
+            except Exception as e:  # plots are a convenience: never fail a finished search
+                print(f"gunn-search: plots failed: {tr.first_line(str(e))}", file=sys.stderr)
+                paths = []
+        with steps.step("plot upload"):
+            for p in paths:
+                client.call("log_artifact", self.parent_run_id, str(p), "plots")
+        with steps.step("note"):
+            self._write_note(records, trials)
+        with steps.step("end flush"):
+            client.call("set_terminated", self.parent_run_id, "FINISHED")
+            client.flush()
         if client.pending:
             print(f"gunn-search: {len(client.pending)} MLflow writes could not be delivered to "
                   f"{self.tracking_uri}: " + ", ".join(sorted({m for m, _, _ in client.pending})),
                   file=sys.stderr)
         else:
-            shutil.rmtree(self._spool(), ignore_errors=True)
+            with steps.step("spool cleanup"):
+                shutil.rmtree(self._spool(), ignore_errors=True)
+        timing.report({"trials": len(trials), "mlflow_calls_trials": before[0],
+                       "mlflow_s_trials": round(before[1], 4), "mlflow_calls": client.calls,
+                       "mlflow_s": round(client.busy_s, 4),
+                       "finalize": {k: round(v, 4) for k, v in steps.seconds.items()},
+                       **timing.quarters(self._marks, ("mlflow_s", "cpu_s"))})
 
     def _log_pareto(self, trials) -> None:
         """Tag each trial on or off the front; the front as a table and a plot on the parent."""

@@ -4,7 +4,8 @@
 
 - ``optimization_history.png`` -- each trial's value in the order given, the running best, and
   colour/marker by status kind (completed / stopped early / failed or rejected);
-- ``param_importances.png`` -- Optuna fANOVA importances of the searched parameters;
+- ``param_importances.png`` -- Optuna fANOVA importances of the searched parameters (on at most
+  `IMPORTANCE_TRIALS` trials, a seeded random sample of a larger search);
 - ``parallel_coordinates.png`` -- one polyline per trial with a value over the varying parameters;
 - ``learning_curves.png`` -- the metric against epoch for every trial with a history.
 
@@ -32,6 +33,7 @@ matplotlib.use("Agg")  # headless: set before pyplot is imported
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.collections import LineCollection  # noqa: E402
 from matplotlib.colors import Normalize  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
@@ -49,6 +51,13 @@ CURVES_FILE = "learning_curves.png"
 
 # derived parameters (functions of the architecture), never plotted as searched params
 DERIVED_PREFIXES = ("cost.",)
+
+# fANOVA's time grows faster than the trials it fits (Optuna's marginal variances walk every
+# split value of every tree, and a forest's trees have a leaf per trial): 1.7 s for 96 trials,
+# 5.4 s for 384 and 37 s for 1536 on the loaded 2-core VM (2026-11-30, search_growth.py).
+# A larger search's importances are computed on a seeded random sample of this many of its
+# trials with a value, which keeps the plot to seconds whatever the search's size.
+IMPORTANCE_TRIALS = 200
 
 COMPLETED, STOPPED, FAILED = "completed", "stopped early", "failed / rejected"
 _KIND_STYLE = {  # colour, marker, line style
@@ -233,7 +242,8 @@ def param_importances(records: list[TrialRecord], maximize: bool = True,
                       distributions: dict | None = None) -> dict[str, float]:
     """Optuna fANOVA importances of the searched params; {} when they cannot be computed.
 
-    Builds an in-memory Optuna study from the trials with a finite value, with the parameters'
+    Builds an in-memory Optuna study from the trials with a finite value (at most
+    IMPORTANCE_TRIALS of them, see `importance_sample`), with the parameters'
     own distributions when given (numbers stay numbers, log ranges stay log), else: numeric
     params get a `FloatDistribution` (`IntDistribution` if all ints) over the observed
     [min, max], others a `CategoricalDistribution` of the observed values (as strings); constant
@@ -246,7 +256,7 @@ def param_importances(records: list[TrialRecord], maximize: bool = True,
         IntDistribution,
     )
 
-    valued = _valued(records)
+    valued = importance_sample(_valued(records))
     if len(valued) < 2:
         return {}
     axes = _searched_axes([r for r, _ in valued], distributions)
@@ -280,6 +290,18 @@ def param_importances(records: list[TrialRecord], maximize: bool = True,
             params[a.name] = v
         records_params.append((params, value))
     return _fanova(records_params, dists, maximize)
+
+
+def importance_sample(valued: list, k: int | None = None) -> list:
+    """At most `k` (IMPORTANCE_TRIALS) of `valued`, a random sample with a fixed seed, in their
+    order; all of them when there are no more."""
+    import random
+
+    k = IMPORTANCE_TRIALS if k is None else k
+    if len(valued) <= k:
+        return valued
+    keep = sorted(random.Random(0).sample(range(len(valued)), k))
+    return [valued[i] for i in keep]
 
 
 def _importances(valued, dists: dict, maximize: bool) -> dict[str, float]:
@@ -400,7 +422,10 @@ def plot_param_importances(records: list[TrialRecord], path: Path, metric: str =
     ax.set_xlim(0, max(vals) * 1.15)
     ax.set_xlabel(f"importance for {metric} (fANOVA, sums to 1)")
     ax.set_ylabel("hyperparameter")
-    ax.set_title(f"Hyperparameter importances ({len(_valued(records))} trials)")
+    n = len(_valued(records))
+    used = len(importance_sample(list(range(n))))
+    ax.set_title(f"Hyperparameter importances ({n} trials)" if used == n else
+                 f"Hyperparameter importances ({used} of {n} trials, a random sample)")
     ax.grid(axis="x", alpha=0.3)
     return _save(fig, path)
 
@@ -426,11 +451,23 @@ def plot_parallel_coordinates(records: list[TrialRecord], path: Path, metric: st
     # worst first so the best lines are drawn on top
     order = sorted(range(len(valued)), key=lambda i: valued[i][1], reverse=not maximize)
     best_i = order[-1]
+    # All but the best line as one LineCollection and one scatter: an artist per trial made the
+    # plot's time grow with the search (3.5 s for 1536 trials), one artist keeps it well under.
+    lines, colors = [], []
     for i in order:
         r, v = valued[i]
         ys = [a.position((r.params or {}).get(a.name)) for a in axes]
-        ax.plot(xs, ys, color=cmap(norm(v)), lw=2.5 if i == best_i else 1.2,
-                alpha=1.0 if i == best_i else 0.75, marker="o", ms=3, zorder=3 if i == best_i else 2)
+        if i == best_i:
+            ax.plot(xs, ys, color=cmap(norm(v)), lw=2.5, marker="o", ms=3, zorder=3)
+        else:
+            lines.append(np.column_stack([xs, ys]))
+            colors.append(cmap(norm(v)))
+    if lines:
+        ax.add_collection(LineCollection(lines, colors=colors, linewidths=1.2, alpha=0.75,
+                                         zorder=2))
+        pts = np.concatenate(lines)
+        ax.scatter(pts[:, 0], pts[:, 1], c=np.repeat(colors, n, axis=0), s=9, alpha=0.75,
+                   zorder=2, edgecolors="none")
     for x, a in zip(xs, axes):
         ax.axvline(x, color="black", lw=1, zorder=1)
         for y, label in a.ticks():
@@ -482,14 +519,23 @@ def plot_learning_curves(records: list[TrialRecord], path: Path, metric: str = "
         best_i = _best_index([(max if maximize else min)(ys) for _, _, ys in curves], maximize)
 
     fig, ax = plt.subplots(figsize=(8, 5))
-    used = set()
+    # One LineCollection per status kind (and one scatter for one-epoch curves), not an artist
+    # per trial: that grew with the search (3 s for 1536 trials).
+    by_kind: dict[str, tuple[list, list]] = {}
     for i, ((r, xs, ys), k) in enumerate(zip(curves, kinds)):
         if i == best_i:
             continue
+        lines, points = by_kind.setdefault(k, ([], []))
+        (points if len(xs) == 1 else lines).append(np.column_stack([xs, ys]))
+    for k, (lines, points) in by_kind.items():
         color, _, ls = _KIND_STYLE[k]
-        used.add(k)
-        ax.plot(xs, ys, color=color, ls=ls, lw=1, alpha=0.6, marker="o" if len(xs) == 1 else None,
-                ms=3)
+        if lines:
+            ax.add_collection(LineCollection(lines, colors=color, linestyles=ls, linewidths=1,
+                                             alpha=0.6))
+        if points:
+            pts = np.concatenate(points)
+            ax.scatter(pts[:, 0], pts[:, 1], color=color, s=9, alpha=0.6, edgecolors="none")
+    used = set(by_kind)
     r, xs, ys = curves[best_i]
     best_val = _finite(r.value)
     best_val = best_val if best_val is not None else (max if maximize else min)(ys)
