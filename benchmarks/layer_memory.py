@@ -62,10 +62,20 @@ depend on the load.
     Targets (peak <= 1.0x SUNN, time <= 1.35x SUNN): met by both modes on this CPU. GPU numbers
     not measured (no GPU lent). Details in benchmarks/RESULTS.md.
 
+    2026-11-30 (issue 14 part 5, batch 32): Algorithm 1 no longer slices one h0 leaf in the
+    segment graph (two leaves, one cat of their gradients) and concatenates the first-conv weights
+    once per layer: 978 -> 900 dispatched compute ops per recompute step (keep 720 -> 642; SUNN
+    132). The load average was 7-17 all session (other workers), so 2-thread times say little:
+    at batch 32 recompute 5.14x and keep 4.27x SUNN (best of 2 rounds), against 1.4-1.6x on a
+    quieter machine. Single-thread process CPU time, old vs new code interleaved, batch 32:
+    recompute 1.39x -> 1.33x SUNN, keep 1.12x -> 1.10x; batch 64 unchanged (1.1-1.2x). The 1.35x
+    goal at batch 32 with 2 threads is not shown. Details in benchmarks/RESULTS.md.
+
 Usage::
 
     python benchmarks/layer_memory.py                 # everything, markdown to stdout
     python benchmarks/layer_memory.py --parts saved,time
+    python benchmarks/layer_memory.py --parts time --variants recompute,keep --batch 32 --rounds 3
     python benchmarks/layer_memory.py --device cuda --bf16 --channels-last
 """
 

@@ -194,17 +194,18 @@ class _GradualUpdate(torch.autograd.Function):
         y = x.clone()
         graphs = []
         _, ac_on, ac_dtype = ac = _autocast_state(x)
+        ws = _first_conv_weights(layer)
         for i, seg in enumerate(layer.segments):
             a, b = layer.bounds(i)
             if keep:
-                new, h0, old = _segment_graph(seg, y, x, a, b)
-                graphs.append((new, h0, old))
+                new, *leaves = _segment_graph(seg, y, x, a, b, ws[i])
+                graphs.append((new, *leaves))
                 y[:, a:b] = new.detach()
             else:
                 # h0 exactly as backward will recompute it (same ops, same rounding), so the
                 # recomputed graph is the forward's even under autocast.
-                h0 = state_conv(y, x, a, _first_conv_weight(seg), ac_dtype if ac_on else None)
-                y[:, a:b] = _segment_from_first_conv(seg, x[:, a:b], h0)
+                h0 = state_conv(y, x, a, ws[i], ac_dtype if ac_on else None)
+                y[:, a:b] = _segment_from_first_conv(seg, x[:, a:b], *_split_h0(seg, h0))
         ctx.layer, ctx.graphs, ctx.autocast = layer, graphs, ac
         # keep: the segments' graphs live as long as this node's saved tensors. A backward with
         # retain_graph=True (or gradcheck) keeps both, for the next backward; one without frees
@@ -228,34 +229,37 @@ class _GradualUpdate(torch.autograd.Function):
         # the two pieces, so it is never rebuilt and no N-channel temporary is made.
         g = grad_y.clone(memory_format=memory_format_of(y))
         seg_grads: list[tuple] = [()] * layer.P
+        ws = _first_conv_weights(layer)
         for i in reversed(range(layer.P)):
             a, b = layer.bounds(i)
             seg = layer.segments[i]
             first, rest = _first_conv_params(seg), _rest_params(seg)
-            w = _first_conv_weight(seg)
+            w = ws[i]
             keep = bool(ctx.graphs)  # graphs kept and not yet released (see forward)
             if keep:
-                new, h0, old = ctx.graphs[i]
+                new, *h0s, old = ctx.graphs[i]
             else:
                 h0 = state_conv(y, x, a, w, ac_dtype if ac_on else None)
                 with frozen_bn_stats(seg), torch.autocast(dev, dtype=ac_dtype, enabled=ac_on):
-                    new, h0, old = _segment_graph_from(seg, h0, x, a, b)
+                    new, *h0s, old = _segment_graph_from(seg, h0, x, a, b)
             g_new = g[:, a:b].to(new.dtype, copy=True)
+            k = len(h0s)
             if seg.residual:
-                grads = torch.autograd.grad(new, (h0, old, *rest), g_new, retain_graph=keep)
-                g_h0, g_old = grads[0], grads[1]
-                g[:, a:b] = g_old.to(g.dtype)  # the residual path of the segment itself
-                grads = grads[:1] + grads[2:]
+                grads = torch.autograd.grad(new, (*h0s, old, *rest), g_new, retain_graph=keep)
+                g[:, a:b] = grads[k].to(g.dtype)  # the residual path of the segment itself
+                grads = grads[:k] + grads[k + 1:]
             else:  # NoRes: the new value does not read the old one; the old value's
                 # gradient is only what the state's read adds below
-                grads = torch.autograd.grad(new, (h0, *rest), g_new, retain_graph=keep)
-                g_h0 = grads[0]
+                grads = torch.autograd.grad(new, (*h0s, *rest), g_new, retain_graph=keep)
                 g[:, a:b] = 0
+            # One copy joins the conv1 and projection parts; slicing a single h0 leaf instead
+            # would make autograd zero-fill an h0-sized buffer per slice and add the two.
+            g_h0 = grads[0] if k == 1 else torch.cat(grads[:k], 1)
             g_w = state_conv_backward(y, x, a, w, g_h0, g)  # adds the state's gradient into g
             first_grads = [gw.to(p.dtype) for gw, p in
                            zip(g_w.split([p.shape[0] for p in first]), first)]
             by_param = dict(zip(map(id, first), first_grads))
-            by_param.update(zip(map(id, rest), grads[1:]))
+            by_param.update(zip(map(id, rest), grads[k:]))
             seg_grads[i] = tuple(by_param[id(p)] for p in seg.parameters())
         return (g, None, None, *[p for gs in seg_grads for p in gs])
 
@@ -263,26 +267,33 @@ class _GradualUpdate(torch.autograd.Function):
 def _segment_update(seg: SegmentUpdate, state: torch.Tensor, x: torch.Tensor, a: int,
                     b: int) -> torch.Tensor:
     """Segment [a, b)'s new value from `state` (no autograd); x[:, a:b] is its old value."""
-    return _segment_from_first_conv(seg, x[:, a:b], F.conv2d(state, _first_conv_weight(seg)))
+    h0 = F.conv2d(state, _first_conv_weight(seg))
+    return _segment_from_first_conv(seg, x[:, a:b], *_split_h0(seg, h0))
 
 
-def _segment_graph(seg: SegmentUpdate, state: torch.Tensor, x: torch.Tensor, a: int, b: int):
+def _segment_graph(seg: SegmentUpdate, state: torch.Tensor, x: torch.Tensor, a: int, b: int,
+                   w: torch.Tensor):
     """The segment's update with autograd from the fused first conv's output on.
 
-    Returns (new value, h0 leaf, old-value leaf); the state itself is not part of the graph.
+    Returns (new value, h0 leaves, old-value leaf); the state itself is not part of the graph.
     """
     with torch.no_grad():
-        h0 = F.conv2d(state, _first_conv_weight(seg))
+        h0 = F.conv2d(state, w)
     return _segment_graph_from(seg, h0, x, a, b)
 
 
 def _segment_graph_from(seg: SegmentUpdate, h0: torch.Tensor, x: torch.Tensor, a: int, b: int):
-    """The segment's graph from the first conv's output `h0` (made a leaf) and its old value."""
+    """The segment's graph from the first conv's output `h0` and its old value.
+
+    Returns (new, conv1 leaf[, projection leaf], old leaf). The conv1 and projection parts of
+    h0 are separate leaves (views of h0): slicing one h0 leaf inside the graph would make
+    backward zero-fill an h0-sized buffer per slice and add them.
+    """
     with torch.enable_grad():
-        h0 = h0.detach().requires_grad_()
+        leaves = [h.detach().requires_grad_() for h in _split_h0(seg, h0)]
         old = x[:, a:b].detach().requires_grad_()
-        new = _segment_from_first_conv(seg, old, h0)
-    return new, h0, old
+        new = _segment_from_first_conv(seg, old, *leaves)
+    return (new, *leaves, old)
 
 
 def _first_conv_params(seg: SegmentUpdate) -> list[nn.Parameter]:
@@ -303,18 +314,37 @@ def _first_conv_weight(seg: SegmentUpdate) -> torch.Tensor:
     return ws[0] if len(ws) == 1 else torch.cat(ws)
 
 
-def _segment_from_first_conv(seg: SegmentUpdate, old: torch.Tensor,
-                             h0: torch.Tensor) -> torch.Tensor:
-    """`SegmentUpdate.forward` with the state-reading convs already applied (h0)."""
+def _first_conv_weights(layer: _SegmentedLayer) -> list[torch.Tensor]:
+    """`_first_conv_weight` of every segment, from one cat for the layer (not one per segment)."""
+    ws = [w for seg in layer.segments for w in _first_conv_params(seg)]
+    if len(ws) == len(layer.segments):
+        return ws
+    return list(torch.cat(ws).split([sum(w.shape[0] for w in _first_conv_params(seg))
+                                     for seg in layer.segments]))
+
+
+def _split_h0(seg: SegmentUpdate, h0: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """h0's conv1 part and, with a projection, its projection part (views)."""
+    if seg.proj is None:
+        return (h0,)
+    width = seg.units[0].conv1.out_channels
+    return h0[:, :width], h0[:, width:]
+
+
+def _segment_from_first_conv(seg: SegmentUpdate, old: torch.Tensor, h1: torch.Tensor,
+                             hp: torch.Tensor | None = None) -> torch.Tensor:
+    """`SegmentUpdate.forward` with the state-reading convs already applied.
+
+    h1 is the first unit's conv1 output, hp the projection conv's (with a projection).
+    """
     u = seg.units[0]
-    width = u.conv1.out_channels
-    h = torch.relu(u.bn1(h0[:, :width]))
+    h = torch.relu(u.bn1(h1))
     h = torch.relu(u.bn2(u.conv2(h)))
     s = u.bn3(u.conv3(h))
     if seg.residual:
         s = old + s
     if seg.proj is not None:
-        s = s + seg.proj.bn(h0[:, width:])
+        s = s + seg.proj.bn(hp)
     for unit in seg.units[1:]:
         s = s + unit(s) if seg.residual else unit(s)
     return s
