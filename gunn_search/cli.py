@@ -98,7 +98,8 @@ def apply_overrides(space, args):
         over["search.num_samples"] = args.num_samples
     if args.max_epochs is not None:
         over["epochs"] = args.max_epochs
-        over["search.grace_period"] = min(space.search.grace_period, max(1, args.max_epochs))
+        if "grace_period" in space.data.get("search", {}):  # else it follows the new epochs
+            over["search.grace_period"] = min(space.search.grace_period, max(1, args.max_epochs))
     if args.gpus_per_trial is not None:
         over["resources.gpus_per_trial"] = args.gpus_per_trial
     if args.cpus_per_trial is not None:

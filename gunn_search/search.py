@@ -144,8 +144,7 @@ def start_parent_run(space: Space, opts: SearchOptions, fingerprint: str, client
     params = {f"{section}.{k}": v for section in ("search", "resources", "budget")
               for k, v in getattr(space, section).model_dump(mode="json").items() if v is not None}
     params.update({"seed": space.base.seed, "data.name": space.base.data.name,
-                   "max_epochs": space.max_epochs, "max_failures": opts.max_failures,
-                   "searcher": "optuna-tpe", "scheduler": "asha"})
+                   "max_epochs": space.max_epochs, "max_failures": opts.max_failures})
     tr.batch(tr.BufferedClient(client), run.info.run_id, params=params)
     client.log_artifact(run.info.run_id, opts.space_path)
     # The MLflow UI's view of this search's trials (the link `gunn-search` prints at the end).

@@ -234,6 +234,31 @@ def test_bad_space_is_a_one_line_error_naming_file_and_field(changes, field, fra
     assert msg == ": ".join(p for p in ("f.yaml", field, err.problem) if p)
 
 
+# --- ASHA's first rung ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("changes,grace", [
+    ([("epochs", 30)], 15),                                   # step [0.5, 0.75]: epoch 15 of 30
+    ([("epochs", 12)], 6),
+    ([("epochs", 9)], 5),                                     # 4.5 -> epoch 5 is the first at lr/10
+    ([("epochs", 10), ("schedule", {"milestones": [0.3, 0.6]})], 3),
+    ([("epochs", {"choice": [8, 12]})], 6),                   # the latest drop over the samples
+    ([("epochs", 30), ("schedule", {"kind": "cosine"})], 2),  # not measured: the old default
+    ([("epochs", 1), ("schedule", {"kind": "cosine"})], 1),
+    ([("epochs", 30), ("search.grace_period", 4)], 4),        # set in the file: kept
+])
+def test_grace_period_defaults_to_the_first_epoch_after_the_lr_drop(changes, grace):
+    space = parse(patched(BASE, ("search.grace_period", None), *changes))
+    assert space.search.grace_period == grace
+
+
+def test_default_grace_period_follows_a_changed_epochs():
+    from gunn_search.space import with_overrides
+
+    space = parse(patched(BASE, ("search.grace_period", None), ("epochs", 30)))
+    assert "grace_period" not in space.data["search"]  # resolved, not written back
+    assert with_overrides(space, {"epochs": 12}).search.grace_period == 6
+
+
 # --- fingerprint ----------------------------------------------------------------------------------
 
 def test_fingerprint_is_stable_and_ignores_defaults_and_placement():

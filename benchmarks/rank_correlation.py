@@ -1,0 +1,285 @@
+"""Does early val_acc rank configurations the way the final one does? (ASHA's premise.)
+
+What it measures
+    A fixed sample of configurations (``--configs``, drawn by Optuna's RandomSampler with
+    ``--sample-seed`` from the problem in `digits_problem.py`: smoke.yaml's space on a quarter of
+    digits, 12 epochs, step schedule) is trained to full length, once per training seed
+    (``--seeds``; the seed sets the initial weights, data order and augmentation), with the real
+    training loop (`trainers.loop.train`, one thread each, ``--workers`` at a time). Each
+    configuration's per-epoch val_acc is kept in ``benchmarks/data/rank_curves.csv`` and its
+    sampled values in ``benchmarks/data/rank_configs.csv`` (``--replay`` recomputes every table
+    from those files without training).
+
+    For every epoch e and seed: Spearman's rho and Kendall's tau between val_acc at e and at the
+    last epoch, across configurations (mean, standard deviation and range over seeds). For the
+    rung at that epoch and reduction factor r (2, 3, 4): in how many seeds the configuration with
+    the best final val_acc is among the top 1/r there (the ones ASHA would promote), and for
+    r = 3 the regret: best final val_acc overall minus the best final among the ones kept. "Seed to seed": the same
+    correlations between the final val_acc of two training seeds (every pair), i.e. how far a
+    perfect predictor of one run could agree with another: the noise ceiling.
+
+Usage
+    python benchmarks/rank_correlation.py [--configs 32] [--seeds 0 1 2] [--workers 2]
+    python benchmarks/rank_correlation.py --replay        # tables from the recorded CSVs
+
+Machine and result: see benchmarks/RESULTS.md, "Rank correlation".
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import csv
+import itertools
+import multiprocessing
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = REPO / "benchmarks" / "data"
+CURVES = DATA / "rank_curves.csv"
+CONFIGS = DATA / "rank_configs.csv"
+
+
+def sample_configs(n: int, sample_seed: int) -> list[dict]:
+    """`n` searched values (config paths only) drawn at random from the problem's space."""
+    from digits_problem import problem_space
+
+    from gunn_search.space import example_configs
+
+    space = problem_space(0)
+    return [{k: v for k, v in values.items() if k in space.config_paths}
+            for values in example_configs(space, n, seed=sample_seed)]
+
+
+_DATA = {}
+
+
+def train_one(job: tuple[int, dict, int]) -> list[dict]:
+    """Train configuration `values` with training seed `seed`; its per-epoch rows."""
+    cid, values, seed = job
+    from digits_problem import problem_space
+
+    from gunn_search.space import trial_config
+    from trainers.loop import load_data, train
+
+    cfg = trial_config(problem_space(seed), values).model_copy(
+        update={"num_threads": 1, "device": "cpu", "out_dir": None})  # no checkpoints to write
+    key = cfg.data.model_dump_json()
+    if key not in _DATA:
+        _DATA[key] = load_data(cfg.data)
+    t = time.time()
+    res = train(cfg, data=_DATA[key], log=lambda msg: None)
+    rows = [{"config": cid, "seed": seed, "epoch": m["epoch"], "val_acc": round(m["val_acc"], 6),
+             "train_loss": round(m["train_loss"], 6)} for m in res.history]
+    # A run stopped by a non-finite loss scores 0 from then on, as the search tells the searcher.
+    for e in range(len(res.history) + 1, cfg.epochs + 1):
+        rows.append({"config": cid, "seed": seed, "epoch": e, "val_acc": 0.0, "train_loss": ""})
+    print(f"config {cid} seed {seed}: final {rows[-1]['val_acc']:.4f} ({res.status}, "
+          f"{time.time() - t:.0f} s, load {os.getloadavg()[0]:.1f})", file=sys.stderr, flush=True)
+    return rows
+
+
+def record(n: int, sample_seed: int, seeds: list[int], workers: int) -> None:
+    configs = sample_configs(n, sample_seed)
+    DATA.mkdir(parents=True, exist_ok=True)
+    keys = sorted({k for c in configs for k in c})
+    with CONFIGS.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["config", *keys])
+        for i, c in enumerate(configs):
+            w.writerow([i, *(c.get(k, "") for k in keys)])
+    jobs = [(i, c, s) for s in seeds for i, c in enumerate(configs)]
+    rows = []
+    # spawn: fresh interpreters, one torch thread each, no state inherited from this process.
+    # A ProcessPoolExecutor (not multiprocessing.Pool) raises if a worker dies instead of
+    # waiting for its result forever.
+    ctx = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+        for part in pool.map(train_one, jobs):
+            rows.extend(part)
+    rows.sort(key=lambda r: (r["seed"], r["config"], r["epoch"]))
+    with CURVES.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["config", "seed", "epoch", "val_acc", "train_loss"])
+        w.writeheader()
+        w.writerows(rows)
+
+
+def load_curves(path: Path = CURVES) -> dict[int, dict[int, list[float]]]:
+    """{seed: {config: [val_acc at epoch 1, 2, ...]}} from the recorded CSV."""
+    out: dict[int, dict[int, list[float]]] = {}
+    with path.open() as f:
+        for r in csv.DictReader(f):
+            out.setdefault(int(r["seed"]), {}).setdefault(int(r["config"]), []).append(
+                float(r["val_acc"]))
+    return out
+
+
+def rungs(grace: int, rf: int, max_t: int) -> list[int]:
+    """ASHA's rung epochs below max_t: grace, grace*rf, ..."""
+    out, t = [], grace
+    while t < max_t:
+        out.append(t)
+        t *= rf
+    return out
+
+
+def spread(xs: list[float]) -> str:
+    sd = statistics.stdev(xs) if len(xs) > 1 else 0.0
+    return f"{statistics.mean(xs):.2f} ± {sd:.2f} ({min(xs):.2f} to {max(xs):.2f})"
+
+
+def analyse(curves: dict[int, dict[int, list[float]]]) -> str:
+    from scipy.stats import kendalltau, spearmanr
+
+    seeds = sorted(curves)
+    epochs = len(next(iter(curves[seeds[0]].values())))
+    n_cfg = len(curves[seeds[0]])
+    lines = [f"{n_cfg} configurations x {len(seeds)} training seeds ({', '.join(map(str, seeds))}), "
+             f"{epochs} epochs each.", "",
+             "| epoch | Spearman rho vs final, mean ± sd (range) | Kendall tau vs final | "
+             "final best kept by the top 1/2, 1/3, 1/4 | regret of the top 1/3, mean (max) |",
+             "|---:|---|---|---|---:|"]
+    for e in range(1, epochs):
+        rho, tau, hits, regret = [], [], {2: 0, 3: 0, 4: 0}, []
+        for s in seeds:
+            cfgs = sorted(curves[s])
+            early = [curves[s][c][e - 1] for c in cfgs]
+            final = [curves[s][c][-1] for c in cfgs]
+            rho.append(spearmanr(early, final).statistic)
+            tau.append(kendalltau(early, final).statistic)
+            order = sorted(range(len(cfgs)), key=lambda i: -early[i])
+            best = max(final)
+            for r in hits:
+                kept = order[:max(1, len(cfgs) // r)]
+                hits[r] += any(final[i] == best for i in kept)
+                if r == 3:
+                    regret.append(best - max(final[i] for i in kept))
+        lines.append(f"| {e} | {spread(rho)} | {spread(tau)} | "
+                     + ", ".join(f"{hits[r]}/{len(seeds)}" for r in hits)
+                     + f" | {statistics.mean(regret):.4f} ({max(regret):.4f}) |")
+    rho, tau = [], []
+    for a, b in itertools.combinations(seeds, 2):
+        cfgs = sorted(curves[a])
+        fa = [curves[a][c][-1] for c in cfgs]
+        fb = [curves[b][c][-1] for c in cfgs]
+        rho.append(spearmanr(fa, fb).statistic)
+        tau.append(kendalltau(fa, fb).statistic)
+    finals = [curves[s][c][-1] for s in seeds for c in curves[s]]
+    lines += ["", f"Seed to seed (final vs final, {len(rho)} pairs): Spearman {spread(rho)}, "
+              f"Kendall {spread(tau)}.",
+              f"Final val_acc over all runs: median {statistics.median(finals):.3f}, "
+              f"range {min(finals):.3f} to {max(finals):.3f}; per seed, best minus median: "
+              + ", ".join(f"{max(v[-1] for v in curves[s].values()) - statistics.median(v[-1] for v in curves[s].values()):.3f}"
+                          for s in seeds) + "."]
+    return "\n".join(lines)
+
+
+def replay_search(curves: dict[int, list[float]], order: list[int], budget: int,
+                  grace: int | None, rf: int, slots: int = 2) -> tuple[float, list[float]]:
+    """Random search over `curves` in `order`, `slots` trials at a time, until `budget` epochs.
+
+    With `grace` set, Tune's ASHA decides at each rung (grace * rf**k < max_t) as
+    `ray.tune.schedulers.async_hyperband._Bracket` does: a trial whose val_acc is below the
+    (1 - 1/rf) percentile of the values the rung recorded before it stops. Every epoch takes one
+    time step, and the slots report in turn. Returns the best val_acc seen and the running best
+    after each epoch used. Ends early when the configurations run out.
+    """
+    import numpy as np
+
+    max_t = len(next(iter(curves.values())))
+    recorded: dict[int, list[float]] = {r: [] for r in (rungs(grace, rf, max_t) if grace else [])}
+    queue = list(order)
+    running = [[queue.pop(0), 0] for _ in range(min(slots, len(queue)))]
+    best, curve = 0.0, []
+    while running and len(curve) < budget:
+        for slot in list(running):
+            if len(curve) >= budget:
+                break
+            cfg, done = slot
+            done += 1
+            slot[1] = done
+            v = curves[cfg][done - 1]
+            best = max(best, v)
+            curve.append(best)
+            stop = done >= max_t
+            if done in recorded:
+                rec = recorded[done]
+                if rec and v < np.nanpercentile(rec, (1 - 1 / rf) * 100):
+                    stop = True
+                rec.append(v)
+            if stop:
+                running.remove(slot)
+                if queue:
+                    running.append([queue.pop(0), 0])
+    return best, curve
+
+
+def replay_table(curves: dict[int, dict[int, list[float]]], budget: int,
+                 settings: list[tuple[int | None, int]], repeats: int = 2000) -> str:
+    """Random + ASHA (and random + FIFO, grace None) replayed on the recorded curves: for each
+    setting, `repeats` searches (a seed's curves, a random order of the configurations)."""
+    import random
+
+    rnd = random.Random(0)
+    seeds = sorted(curves)
+    draws = []
+    for _ in range(repeats):
+        s = rnd.choice(seeds)
+        order = list(curves[s])
+        rnd.shuffle(order)
+        draws.append((s, order))
+    fifo = [replay_search(curves[s], o, budget, None, 2) for s, o in draws]
+    lines = [f"Replay: random search on the recorded curves, 2 trials at a time, a budget of "
+             f"{budget} epochs, {repeats} draws (a training seed, an order of the "
+             f"{len(curves[seeds[0]])} configurations); target = random+FIFO's best in the same "
+             "draw. A search stops early when the configurations run out.", "",
+             "| scheduler | best val_acc, mean | best of the pool found | target reached | "
+             "epochs to target, median | reached within a third of the budget | epochs used, mean |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for grace, rf in settings:
+        res = fifo if grace is None else [replay_search(curves[s], o, budget, grace, rf, 2)
+                                           for s, o in draws]
+        hits, within, tos, top = 0, 0, [], 0
+        for (s, _), (best, curve), (target, _) in zip(draws, res, fifo):
+            pool_best = max(max(c) for c in curves[s].values())
+            top += best >= pool_best - 1e-12
+            to = next((i + 1 for i, v in enumerate(curve) if v >= target - 1e-12), None)
+            if to is not None:
+                hits += 1
+                tos.append(to)
+                within += to <= budget / 3
+        name = "FIFO" if grace is None else f"ASHA grace {grace}, rf {rf}"
+        lines.append(f"| {name} | {statistics.mean(b for b, _ in res):.4f} | {top / repeats:.0%} | "
+                     f"{hits / repeats:.0%} | {statistics.median(tos) if tos else '–'} | "
+                     f"{within / repeats:.0%} | {statistics.mean(len(c) for _, c in res):.1f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--configs", type=int, default=32)
+    ap.add_argument("--sample-seed", type=int, default=0)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--replay", action="store_true", help="analyse the recorded CSVs only")
+    ap.add_argument("--budget", type=int, default=72, help="epochs per replayed search")
+    args = ap.parse_args()
+    if not args.replay:
+        t, load0 = time.time(), os.getloadavg()[0]
+        record(args.configs, args.sample_seed, args.seeds, args.workers)
+        print(f"trained in {time.time() - t:.0f} s, load average {load0:.1f} -> "
+              f"{os.getloadavg()[0]:.1f}", file=sys.stderr)
+    curves = load_curves()
+    print(analyse(curves))
+    settings = [(None, 0)] + [(g, r) for g in (1, 2, 3, 4, 6) for r in (2, 3, 4)]
+    print()
+    print(replay_table(curves, args.budget, settings))
+
+
+if __name__ == "__main__":
+    sys.path[:0] = [str(REPO / "benchmarks"), str(REPO)]
+    main()
