@@ -7,8 +7,8 @@ What it measures
     (``--seeds``; the seed sets the initial weights, data order and augmentation), with the real
     training loop (`trainers.loop.train`, one thread each, ``--workers`` at a time). Each
     configuration's per-epoch val_acc is kept in ``benchmarks/data/rank_curves.csv`` and its
-    sampled values in ``benchmarks/data/rank_configs.csv`` (``--replay`` recomputes every table
-    from those files without training).
+    sampled values in ``benchmarks/data/rank_configs.csv`` (``_cosine`` before ``.csv`` with
+    ``--schedule cosine``; ``--replay`` recomputes every table from those files without training).
 
     For every epoch e and seed: Spearman's rho and Kendall's tau between val_acc at e and at the
     last epoch, across configurations (mean, standard deviation and range over seeds). For the
@@ -40,8 +40,12 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "benchmarks" / "data"
-CURVES = DATA / "rank_curves.csv"
-CONFIGS = DATA / "rank_configs.csv"
+
+
+def data_files(schedule: str) -> tuple[Path, Path]:
+    """The recorded curves and configurations of a schedule (step: the names first used)."""
+    tail = "" if schedule == "step" else f"_{schedule}"
+    return DATA / f"rank_curves{tail}.csv", DATA / f"rank_configs{tail}.csv"
 
 
 def sample_configs(n: int, sample_seed: int) -> list[dict]:
@@ -58,15 +62,15 @@ def sample_configs(n: int, sample_seed: int) -> list[dict]:
 _DATA = {}
 
 
-def train_one(job: tuple[int, dict, int]) -> list[dict]:
+def train_one(job: tuple[int, dict, int, str]) -> list[dict]:
     """Train configuration `values` with training seed `seed`; its per-epoch rows."""
-    cid, values, seed = job
+    cid, values, seed, schedule = job
     from digits_problem import problem_space
 
     from gunn_search.space import trial_config
     from trainers.loop import load_data, train
 
-    cfg = trial_config(problem_space(seed), values).model_copy(
+    cfg = trial_config(problem_space(seed, schedule=schedule), values).model_copy(
         update={"num_threads": 1, "device": "cpu", "out_dir": None})  # no checkpoints to write
     key = cfg.data.model_dump_json()
     if key not in _DATA:
@@ -83,16 +87,17 @@ def train_one(job: tuple[int, dict, int]) -> list[dict]:
     return rows
 
 
-def record(n: int, sample_seed: int, seeds: list[int], workers: int) -> None:
+def record(n: int, sample_seed: int, seeds: list[int], workers: int, schedule: str) -> None:
+    curves_csv, configs_csv = data_files(schedule)
     configs = sample_configs(n, sample_seed)
     DATA.mkdir(parents=True, exist_ok=True)
     keys = sorted({k for c in configs for k in c})
-    with CONFIGS.open("w", newline="") as f:
+    with configs_csv.open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["config", *keys])
         for i, c in enumerate(configs):
             w.writerow([i, *(c.get(k, "") for k in keys)])
-    jobs = [(i, c, s) for s in seeds for i, c in enumerate(configs)]
+    jobs = [(i, c, s, schedule) for s in seeds for i, c in enumerate(configs)]
     rows = []
     # spawn: fresh interpreters, one torch thread each, no state inherited from this process.
     # A ProcessPoolExecutor (not multiprocessing.Pool) raises if a worker dies instead of
@@ -102,13 +107,13 @@ def record(n: int, sample_seed: int, seeds: list[int], workers: int) -> None:
         for part in pool.map(train_one, jobs):
             rows.extend(part)
     rows.sort(key=lambda r: (r["seed"], r["config"], r["epoch"]))
-    with CURVES.open("w", newline="") as f:
+    with curves_csv.open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=["config", "seed", "epoch", "val_acc", "train_loss"])
         w.writeheader()
         w.writerows(rows)
 
 
-def load_curves(path: Path = CURVES) -> dict[int, dict[int, list[float]]]:
+def load_curves(path: Path) -> dict[int, dict[int, list[float]]]:
     """{seed: {config: [val_acc at epoch 1, 2, ...]}} from the recorded CSV."""
     out: dict[int, dict[int, list[float]]] = {}
     with path.open() as f:
@@ -267,13 +272,15 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--replay", action="store_true", help="analyse the recorded CSVs only")
     ap.add_argument("--budget", type=int, default=72, help="epochs per replayed search")
+    ap.add_argument("--schedule", choices=["step", "cosine"], default="step",
+                    help="the trials' lr schedule (default: step, the CIFAR spaces')")
     args = ap.parse_args()
     if not args.replay:
         t, load0 = time.time(), os.getloadavg()[0]
-        record(args.configs, args.sample_seed, args.seeds, args.workers)
+        record(args.configs, args.sample_seed, args.seeds, args.workers, args.schedule)
         print(f"trained in {time.time() - t:.0f} s, load average {load0:.1f} -> "
               f"{os.getloadavg()[0]:.1f}", file=sys.stderr)
-    curves = load_curves()
+    curves = load_curves(data_files(args.schedule)[0])
     print(analyse(curves))
     settings = [(None, 0)] + [(g, r) for g in (1, 2, 3, 4, 6) for r in (2, 3, 4)]
     print()

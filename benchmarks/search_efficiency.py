@@ -1,88 +1,66 @@
-"""Search efficiency: ASHA + Optuna TPE (gunn-search) vs random search + FIFO, same epoch budget.
+"""Search efficiency: ASHA + TPE against random + FIFO (and the two halves), same epoch budget.
 
 What it measures
-    On `digits` with a space derived from smoke.yaml (6 epochs per trial instead of 4, everything
-    else as in smoke.yaml: two GUNN stages with n in {4,8}, P in [2,4], K in [1,2], log lr and
-    weight decay, momentum fixed at 0.9 (smoke.yaml now searches it too); ASHA grace 1 (or
-    --grace), reduction factor 2; 2 trials at a time, 1 CPU each), for each seed:
+    On the problem in `digits_problem.py` (smoke.yaml's space on a quarter of digits, 12 epochs,
+    step schedule: configurations there differ by tens of points), for each seed four searches
+    built by `gunn_search.search.build_tuner` exactly as `gunn-search` builds them (the real
+    `train_trial` trainable, OptunaSearch with stopped trials told as PRUNED, a
+    ConcurrencyLimiter of 2, one CPU per trial), differing only in `search.sampler` (tpe |
+    random) and `search.scheduler` (asha | fifo):
 
-    1. ASHA+TPE: the Tuner that `gunn-search` runs, built by `gunn_search.search.build_tuner`
-       (OptunaSearch(TPESampler(seed)) in a ConcurrencyLimiter, ASHAScheduler, the real
-       `train_trial` trainable), `num_samples` 12. No MLflow callback (not needed here).
-    2. random+FIFO: the same trainable, the same define-by-run sampler (`define_by_run(space)`)
-       with optuna's RandomSampler(seed), the same ConcurrencyLimiter, FIFOScheduler (no early
-       stopping, every trial runs its 6 epochs) and a Tune Stopper that ends the experiment once
-       it has used as many epochs as ASHA+TPE used for that seed (a trial still running then may
-       add one more epoch; the table shows the epochs actually used).
+        ASHA+TPE (gunn-search's default), TPE+FIFO, random+ASHA, random+FIFO
 
-    The search seed is also the training seed of every trial (the space's `seed` is set to
-    `search.seed`), so both methods train a given configuration identically. An "epoch used" is
-    one per-epoch result received by the driver (a recording Tune callback, in arrival order),
-    so "epochs to target" is the number of epochs the whole search had consumed, across its
-    concurrent trials, when one of its trials first reported val_acc >= target. Target: per
-    seed, the lower of the two methods' best val_acc (a level both reached), and also the fixed
-    0.9 (reported where reached).
-    The validation set is 10 % of the digits training split (144 images), so one image is 0.0069.
+    Each gets the same budget of ``--budget`` epochs (a Tune stopper ends the experiment once
+    that many per-epoch results have arrived; trials still running may add one epoch each).
+    FIFO searches draw budget/12 trials; ASHA searches as many as ASHA's expected epochs per
+    trial fit in the budget (`asha_trials`), which also sets TPE's start-up trials
+    (`gunn_search.search.make_sampler`). The search seed is every trial's training seed, so the
+    four train a given configuration identically. An "epoch used" is one per-epoch result
+    received by the driver, in arrival order; "epochs to target" counts them until a trial first
+    reports val_acc >= target. Target per seed: random+FIFO's best val_acc at the end of its
+    budget. The goal (issue 14): ASHA+TPE reaches it with at most a third of the epochs.
 
 Usage
-    python benchmarks/search_efficiency.py [--seeds 0 1 2] [--num-samples 12] [--epochs 6] [--grace G]
-        [--reduction-factor R] [--schedule cosine|step]
+    python benchmarks/search_efficiency.py [--seeds 0 1 ... 7] [--budget 96]
+        [--methods asha_tpe fifo_tpe asha_random fifo_random] [--grace 2] [--reduction-factor 3]
+        [--json out.json]
 
-Machine and result, session 3 (2026-11-23 18:06-18:35, 2-core x86-64 VM, no GPU, load 0.8-2.2):
-the bundled CIFAR spaces' ASHA shape, `--num-samples 24 --epochs 12 --grace 2
---reduction-factor 3 --schedule step`, 4 seeds: mean best 0.9792 (ASHA+TPE) vs 0.9809
-(random+FIFO), a quarter of one validation image apart; epochs to 0.9 summed over seeds 121 vs
-142 (ASHA+TPE sooner on 3 seeds, equal on 1). A tie at the top on digits, where most
-configurations trained to the end saturate near 0.98.
-
-Session 2, smoke.yaml's own shape (12 trials, 6 epochs, cosine), 8 seeds each:
-
-| ASHA grace | ASHA+TPE better / tie / worse | mean best ASHA+TPE vs random+FIFO | epochs to common target (sum) |
-|---:|---|---|---|
-| 1 | 1 / 3 / 4 | 0.792 vs 0.826 | 186 vs 136 |
-| 2 | 2 / 2 / 4 | 0.828 vs 0.928 | 254 vs 170 |
-
-There ASHA+TPE did not beat random+FIFO. Per-seed tables and the reasons seen in them are in
-benchmarks/RESULTS.md ("Search efficiency").
+Machine and result: benchmarks/RESULTS.md, "Search efficiency" (earlier runs: HISTORY.md).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
+import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+METHODS = {"asha_tpe": ("tpe", "asha", "ASHA+TPE"), "fifo_tpe": ("tpe", "fifo", "TPE+FIFO"),
+           "asha_random": ("random", "asha", "random+ASHA"),
+           "fifo_random": ("random", "fifo", "random+FIFO")}
 
 
-def make_space(seed: int, num_samples: int, epochs: int, grace: int | None = None,
-               reduction_factor: int | None = None, schedule: str | None = None):
-    import copy
+def asha_epochs_per_trial(grace: int, rf: int, max_t: int) -> float:
+    """Expected epochs of one trial under ASHA: all reach grace, 1/rf of a rung the next one."""
+    epochs, share, t = 0.0, 1.0, 0
+    rung = grace
+    while True:
+        top = min(rung, max_t)
+        epochs += share * (top - t)
+        if top >= max_t:
+            return epochs
+        t, share, rung = top, share / rf, rung * rf
 
-    from gunn_search.space import load_space, parse_space
 
-    data = copy.deepcopy(load_space("smoke.yaml").data)
-    data["name"] = f"efficiency_s{seed}"
-    data["epochs"] = epochs
-    data["seed"] = seed  # the trials' training seed = the searcher's, as when these were measured
-    # The space these results were measured on searched lr and weight decay with the default
-    # momentum; smoke.yaml now searches momentum as well: keep it fixed.
-    data.setdefault("optim", {})["momentum"] = 0.9
-    # 1 CPU and no GPU per trial, as measured (the random+FIFO Tuner below takes the numbers as is).
-    data.setdefault("resources", {}).update(cpus_per_trial=1, gpus_per_trial=0)
-    data["search"].update(num_samples=num_samples, seed=seed)
-    if grace is not None:
-        data["search"]["grace_period"] = grace
-    if reduction_factor is not None:
-        data["search"]["reduction_factor"] = reduction_factor
-    if schedule is not None:
-        data.setdefault("schedule", {})["kind"] = schedule
-    return parse_space(data, "search_efficiency")
+def asha_trials(budget: int, grace: int, rf: int, max_t: int) -> int:
+    return math.ceil(budget / asha_epochs_per_trial(grace, rf, max_t) - 1e-9)
 
 
 def recorder_cls():
@@ -100,12 +78,9 @@ def recorder_cls():
         def on_trial_result(self, iteration, trials, trial, result, **info):
             if result.get("trial_status") == TrialStatus.REJECTED:
                 return
-            self.events.append({"t": time.time() - self.t0, "trial": trial.trial_id,
+            self.events.append({"t": round(time.time() - self.t0, 2), "trial": trial.trial_id,
                                 "epoch": int(result.get("epoch", 0)),
-                                "val_acc": float(result.get("val_acc", 0.0)),
-                                "config": {k: v for k, v in result.get("config", {}).items()
-                                           if k in ("optim.lr", "optim.weight_decay")
-                                           or k.startswith("model.stages.")}})
+                                "val_acc": float(result.get("val_acc", 0.0))})
 
     return Recorder
 
@@ -134,62 +109,25 @@ def budget_stopper_cls():
     return EpochBudget
 
 
-def run_asha_tpe(space, storage: Path) -> tuple[list[dict], float]:
+def run_method(method: str, seed: int, budget: int, grace: int, rf: int, storage: Path):
+    from digits_problem import EPOCHS, problem_space
+
     from gunn_search.search import SearchOptions, build_tuner
 
+    sampler, scheduler, _ = METHODS[method]
+    n = asha_trials(budget, grace, rf, EPOCHS) if scheduler == "asha" else math.ceil(budget / EPOCHS)
+    space = problem_space(seed, seed=seed, num_samples=n, sampler=sampler, scheduler=scheduler,
+                          grace_period=grace, reduction_factor=rf, max_concurrent=2)
     rec = recorder_cls()()
-    opts = SearchOptions(space_path="(in memory)", experiment=space.name,
+    opts = SearchOptions(space_path="(in memory)", experiment=f"{method}_s{seed}",
                          tracking_uri="unused", storage=str(storage))
-    tuner = build_tuner(space, opts, callbacks=[rec])
+    tuner = build_tuner(space, opts, callbacks=[rec], stop=budget_stopper_cls()(budget))
     t = time.time()
-    grid = fit(tuner)
-    return rec.events, time.time() - t, grid
-
-
-def fit(tuner):
-    """tuner.fit() with Tune's banner on stderr (stdout is for the table); the trials' end states."""
-    import contextlib
-
+    # Tune's banner goes to stderr: stdout is for the tables.
     with contextlib.redirect_stdout(sys.stderr):
         grid = tuner.fit()
-    states = {}
-    for r in grid:
-        tid = (r.metrics or {}).get("trial_id", "?")
-        states[tid] = {"error": None if r.error is None else repr(r.error)[:300],
-                       "epochs": (r.metrics or {}).get("epoch"),
-                       "status": (r.metrics or {}).get("trial_status")}
-    return states
-
-
-def run_random_fifo(space, storage: Path, budget: int) -> tuple[list[dict], float]:
-    import optuna
-    from ray import tune
-    from ray.tune.schedulers import FIFOScheduler
-    from ray.tune.search import ConcurrencyLimiter
-    from ray.tune.search.optuna import OptunaSearch
-
-    from gunn_search.space import define_by_run
-    from gunn_search.trainable import METRIC, train_trial
-
-    s = space.search
-    rec = recorder_cls()()
-    trainable = tune.with_resources(
-        tune.with_parameters(train_trial, space=space),
-        {"cpu": space.resources.cpus_per_trial, "gpu": space.resources.gpus_per_trial})
-    searcher = ConcurrencyLimiter(
-        OptunaSearch(space=define_by_run(space), metric=METRIC, mode=s.mode,
-                     sampler=optuna.samplers.RandomSampler(seed=s.seed)),
-        max_concurrent=s.max_concurrent)
-    tuner = tune.Tuner(
-        trainable,
-        tune_config=tune.TuneConfig(metric=METRIC, mode=s.mode, search_alg=searcher,
-                                    scheduler=FIFOScheduler(),
-                                    num_samples=math.ceil(budget / space.max_epochs)),
-        run_config=tune.RunConfig(name=f"{space.name}_random", storage_path=str(storage),
-                                  callbacks=[rec], stop=budget_stopper_cls()(budget), verbose=0))
-    t = time.time()
-    grid = fit(tuner)
-    return rec.events, time.time() - t, grid
+    errors = [repr(r.error)[:200] for r in grid if r.error is not None]
+    return {"events": rec.events, "wall": time.time() - t, "num_samples": n, "errors": errors}
 
 
 def summarize(events: list[dict]) -> dict:
@@ -197,33 +135,69 @@ def summarize(events: list[dict]) -> dict:
     for e in events:
         best = max(best, e["val_acc"])
         curve.append(best)
-    trials = {e["trial"] for e in events}
-    full = {e["trial"] for e in events if e["epoch"] >= max(x["epoch"] for x in events)}
-    return {"best": best, "epochs": len(events), "trials": len(trials),
-            "full_trials": len(full), "curve": curve}
+    last = max((e["epoch"] for e in events), default=0)
+    return {"best": best, "epochs": len(events), "trials": len({e["trial"] for e in events}),
+            "full_trials": len({e["trial"] for e in events if e["epoch"] == last}),
+            "curve": curve}
 
 
 def epochs_to(curve: list[float], target: float) -> int | None:
     return next((i + 1 for i, v in enumerate(curve) if v >= target - 1e-12), None)
 
 
-def fmt_n(n) -> str:
-    return "not reached" if n is None else str(n)
+def spread(xs: list[float], fmt: str = ".4f") -> str:
+    if not xs:
+        return "–"
+    sd = statistics.stdev(xs) if len(xs) > 1 else 0.0
+    return f"{statistics.mean(xs):{fmt}} ± {sd:{fmt}}"
+
+
+def tables(rows: list[dict], methods: list[str], budget: int) -> str:
+    names = [METHODS[m][2] for m in methods]
+    lines = ["| seed | " + " | ".join(f"{n}: best (epochs to target)" for n in names)
+             + " | target = random+FIFO's best |", "|---:|" + "---|" * (len(names) + 1)]
+    for r in rows:
+        target = r["target"]
+        cells = []
+        for m in methods:
+            s = r[m]
+            to = epochs_to(s["curve"], target) if target is not None else None
+            cells.append(f"{s['best']:.4f} ({'–' if to is None else to})")
+        lines.append(f"| {r['seed']} | " + " | ".join(cells) + " | "
+                     + ("–" if target is None else f"{target:.4f}") + " |")
+    lines += ["", "| | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+    best = {m: [r[m]["best"] for r in rows] for m in methods}
+    lines.append("| best val_acc, mean ± sd over seeds | " + " | ".join(spread(best[m]) for m in methods) + " |")
+    if "fifo_random" in methods:
+        third = budget / 3
+        reach, within, median = [], [], []
+        for m in methods:
+            tos = [epochs_to(r[m]["curve"], r["target"]) for r in rows]
+            got = [t for t in tos if t is not None]
+            reach.append(f"{len(got)}/{len(rows)}")
+            within.append(f"{sum(t <= third for t in got)}/{len(rows)}")
+            median.append(f"{statistics.median(got):.0f}" if got else "–")
+        lines.append("| seeds reaching random+FIFO's best at all | " + " | ".join(reach) + " |")
+        lines.append(f"| ... within a third of the budget ({third:.0f} epochs) | " + " | ".join(within) + " |")
+        lines.append("| epochs to it, median over the seeds that reach it | " + " | ".join(median) + " |")
+    lines.append("| epochs used, mean | " + " | ".join(
+        f"{statistics.mean(r[m]['epochs'] for r in rows):.1f}" for m in methods) + " |")
+    lines.append("| trials, mean (trained to the end) | " + " | ".join(
+        f"{statistics.mean(r[m]['trials'] for r in rows):.1f} ({statistics.mean(r[m]['full_trials'] for r in rows):.1f})"
+        for m in methods) + " |")
+    lines.append("| wall s, mean | " + " | ".join(
+        f"{statistics.mean(r[m]['wall'] for r in rows):.0f}" for m in methods) + " |")
+    return "\n".join(lines)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--num-samples", type=int, default=12)
-    ap.add_argument("--epochs", type=int, default=6)
-    ap.add_argument("--fixed-target", type=float, default=0.9)
-    ap.add_argument("--grace", type=int, help="ASHA grace period (default: smoke.yaml's)")
-    ap.add_argument("--reduction-factor", type=int,
-                    help="ASHA reduction factor (default: smoke.yaml's, 2)")
-    ap.add_argument("--schedule", choices=["cosine", "step"],
-                    help="lr schedule (default: smoke.yaml's, cosine; the CIFAR spaces use step)")
-    ap.add_argument("--json", help="also write the raw results here")
-    ap.add_argument("--keep", action="store_true", help="keep Tune's storage directory")
+    ap.add_argument("--seeds", type=int, nargs="+", default=list(range(8)))
+    ap.add_argument("--budget", type=int, default=96, help="epochs per search (default 96)")
+    ap.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
+    ap.add_argument("--grace", type=int, default=2)
+    ap.add_argument("--reduction-factor", type=int, default=3)
+    ap.add_argument("--json", help="also write every search's per-epoch results here")
     args = ap.parse_args()
 
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")  # as gunn-search does
@@ -238,61 +212,29 @@ def main() -> None:
     rows = []
     try:
         for seed in args.seeds:
-            space = make_space(seed, args.num_samples, args.epochs, args.grace,
-                               args.reduction_factor, args.schedule)
-            print(f"seed {seed}: ASHA+TPE ... (load {os.getloadavg()[0]:.1f})", file=sys.stderr,
-                  flush=True)
-            ev_a, wall_a, grid_a = run_asha_tpe(space, storage)
-            a = summarize(ev_a)
-            print(f"seed {seed}: ASHA+TPE best {a['best']:.4f} in {a['epochs']} epochs "
-                  f"({wall_a:.0f} s); random+FIFO ...", file=sys.stderr, flush=True)
-            ev_r, wall_r, grid_r = run_random_fifo(space, storage, budget=a["epochs"])
-            r = summarize(ev_r)
-            print(f"seed {seed}: random+FIFO best {r['best']:.4f} in {r['epochs']} epochs "
-                  f"({wall_r:.0f} s)", file=sys.stderr, flush=True)
-            common = min(a["best"], r["best"])
-            rows.append({"seed": seed, "asha": a, "random": r, "wall_asha": wall_a,
-                         "wall_random": wall_r, "common": common,
-                         "asha_to_common": epochs_to(a["curve"], common),
-                         "random_to_common": epochs_to(r["curve"], common),
-                         "asha_to_fixed": epochs_to(a["curve"], args.fixed_target),
-                         "random_to_fixed": epochs_to(r["curve"], args.fixed_target),
-                         "events": {"asha": ev_a, "random": ev_r},
-                         "trials": {"asha": grid_a, "random": grid_r}})
+            row = {"seed": seed}
+            for m in args.methods:
+                out = run_method(m, seed, args.budget, args.grace, args.reduction_factor, storage)
+                row[m] = {**summarize(out["events"]), "wall": out["wall"], "errors": out["errors"],
+                          "num_samples": out["num_samples"], "events": out["events"]}
+                print(f"seed {seed} {METHODS[m][2]}: best {row[m]['best']:.4f} in "
+                      f"{row[m]['epochs']} epochs, {row[m]['trials']} trials ({out['wall']:.0f} s, "
+                      f"load {os.getloadavg()[0]:.1f})" + (f"; errors: {out['errors']}" if out["errors"] else ""),
+                      file=sys.stderr, flush=True)
+            row["target"] = row["fifo_random"]["best"] if "fifo_random" in row else None
+            rows.append(row)
+            if args.json:  # after every seed, so a long run that is stopped keeps what it did
+                Path(args.json).write_text(json.dumps(rows, indent=1, default=str))
     finally:
         ray.shutdown()
-    load1 = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    ft = args.fixed_target
-    lines = [
-        f"| seed | method | trials (run all {args.epochs} epochs) | epochs used | best val_acc | "
-        f"target = lower best | epochs to target | epochs to {ft:g} | wall s |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for row in rows:
-        for key, name in (("asha", "ASHA+TPE"), ("random", "random+FIFO")):
-            m = row[key]
-            lines.append(f"| {row['seed']} | {name} | {m['trials']} ({m['full_trials']}) | "
-                         f"{m['epochs']} | {m['best']:.4f} | {row['common']:.4f} | "
-                         f"{fmt_n(row[f'{key}_to_common'])} | {fmt_n(row[f'{key}_to_fixed'])} | "
-                         f"{row[f'wall_{key}']:.0f} |")
-    wins = sum(1 for r in rows if r["asha"]["best"] > r["random"]["best"])
-    ties = sum(1 for r in rows if r["asha"]["best"] == r["random"]["best"])
-    lines.append("")
-    lines.append(f"ASHA+TPE best > random+FIFO best in {wins} of {len(rows)} seeds "
-                 f"({ties} ties); mean best {sum(r['asha']['best'] for r in rows) / len(rows):.4f} "
-                 f"vs {sum(r['random']['best'] for r in rows) / len(rows):.4f}; mean epochs "
-                 f"{sum(r['asha']['epochs'] for r in rows) / len(rows):.1f} vs "
-                 f"{sum(r['random']['epochs'] for r in rows) / len(rows):.1f}. "
-                 f"Total run time {time.time() - t_all:.0f} s, load average {load0} -> {load1}.")
-    print("\n".join(lines))
-    if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=1, default=str))
-    if args.keep:
-        print(f"kept {storage}", file=sys.stderr)
-    else:
         import shutil
         shutil.rmtree(storage, ignore_errors=True)
+    print(tables(rows, args.methods, args.budget))
+    print(f"\nbudget {args.budget} epochs, ASHA grace {args.grace}, reduction factor "
+          f"{args.reduction_factor}; total {time.time() - t_all:.0f} s, load average {load0} -> "
+          + " ".join(f"{x:.2f}" for x in os.getloadavg()) + ".")
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(REPO))
+    sys.path[:0] = [str(REPO / "benchmarks"), str(REPO)]
     main()
