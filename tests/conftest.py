@@ -39,6 +39,14 @@ def pytest_collection_modifyitems(config, items):
 BIN = Path(sys.executable).parent
 
 
+def run_cli(args, cwd, timeout=900, env=None) -> subprocess.CompletedProcess:
+    """One of the project's console scripts (`gunn-search`, `gunn-train`) run as a user would;
+    `env` adds to the environment."""
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", **(env or {})}
+    return subprocess.run([str(BIN / args[0]), *args[1:]], cwd=cwd, env=env, text=True,
+                          capture_output=True, timeout=timeout)
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as s:

@@ -1,11 +1,6 @@
 """The Pareto front (pure), and a multi-objective search on digits end to end: Ray trials, a real
 MLflow store, the front tagged, tabled and plotted, and export under a cost."""
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import yaml
 
@@ -34,13 +29,7 @@ def test_three_objectives_and_the_table():
     assert lines[2].startswith("| b | 0.9000 | 1,000 |")  # most accurate first
 
 
-BIN = Path(sys.executable).parent
-
-
-def run_cli(args, cwd):
-    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
-    return subprocess.run([str(BIN / args[0]), *args[1:]], cwd=cwd, env=env, text=True,
-                          capture_output=True, timeout=900)
+from tests.conftest import run_cli
 
 
 @pytest.mark.slow

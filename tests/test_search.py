@@ -1,10 +1,5 @@
 """gunn_search.search: the Tuner a search builds (scheduler and sampler from the space)."""
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import optuna
 import pytest
 import yaml
@@ -12,6 +7,7 @@ import yaml
 from gunn_search.scheduler import ResumableASHA
 from gunn_search.search import SearchOptions, build_tuner, make_sampler
 from gunn_search.space import parse_space
+from tests.conftest import run_cli
 from tests.space_helpers import TINY, patched
 
 
@@ -60,10 +56,8 @@ def test_a_fifo_search_trains_every_trial_to_the_end(tmp_path):
                     ("optim.lr", {"low": 0.001, "high": 0.5, "log": True}),
                     ("resources", {"cpus_per_trial": 1, "gpus_per_trial": 0}))
     (tmp_path / "space.yaml").write_text(yaml.safe_dump(space))
-    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
-    res = subprocess.run([str(Path(sys.executable).parent / "gunn-search"), "--space",
-                          "space.yaml", "--storage", str(tmp_path / "runs")], cwd=tmp_path,
-                         env=env, text=True, capture_output=True, timeout=600)
+    res = run_cli(["gunn-search", "--space", "space.yaml", "--storage", str(tmp_path / "runs")],
+                  tmp_path)
     assert res.returncode == 0, res.stderr[-3000:]
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     exp = client.get_experiment_by_name("fifo")

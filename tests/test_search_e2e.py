@@ -1,8 +1,5 @@
 """A user's whole path on CPU: smoke search -> MLflow -> export -> gunn-train -> MLflow."""
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -10,15 +7,9 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from gunn_search import tracking as tr
+from tests.conftest import run_cli
 
-BIN = Path(sys.executable).parent
 pytestmark = pytest.mark.slow
-
-
-def run_cli(args, cwd, timeout=600):
-    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
-    return subprocess.run([str(BIN / args[0]), *args[1:]], cwd=cwd, env=env, text=True,
-                          capture_output=True, timeout=timeout)
 
 
 @pytest.fixture(scope="module")

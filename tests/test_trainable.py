@@ -10,6 +10,7 @@ from gunn_search import trainable, trial_status
 from gunn_search.space import example_configs, load_space, trial_config
 from gunn_search.space.sample import runtime_config
 from gunn_search.trainable import cached_data
+from tests.conftest import run_cli
 from trainers.config import DataConfig
 
 
@@ -95,19 +96,13 @@ def test_a_search_trial_trains_compiled_with_bf16_and_channels_last(tmp_path):
     """`compile`, `amp` and `channels_last` reach trainers.loop.train from a space file through
     the trainable, in a Ray worker: inductor writes its kernels into the cache directory the
     search was started with (60-120 s on 2 cores, most of it compiling)."""
-    import os
-    from pathlib import Path
-
     from mlflow.tracking import MlflowClient
 
     from gunn_search import tracking as tr
 
     (tmp_path / "space.yaml").write_text(COMPILED_SPACE)
-    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true",
-           "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "inductor")}
-    res = subprocess.run([str(Path(sys.executable).parent / "gunn-search"), "--space",
-                          "space.yaml", "--storage", str(tmp_path / "runs")], cwd=tmp_path,
-                         env=env, text=True, capture_output=True, timeout=600)
+    res = run_cli(["gunn-search", "--space", "space.yaml", "--storage", str(tmp_path / "runs")],
+                  tmp_path, env={"TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "inductor")})
     assert res.returncode == 0, res.stderr[-3000:]
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     exp = client.get_experiment_by_name("compiled")
