@@ -162,6 +162,11 @@ def build_tuner(space: Space, opts: SearchOptions, callbacks: list, on_searcher=
     from gunn_search.searcher import StoppedAsPrunedOptunaSearch
 
     s = space.search
+    # Of Tune's default loggers only the JSON one is read (result.json: Result.metrics_dataframe,
+    # ResumableASHA's replay); the TensorBoard one cost ~2 s of CPU importing tensorboardX at
+    # every search's start, and it and the CSV one wrote every result again. A user who wants
+    # them sets TUNE_DISABLE_AUTO_CALLBACK_LOGGERS=0.
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     trainable = tune.with_resources(
         tune.with_parameters(train_trial, space=space),
         {"cpu": space.resources.cpus_per_trial, "gpu": space.resources.gpus_per_trial})
@@ -186,9 +191,12 @@ def build_tuner(space: Space, opts: SearchOptions, callbacks: list, on_searcher=
                                   grace_period=s.grace_period, reduction_factor=s.reduction_factor)
     else:
         scheduler = FIFOScheduler()
+    from ray.tune.logger import JsonLoggerCallback
+
     from gunn_search.spare_cpus import SpareCPUs
-    callbacks = [*callbacks, SpareCPUs(tr_safe(opts.experiment), s.max_concurrent,
-                                       space.resources.cpus_per_trial)]
+    callbacks = [*callbacks, JsonLoggerCallback(),
+                 SpareCPUs(tr_safe(opts.experiment), s.max_concurrent,
+                           space.resources.cpus_per_trial)]
     return tune.Tuner(
         trainable,
         # reuse_actors: a trial starts in a warm worker (torch already imported) instead of a

@@ -67,3 +67,8 @@ def test_a_fifo_search_trains_every_trial_to_the_end(tmp_path):
         assert run.data.tags[tr.STATUS_TAG] == "completed", run.data.tags
         steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_acc")]
         assert steps == [1, 2]
+    # Tune's JSON log is kept (results and ASHA's resume read it); its CSV and TensorBoard ones
+    # are not written
+    trial_files = {p.name for p in (tmp_path / "runs").rglob("*") if p.is_file()}
+    assert "result.json" in trial_files and "progress.csv" not in trial_files
+    assert not any(n.startswith("events.out.tfevents") for n in trial_files)
