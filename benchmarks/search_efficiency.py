@@ -24,6 +24,8 @@ Usage
     python benchmarks/search_efficiency.py [--seeds 0 1 ... 7] [--budget 96]
         [--methods asha_tpe fifo_tpe asha_random fifo_random] [--grace 2] [--reduction-factor 3]
         [--json out.json]
+    python benchmarks/search_efficiency.py --budget 72 --tables-from a.json b.json
+        [--events-csv benchmarks/data/efficiency_events.csv]
 
 Machine and result: benchmarks/RESULTS.md, "Search efficiency" (earlier runs: HISTORY.md).
 """
@@ -190,6 +192,31 @@ def tables(rows: list[dict], methods: list[str], budget: int) -> str:
     return "\n".join(lines)
 
 
+def merge(paths: list[str]) -> list[dict]:
+    """Rows of several --json files (e.g. two methods per process) joined by seed."""
+    by_seed: dict[int, dict] = {}
+    for path in paths:
+        for row in json.loads(Path(path).read_text()):
+            by_seed.setdefault(row["seed"], {}).update(row)
+    rows = [by_seed[s] for s in sorted(by_seed)]
+    for row in rows:
+        row["target"] = row["fifo_random"]["best"] if "fifo_random" in row else None
+    return rows
+
+
+def write_events_csv(rows: list[dict], path: Path) -> None:
+    """Every search's per-epoch results in arrival order, for later analyses."""
+    import csv
+
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["seed", "method", "n", "trial", "epoch", "val_acc"])
+        for row in rows:
+            for m in METHODS:
+                for i, e in enumerate(row.get(m, {}).get("events", []), 1):
+                    w.writerow([row["seed"], m, i, e["trial"], e["epoch"], e["val_acc"]])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=list(range(8)))
@@ -198,7 +225,17 @@ def main() -> None:
     ap.add_argument("--grace", type=int, default=2)
     ap.add_argument("--reduction-factor", type=int, default=3)
     ap.add_argument("--json", help="also write every search's per-epoch results here")
+    ap.add_argument("--tables-from", nargs="+", metavar="JSON",
+                    help="print the tables from earlier --json files (joined by seed) and exit")
+    ap.add_argument("--events-csv", help="with --tables-from: also write every per-epoch "
+                    "result here")
     args = ap.parse_args()
+    if args.tables_from:
+        rows = merge(args.tables_from)
+        print(tables(rows, [m for m in METHODS if all(m in r for r in rows)], args.budget))
+        if args.events_csv:
+            write_events_csv(rows, Path(args.events_csv))
+        return
 
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")  # as gunn-search does
     import ray
