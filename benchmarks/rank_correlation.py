@@ -2,7 +2,7 @@
 
 What it measures
     A fixed sample of configurations (``--configs``, drawn by Optuna's RandomSampler with
-    ``--sample-seed`` from the problem in `digits_problem.py`: smoke.yaml's space on a quarter of
+    ``--sample-seed`` from the problem in `digits_problem.py`: smoke.yaml's space on a reduced
     digits, 12 epochs, step schedule) is trained to full length, once per training seed
     (``--seeds``; the seed sets the initial weights, data order and augmentation), with the real
     training loop (`trainers.loop.train`, one thread each, ``--workers`` at a time). Each

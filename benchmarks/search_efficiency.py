@@ -1,7 +1,7 @@
 """Search efficiency: ASHA + TPE against random + FIFO (and the two halves), same epoch budget.
 
 What it measures
-    On the problem in `digits_problem.py` (smoke.yaml's space on a quarter of digits, 12 epochs,
+    On the problem in `digits_problem.py` (smoke.yaml's space on a reduced digits, 12 epochs,
     step schedule: configurations there differ by tens of points), for each seed four searches
     built by `gunn_search.search.build_tuner` exactly as `gunn-search` builds them (the real
     `train_trial` trainable, OptunaSearch with stopped trials told as PRUNED, a
