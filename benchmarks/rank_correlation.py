@@ -38,6 +38,8 @@ import sys
 import time
 from pathlib import Path
 
+import search_efficiency as efficiency  # its per-search measures: epochs_to, spread
+
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "benchmarks" / "data"
 
@@ -133,8 +135,7 @@ def rungs(grace: int, rf: int, max_t: int) -> list[int]:
 
 
 def spread(xs: list[float]) -> str:
-    sd = statistics.stdev(xs) if len(xs) > 1 else 0.0
-    return f"{statistics.mean(xs):.2f} ± {sd:.2f} ({min(xs):.2f} to {max(xs):.2f})"
+    return efficiency.spread(xs, ".2f", with_range=True)
 
 
 def analyse(curves: dict[int, dict[int, list[float]]]) -> str:
@@ -238,6 +239,7 @@ def replay_table(curves: dict[int, dict[int, list[float]]], budget: int,
         rnd.shuffle(order)
         draws.append((s, order))
     fifo = [replay_search(curves[s], o, budget, None, 2) for s, o in draws]
+    pool_best = {s: max(max(c) for c in curves[s].values()) for s in seeds}
     lines = [f"Replay: random search on the recorded curves, 2 trials at a time, a budget of "
              f"{budget} epochs, {repeats} draws (a training seed, an order of the "
              f"{len(curves[seeds[0]])} configurations); target = random+FIFO's best in the same "
@@ -250,9 +252,8 @@ def replay_table(curves: dict[int, dict[int, list[float]]], budget: int,
                                            for s, o in draws]
         hits, within, tos, top = 0, 0, [], 0
         for (s, _), (best, curve), (target, _) in zip(draws, res, fifo):
-            pool_best = max(max(c) for c in curves[s].values())
-            top += best >= pool_best - 1e-12
-            to = next((i + 1 for i, v in enumerate(curve) if v >= target - 1e-12), None)
+            top += best >= pool_best[s] - 1e-12
+            to = efficiency.epochs_to(curve, target)
             if to is not None:
                 hits += 1
                 tos.append(to)

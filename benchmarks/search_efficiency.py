@@ -147,11 +147,13 @@ def epochs_to(curve: list[float], target: float) -> int | None:
     return next((i + 1 for i, v in enumerate(curve) if v >= target - 1e-12), None)
 
 
-def spread(xs: list[float], fmt: str = ".4f") -> str:
+def spread(xs: list[float], fmt: str = ".4f", with_range: bool = False) -> str:
+    """Mean ± standard deviation (and the range), "–" for no values."""
     if not xs:
         return "–"
     sd = statistics.stdev(xs) if len(xs) > 1 else 0.0
-    return f"{statistics.mean(xs):{fmt}} ± {sd:{fmt}}"
+    out = f"{statistics.mean(xs):{fmt}} ± {sd:{fmt}}"
+    return out + (f" ({min(xs):{fmt}} to {max(xs):{fmt}})" if with_range else "")
 
 
 def tables(rows: list[dict], methods: list[str], budget: int) -> str:
