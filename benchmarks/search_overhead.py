@@ -9,6 +9,11 @@ What it measures
 
         overhead = wall - sum / max_concurrent        (reported as % of wall)
 
+    An epoch a trial trained with threads lent by idle slots (`num_threads` above the trial's
+    own CPU share, gunn_search/spare_cpus.py) counts in that sum at the trial's own median
+    epoch time on its share: the work it did, not the shorter wall it took. The time the lent
+    threads saved then shows as a negative phase ("lent threads") next to the tail it shortens.
+
     The overhead is split exactly into the phases below, from stderr line timestamps (taken by
     this script as the lines arrive) and the MLflow run start/end times and metric timestamps
     (all written by the driver):
@@ -189,6 +194,19 @@ def tune_results(storage: Path) -> dict[str, list[dict]]:
 
 
 TAIL = "trial phase: idle slots in the tail (no trials left) / conc"
+LENT = "trial phase: lent threads (the tail's epochs' work minus their time) / conc"
+
+
+def own_share_seconds(secs: list[float], threads: list[float]) -> tuple[list[float], int]:
+    """Each epoch's time on the trial's own CPU share (its fewest threads), and how many
+    epochs trained with more: those count at the median of the epochs on the share."""
+    if not threads or len(threads) != len(secs):
+        return list(secs), 0  # no num_threads logged (a GPU trial or an older trainer)
+    share = min(threads)
+    on_share = sorted(s for s, th in zip(secs, threads) if th == share)
+    median = on_share[len(on_share) // 2]
+    lent = sum(1 for th in threads if th > share)
+    return [median if th > share else s for s, th in zip(secs, threads)], lent
 
 
 def status_text(tags: dict) -> str | None:
@@ -208,6 +226,9 @@ def analyse(res: dict, tracking_uri: str, experiment: str, concurrency: int,
     for r in children:
         hist = sorted(client.get_metric_history(r.info.run_id, "epoch_seconds"), key=lambda m: m.step)
         secs = [m.value for m in hist]
+        threads = [m.value for m in sorted(client.get_metric_history(r.info.run_id, "num_threads"),
+                                           key=lambda m: m.step)]
+        work, lent = own_share_seconds(secs, threads)
         stamps = [m.timestamp * ms for m in hist]
         start, end = r.info.start_time * ms, (r.info.end_time or r.info.start_time) * ms
         first_latency = (stamps[0] - start - secs[0]) if hist else end - start
@@ -220,7 +241,8 @@ def analyse(res: dict, tracking_uri: str, experiment: str, concurrency: int,
                       key=lambda x: x["training_iteration"])
         in_setup = (tres[0]["time_this_iter_s"] - tres[0]["epoch_seconds"]) if tres else None
         trials.append({"run": r.info.run_id, "status": status_text(r.data.tags),
-                       "epochs": len(hist), "train_s": sum(secs), "start": start, "end": end,
+                       "epochs": len(hist), "train_s": sum(secs), "work_s": sum(work),
+                       "lent_epochs": lent, "start": start, "end": end,
                        "first_latency": first_latency, "epoch_gaps": sum(gaps),
                        "teardown": teardown, "epoch_s": secs,
                        "in_trial_setup": in_setup})
@@ -230,7 +252,8 @@ def analyse(res: dict, tracking_uri: str, experiment: str, concurrency: int,
     first_child = min(t["start"] for t in trials)
     last_child = max(t["end"] for t in trials)
     total_train = sum(t["train_s"] for t in trials)
-    ideal = total_train / concurrency
+    total_work = sum(t["work_s"] for t in trials)
+    ideal = total_work / concurrency
     window = last_child - first_child
     in_runs = sum(t["end"] - t["start"] for t in trials)
     per_trial_overhead = in_runs - total_train
@@ -257,12 +280,14 @@ def analyse(res: dict, tracking_uri: str, experiment: str, concurrency: int,
         "trial phase: per-trial non-epoch time / conc": per_trial_overhead / concurrency,
         "trial phase: idle slots between trials (actor start) / conc": idle_gaps / concurrency,
         TAIL: idle_tail / concurrency,
+        LENT: -(total_work - total_train) / concurrency,
         "finalize (best config, plots, flush)": p_end - last_child,
         "shutdown (ray.shutdown, exit)": t1 - p_end,
     }
     return {
         "wall": res["wall"], "rc": res["rc"], "trials": trials, "n_trials": len(trials),
-        "n_epochs": len(epochs), "total_train": total_train, "ideal": ideal,
+        "n_epochs": len(epochs), "total_train": total_train, "total_work": total_work,
+        "lent_epochs": sum(t["lent_epochs"] for t in trials), "ideal": ideal,
         "overhead": res["wall"] - ideal, "overhead_pct": 100 * (res["wall"] - ideal) / res["wall"],
         "epoch_mean": sum(epochs) / len(epochs), "epoch_min": min(epochs), "epoch_max": max(epochs),
         "phases": phases, "phase_sum": sum(phases.values()), "idle_slots": idle_slots,
@@ -356,13 +381,15 @@ def table(results: list[dict]) -> str:
         ("max_concurrent", lambda r: str(r["concurrency"])),
         ("**wall (s)**", lambda r: f"**{r['wall']:.1f}**"),
         ("sum of epoch_seconds (s)", lambda r: f"{r['total_train']:.1f}"),
-        ("ideal = sum / concurrency (s)", lambda r: f"{r['ideal']:.1f}"),
+        ("epochs with lent threads; sum at the trials' own share (s)",
+         lambda r: f"{r.get('lent_epochs', 0)}; {r.get('total_work', r['total_train']):.1f}"),
+        ("ideal = sum at own share / concurrency (s)", lambda r: f"{r['ideal']:.1f}"),
         ("**overhead = wall - ideal (s)**", lambda r: f"**{r['overhead']:.1f}**"),
         ("**overhead % of wall**", lambda r: f"**{r['overhead_pct']:.1f} %**"),
         # The tail is the search's shape (ASHA promoted a trial late and it trains alone, no
         # trial left to fill the other slot), not a cost of the machinery: shown apart.
         ("overhead without the idle tail, % of wall", lambda r: "{:.1f} %".format(
-            100 * (r["overhead"] - r["phases"][TAIL]) / r["wall"])),
+            100 * (r["overhead"] - r["phases"][TAIL] - r["phases"].get(LENT, 0.0)) / r["wall"])),
     ]
     phase_names = list(results[0]["phases"])
     for name in phase_names:

@@ -120,6 +120,21 @@ def write_state(path: str, state: dict) -> None:
         stream.write(json.dumps(state, indent=2).encode())
 
 
+def resumed_settings(space: Space) -> dict:
+    """What the command line may change in a space (the file's fingerprint leaves flags out)
+    and a resumed search cannot: Tune restores its trials, scheduler and sampler as they were,
+    so a new value would be ignored or, for the epochs, fail the resumed trials' checkpoints."""
+    return {"--max-epochs": space.max_epochs, "--num-samples": space.search.num_samples,
+            "--seed": space.search.seed}
+
+
+def _changed_settings(state: dict, space: Space) -> dict:
+    """{flag: (the search's value, this command's)} for each that differs; none for a state
+    file written before the settings were recorded."""
+    was, now = state.get("settings") or {}, resumed_settings(space)
+    return {k: (was[k], now[k]) for k in now if k in was and was[k] != now[k]}
+
+
 def open_experiment(opts: SearchOptions):
     """(client, experiment id): the tracking store opened (on a new SQLite file: its schema
     created, 1.4-1.7 s here, or waited for while another client creates it) and the experiment
@@ -255,6 +270,10 @@ def run_search(space: Space, opts: SearchOptions,
         if state["fingerprint"] != fingerprint:
             raise SearchError(f"--resume: {opts.space_path} differs from the space this search "
                               f"started with ({state['space_path']}); resume with the same file")
+        for flag, (was, now) in _changed_settings(state, space).items():
+            raise SearchError(f"--resume: the search started with {flag} {was}, not {now}; "
+                              f"resume with {flag} {was} (a resumed search keeps its trials' "
+                              "settings)")
         if not tune.Tuner.can_restore(path):
             raise SearchError(f"--resume: the search in {path} has no Tune state to restore "
                               "(it was stopped before its first trial)")
@@ -309,7 +328,7 @@ def run_search(space: Space, opts: SearchOptions,
         write_state(path, {
             "parent_run_id": parent_id, "experiment_id": exp_id,
             "tracking_uri": opts.tracking_uri, "fingerprint": fingerprint,
-            "space_path": str(opts.space_path)})
+            "space_path": str(opts.space_path), "settings": resumed_settings(space)})
         callbacks = [MLflowSearchCallback(opts.tracking_uri, exp_id, parent_id, space,
                                           str(opts.space_path)),
                      ProgressCallback(space.search.num_samples, space.max_epochs)]

@@ -133,6 +133,25 @@ def test_resume_with_a_different_space_keeps_the_previous_search(tmp_path, capsy
     assert "already exists" in err and "--resume" in err
 
 
+def test_resume_with_a_changed_epoch_count_names_the_flag_and_keeps_the_search(tmp_path, capsys,
+                                                                             monkeypatch):
+    from gunn_search.space import fingerprint, load_space
+    monkeypatch.chdir(tmp_path)
+    exp_dir = tmp_path / "gunn-search-runs" / "smoke"
+    exp_dir.mkdir(parents=True)
+    space = load_space("smoke.yaml")
+    state = {"parent_run_id": "x", "experiment_id": "1", "tracking_uri": "sqlite:///x.db",
+             "fingerprint": fingerprint(space), "space_path": str(space.source),
+             "settings": {"--max-epochs": space.max_epochs, "--num-samples": 5, "--seed": 0}}
+    (exp_dir / "gunn_search.json").write_text(json.dumps(state))
+    err = one_line_error(capsys, search_cli.main(["--space", "smoke.yaml", "--resume",
+                                                  "--num-samples", "5", "--max-epochs", "9"]))
+    assert f"--max-epochs {space.max_epochs}, not 9" in err
+    err = one_line_error(capsys, search_cli.main(["--space", "smoke.yaml", "--resume"]))
+    assert f"--num-samples 5, not {space.search.num_samples}" in err
+    assert json.loads((exp_dir / "gunn_search.json").read_text()) == state  # untouched
+
+
 def test_export_errors(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     from mlflow.tracking import MlflowClient

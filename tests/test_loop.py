@@ -17,7 +17,7 @@ from trainers.networks import build_model
 
 TINY = [{"N": 8, "P": 2, "K": 2, "M": 1}, {"N": 12, "P": 3, "K": 1, "M": 1}]
 METRIC_KEYS = {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_seconds",
-               "images_per_s", "peak_memory_bytes"}
+               "images_per_s", "peak_memory_bytes", "num_threads"}  # num_threads: on the CPU
 
 
 @pytest.fixture(autouse=True)
@@ -124,6 +124,7 @@ def test_callback_receives_metrics_and_an_existing_checkpoint(tmp_path):
         assert metrics["train_loss"] > 0 and metrics["val_loss"] > 0
         assert metrics["epoch_seconds"] > 0 and metrics["images_per_s"] > 0
         assert metrics["peak_memory_bytes"] > 0
+        assert metrics["num_threads"] == 1  # make_cfg's, the threads the epoch trained with
         assert 0 < metrics["lr"] <= 0.05
     assert result.history == [c[0] for c in calls]
     assert result.final == calls[-1][0]

@@ -231,6 +231,8 @@ def train(cfg: TrainConfig, on_epoch: EpochCallback | None = None,
             "images_per_s": seen / train_seconds if train_seconds > 0 else 0.0,
             "peak_memory_bytes": peak_memory_bytes(device),
         }
+        if not cuda:  # a search may lend a trial more threads mid-run (gunn_search/spare_cpus.py)
+            metrics["num_threads"] = torch.get_num_threads()
         if status == STATUS_NONFINITE:
             metrics["status"] = STATUS_NONFINITE
         history.append(metrics)
