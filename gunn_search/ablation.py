@@ -286,6 +286,7 @@ class AblationOptions:
     cpus_per_trial: float = 1.0
     max_failures: int = 1
     storage: str = "gunn-search-runs"
+    address: str | None = None
 
 
 def source_config(client, experiment: str, run_id: str | None) -> tuple[str, str, TrainConfig]:
@@ -326,8 +327,9 @@ def run_ablation(opts: AblationOptions) -> AblationResult:
     from gunn_search.export import safe_name
     from gunn_search.progress import ProgressCallback
 
-    ray.init(address="local", include_dashboard=False, log_to_driver=False,
-             configure_logging=True, logging_level="ERROR")
+    from gunn_search.search import init_ray
+
+    init_ray(opts.address)
     try:
         gpus = ray.cluster_resources().get("GPU", 0)
         # auto: a whole GPU per run where there are GPUs (each run is a full training; runs
@@ -453,7 +455,9 @@ def ablate_parser() -> argparse.ArgumentParser:
                    help="retries of a failed run from its last checkpoint (default 1)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///./mlflow.db)")
     p.add_argument("--storage", default="gunn-search-runs",
-                   help="where Tune keeps the runs' checkpoints (default: ./gunn-search-runs)")
+                   help="where Tune keeps the runs' checkpoints (default: ./gunn-search-runs; "
+                        "on a cluster of several nodes, a URI every node reaches)")
+    p.add_argument("--address", help="join a Ray cluster: auto, HOST:PORT or ray://HOST:PORT")
     return p
 
 
@@ -478,7 +482,7 @@ def cmd_ablate(argv: Sequence[str]) -> int:
             raise UsageError(f"--gpus-per-trial: expected auto or a number (got {gpus!r})") from None
         if gpus < 0:
             raise UsageError(f"--gpus-per-trial must be >= 0 (got {gpus:g})")
-        if gpus > 0:
+        if gpus > 0 and not args.address:  # a cluster's GPUs may be on other nodes
             import torch
             if not torch.cuda.is_available():
                 raise UsageError(f"--gpus-per-trial {gpus:g}: this machine has no GPU (use "
@@ -488,9 +492,12 @@ def cmd_ablate(argv: Sequence[str]) -> int:
     if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
         raise UsageError(f"no MLflow store at {uri[len('sqlite:///'):]} (run a search first, "
                          "or pass --tracking-uri)")
+    if args.address:
+        from gunn_search.search import check_cluster
+        check_cluster(args.address, uri)
     opts = AblationOptions(args.experiment, uri, variants, args.seeds, args.run_id, args.epochs,
                            args.final, args.data_dir, gpus, args.cpus_per_trial,
-                           args.max_failures, args.storage)
+                           args.max_failures, args.storage, args.address)
     try:
         result = run_ablation(opts)
     except KeyboardInterrupt:

@@ -133,7 +133,7 @@ def cmd_search(argv: Sequence[str]) -> int:
         if not torch.cuda.is_available():
             raise UsageError(f"--gpus-per-trial {gpus:g}: this machine "
                              "has no GPU (use --gpus-per-trial 0 to train on the CPU)")
-    from gunn_search.search import (SearchOptions, check_address, experiment_path, read_state,
+    from gunn_search.search import (SearchOptions, check_cluster, experiment_path, read_state,
                                     run_search)
     from gunn_search.tracking import is_local_uri
 
@@ -146,11 +146,7 @@ def cmd_search(argv: Sequence[str]) -> int:
     uri = uri or default_tracking_uri()
     check_tracking_uri(uri)
     if args.address:
-        if args.address.startswith("ray://") and is_local_uri(uri):
-            raise UsageError(f"--address {args.address}: with Ray Client the search loop runs on "
-                             f"the head node, where {uri} is not this machine's store; "
-                             "pass --tracking-uri http://... of a tracking server")
-        check_address(args.address)
+        check_cluster(args.address, uri)
     preflight_data(space)
 
     opts = SearchOptions(

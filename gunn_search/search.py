@@ -20,7 +20,7 @@ from typing import Callable
 from urllib.parse import urlparse
 
 from gunn_search import faults, mlflow_ui, pareto
-from gunn_search.errors import SearchError
+from gunn_search.errors import SearchError, UsageError
 from gunn_search import tracking as tr
 from gunn_search.scheduler import ResumableASHA
 from gunn_search.state_saves import adapt_state_saves
@@ -75,6 +75,30 @@ def check_address(address: str, timeout: float = 5.0) -> None:
     except OSError as e:
         raise SearchError(f"--address {address}: cannot reach a Ray cluster there "
                           f"({e.strerror or e})") from None
+
+
+def check_cluster(address: str, tracking_uri: str) -> None:
+    """The checks before joining a cluster at `address` that need no Ray: the address answers,
+    and with Ray Client (whose driver loop runs on the head node) the store is not local."""
+    if address.startswith("ray://") and tr.is_local_uri(tracking_uri):
+        raise UsageError(f"--address {address}: with Ray Client the driver loop runs on the head "
+                         f"node, where {tracking_uri} is not this machine's store; pass "
+                         "--tracking-uri http://... of a tracking server")
+    check_address(address)
+
+
+def init_ray(address: str | None, runtime_env: dict | None = None) -> None:
+    """Join the cluster at `address`, or start a Ray instance of our own ("local") without one:
+    never a cluster that happens to run on this machine, which Ray's default would join."""
+    import ray
+
+    try:
+        ray.init(address=address or "local", include_dashboard=False, log_to_driver=False,
+                 configure_logging=True, logging_level="ERROR", runtime_env=runtime_env)
+    except (ConnectionError, ray.exceptions.RayError) as e:
+        raise SearchError(f"--address {address}: could not join the Ray cluster "
+                          f"({tr.first_line(str(e))}); if it uses token authentication, "
+                          "set RAY_AUTH_MODE=token and its token here too") from None
 
 
 def experiment_path(opts: SearchOptions) -> str:
@@ -295,18 +319,10 @@ def run_search(space: Space, opts: SearchOptions,
     # Test failpoints (gunn_search.faults) travel to the workers through the runtime env.
     env_vars = {k: os.environ[k] for k in (faults.ENV_FAULTS, faults.ENV_DIR) if k in os.environ}
     try:
-        # No --address: a Ray instance of our own ("local"), never a cluster that happens to be
-        # running on this machine (Ray's default for address=None would join that one).
-        ray.init(address=opts.address or "local", include_dashboard=False, log_to_driver=False,
-                 configure_logging=True, logging_level="ERROR",
-                 runtime_env={"env_vars": env_vars} if env_vars else None)
-    except BaseException as e:
+        init_ray(opts.address, {"env_vars": env_vars} if env_vars else None)
+    except BaseException:
         if store is not None:
             wait([store])  # never exit with the store's schema half-written
-        if isinstance(e, (ConnectionError, ray.exceptions.RayError)):
-            raise SearchError(f"--address {opts.address}: could not join the Ray cluster "
-                              f"({tr.first_line(str(e))}); if it uses token authentication, "
-                              "set RAY_AUTH_MODE=token and its token here too") from None
         raise
     try:
         space = resolve_resources(space)

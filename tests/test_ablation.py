@@ -15,6 +15,7 @@ import yaml
 from gunn_search import ablation as ab
 from gunn_search.cli import main
 from gunn_search.space import trial_config
+from tests.conftest import free_port
 from trainers.config import parse_config
 
 BIN = Path(sys.executable).parent
@@ -217,7 +218,11 @@ def test_unknown_experiment_run_or_store_is_one_line_and_exit_2(tmp_path, capsys
     cases = [(["--experiment", "nope", "--tracking-uri", uri], "experiment 'nope' not found"),
              (["--experiment", "tiny", "--run-id", "0" * 32, "--tracking-uri", uri], "not found"),
              (["--experiment", "tiny", "--tracking-uri", f"sqlite:///{tmp_path / 'x.db'}"],
-              "no MLflow store")]
+              "no MLflow store"),
+             (["--experiment", "tiny", "--tracking-uri", uri, "--address",
+               f"127.0.0.1:{free_port()}"], "cannot reach a Ray cluster there"),
+             (["--experiment", "tiny", "--tracking-uri", uri, "--address", "ray://10.0.0.1:10001"],
+              "with Ray Client the driver loop runs on the head node")]
     for argv, words in cases:
         assert main(["ablate", *argv]) == 2
         err = capsys.readouterr().err.strip()
