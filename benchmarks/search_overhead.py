@@ -40,6 +40,10 @@ What it measures
 Usage
     python benchmarks/search_overhead.py [--case smoke|long|wide|wide24|both|all] [--train-size 9000] [--keep]
 
+Machine and result, 2026-11-30 17:20-17:47 UTC (the same 2-core VM, host CPU now Intel Xeon,
+epochs 27-30 s, load 0.6-2.2, lent-thread epochs counted at the trial's own share): overhead
+wide 4.1 % of 448 s, wide24 2.3 % of 890 s; goal <= 5 % met (RESULTS.md, "Search overhead").
+
 Machine and result, session 3 (2026-11-23 17:47-19:20, 2-core x86-64 VM, no GPU, load 0.9-2.8,
 driver without torch, plot imports off the end; full tables in RESULTS.md): overhead wide 7.3 %
 of 270 s, wide24 6.4 % of 707 s; without the idle tail (the last promoted trial training alone,
