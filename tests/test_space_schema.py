@@ -242,8 +242,10 @@ def test_bad_space_is_a_one_line_error_naming_file_and_field(changes, field, fra
     ([("epochs", 9)], 5),                                     # 4.5 -> epoch 5 is the first at lr/10
     ([("epochs", 10), ("schedule", {"milestones": [0.3, 0.6]})], 3),
     ([("epochs", {"choice": [8, 12]})], 6),                   # the latest drop over the samples
-    ([("epochs", 30), ("schedule", {"kind": "cosine"})], 2),  # not measured: the old default
+    ([("epochs", 30), ("schedule", {"kind": "cosine"})], 15),  # cosine: half of the epochs
+    ([("epochs", 9), ("schedule", {"kind": "cosine"})], 5),
     ([("epochs", 1), ("schedule", {"kind": "cosine"})], 1),
+    ([("epochs", 12), ("schedule", {"kind": "constant"})], 6),  # not measured: as cosine
     ([("epochs", 30), ("search.grace_period", 4)], 4),        # set in the file: kept
 ])
 def test_grace_period_defaults_to_the_first_epoch_after_the_lr_drop(changes, grace):
