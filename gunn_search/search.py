@@ -96,6 +96,9 @@ def init_ray(address: str | None, runtime_env: dict | None = None) -> None:
         ray.init(address=address or "local", include_dashboard=False, log_to_driver=False,
                  configure_logging=True, logging_level="ERROR", runtime_env=runtime_env)
     except (ConnectionError, ray.exceptions.RayError) as e:
+        if not address:
+            raise SearchError(f"could not start Ray on this machine ({tr.first_line(str(e))})"
+                              ) from None
         raise SearchError(f"--address {address}: could not join the Ray cluster "
                           f"({tr.first_line(str(e))}); if it uses token authentication, "
                           "set RAY_AUTH_MODE=token and its token here too") from None
@@ -152,11 +155,11 @@ def resumed_settings(space: Space) -> dict:
             "--seed": space.search.seed}
 
 
-def _changed_settings(state: dict, space: Space) -> dict:
-    """{flag: (the search's value, this command's)} for each that differs; none for a state
-    file written before the settings were recorded."""
+def _changed_settings(state: dict, space: Space) -> list[str]:
+    """"--max-epochs 4 (not 9)" for each setting this command changes; none for a state file
+    written before the settings were recorded."""
     was, now = state.get("settings") or {}, resumed_settings(space)
-    return {k: (was[k], now[k]) for k in now if k in was and was[k] != now[k]}
+    return [f"{k} {was[k]} (not {now[k]})" for k in now if k in was and was[k] != now[k]]
 
 
 def open_experiment(opts: SearchOptions):
@@ -294,10 +297,10 @@ def run_search(space: Space, opts: SearchOptions,
         if state["fingerprint"] != fingerprint:
             raise SearchError(f"--resume: {opts.space_path} differs from the space this search "
                               f"started with ({state['space_path']}); resume with the same file")
-        for flag, (was, now) in _changed_settings(state, space).items():
-            raise SearchError(f"--resume: the search started with {flag} {was}, not {now}; "
-                              f"resume with {flag} {was} (a resumed search keeps its trials' "
-                              "settings)")
+        changed = _changed_settings(state, space)
+        if changed:
+            raise SearchError(f"--resume: the search started with {', '.join(changed)}; resume "
+                              "with the same (a resumed search keeps its trials' settings)")
         if not tune.Tuner.can_restore(path):
             raise SearchError(f"--resume: the search in {path} has no Tune state to restore "
                               "(it was stopped before its first trial)")

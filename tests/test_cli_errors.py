@@ -146,9 +146,10 @@ def test_resume_with_a_changed_epoch_count_names_the_flag_and_keeps_the_search(t
     (exp_dir / "gunn_search.json").write_text(json.dumps(state))
     err = one_line_error(capsys, search_cli.main(["--space", "smoke.yaml", "--resume",
                                                   "--num-samples", "5", "--max-epochs", "9"]))
-    assert f"--max-epochs {space.max_epochs}, not 9" in err
-    err = one_line_error(capsys, search_cli.main(["--space", "smoke.yaml", "--resume"]))
-    assert f"--num-samples 5, not {space.search.num_samples}" in err
+    assert f"started with --max-epochs {space.max_epochs} (not 9);" in err
+    err = one_line_error(capsys, search_cli.main(["--space", "smoke.yaml", "--resume",
+                                                  "--seed", "3"]))
+    assert (f"--num-samples 5 (not {space.search.num_samples}), --seed 0 (not 3);" in err)
     assert json.loads((exp_dir / "gunn_search.json").read_text()) == state  # untouched
 
 
