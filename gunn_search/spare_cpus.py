@@ -5,7 +5,9 @@ started, the other slots have nothing left to run, and their cores idle (28 s of
 search's 45 s of overhead, benchmarks/RESULTS.md). Tune's `ResourceChangingScheduler` would
 hand them over but refuses `reuse_actors=True`, and a cold worker costs more than the tail.
 So the driver computes the spare threads (`SpareCPUs`, a Tune callback) and a trial reads them
-after each epoch (`extra_threads`) and raises its torch thread count: same worker, same trial.
+every couple of seconds of training (`LentThreads`, a step hook) and raises its torch thread
+count: same worker, same trial, and the epoch that is running when the tail starts already
+gets them.
 
 The spare count lives in a named Ray actor (no CPU of its own) rather than a file, so that any
 worker can read it; it is only handed out on a one-node cluster, where a trial's spare threads
@@ -13,6 +15,8 @@ are the node's (on several nodes an idle slot may be on another machine).
 """
 
 from __future__ import annotations
+
+import time
 
 import ray
 from ray import tune
@@ -105,3 +109,25 @@ class ExtraThreads:
             return int(ray.get(self._actor.get.remote(), timeout=5))
         except Exception:  # the driver is going away; training goes on as it was
             return 0
+
+
+class LentThreads:
+    """Trial side, as a step hook: torch's thread count follows the trial's own CPUs plus what
+    the driver lends, looked up at most every `every` seconds (one small actor call)."""
+
+    def __init__(self, experiment: str, own: int, every: float = 2.0):
+        self.extra = ExtraThreads(experiment)
+        self.own = own
+        self.every = every
+        self._next = 0.0
+
+    def __call__(self, *step) -> None:
+        now = time.monotonic()
+        if now < self._next:
+            return
+        self._next = now + self.every
+        import torch  # trial side only: the driver imports this module without torch
+
+        threads = self.own + self.extra()
+        if threads != torch.get_num_threads():
+            torch.set_num_threads(threads)

@@ -20,7 +20,7 @@ from ray import tune
 from trainers.config import DataConfig
 
 from gunn_search import faults
-from gunn_search.spare_cpus import ExtraThreads
+from gunn_search.spare_cpus import LentThreads
 from gunn_search.space import Space, trial_config
 from gunn_search.space.sample import runtime_config
 from gunn_search.trial_status import METRIC, TrialStatus
@@ -96,7 +96,8 @@ def train_trial(config: dict, space: Space) -> None:
                 resume = workdir / CHECKPOINT_NAME
                 shutil.copy(Path(d) / CHECKPOINT_NAME, resume)
         data = cached_data(cfg.data, device)  # once per worker process, onto its device
-        extra_threads = ExtraThreads(ctx.get_experiment_name()) if ctx else (lambda: 0)
+        # The cores of slots the search's end left idle (spare_cpus.py), during an epoch too.
+        lent = LentThreads(ctx.get_experiment_name(), cpus) if ctx and device == "cpu" else None
 
         def on_epoch(metrics: dict, ckpt_path: Path | None) -> bool:
             out = {k: v for k, v in metrics.items() if k != "status"} | costs
@@ -107,16 +108,17 @@ def train_trial(config: dict, space: Space) -> None:
                                        else TrialStatus.RUNNING)
             ckpt = tune.Checkpoint.from_directory(str(ckpt_path.parent)) if ckpt_path else None
             tune.report(out, checkpoint=ckpt)
-            if device == "cpu":  # the cores of slots the search's end left idle (spare_cpus.py)
-                threads = cpus + extra_threads()
-                if threads != torch.get_num_threads():
-                    torch.set_num_threads(threads)
             return False
 
+        hooks = [h for h in (faults.step_hook(ctx.get_trial_id()) if ctx else None, lent) if h]
+
+        def on_step(epoch: int, step: int, model) -> None:
+            for hook in hooks:
+                hook(epoch, step, model)
+
         try:
-            hook = faults.step_hook(ctx.get_trial_id()) if ctx else None
             train(cfg, on_epoch=on_epoch, resume=resume, data=data, log=lambda m: None,
-                  on_step=hook)
+                  on_step=on_step if hooks else None)
         except torch.cuda.OutOfMemoryError as e:
             first = (str(e).strip().splitlines() or ["CUDA out of memory"])[0]
             tune.report({METRIC: 0.0, "epoch": 0, "trial_status": TrialStatus.OOM, "error": first[:250]})

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import pytest
 import ray
 
-from gunn_search.spare_cpus import ExtraThreads, SpareCPUs, spare_threads
+from gunn_search.spare_cpus import ExtraThreads, LentThreads, SpareCPUs, spare_threads
 
 
 @pytest.mark.parametrize("total,created,live,slots,cpus,extra", [
@@ -47,6 +47,29 @@ def test_a_trial_reads_what_the_driver_lends(local_ray):
     cb.on_trial_complete(0, [a, b, c], b)  # c trains alone: the idle slot's core is its
     assert extra() == 1
     assert ExtraThreads("another-experiment")() == 0  # nothing lent to other searches
+
+
+def test_a_training_trial_takes_and_gives_back_lent_threads_between_steps(local_ray):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        cb = SpareCPUs("exp-c", max_concurrent=2, cpus_per_trial=1)
+        cb.setup(total_num_samples=2)
+        lent = LentThreads("exp-c", own=1, every=3600.0)
+        a, b = trial("TERMINATED"), trial("RUNNING")
+        cb.on_trial_complete(0, [a, b], a)  # b trains alone
+        lent(1, 5, None)  # a step in the middle of an epoch
+        assert torch.get_num_threads() == 2
+        cb.on_trial_start(0, [a, b, trial("RUNNING")], b)  # a slot busy again: nothing to lend
+        lent(1, 6, None)
+        assert torch.get_num_threads() == 2  # not asked again within `every` seconds
+        lent._next = 0.0
+        lent(1, 7, None)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_the_callback_pickles_without_its_actor(local_ray):
