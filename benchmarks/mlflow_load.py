@@ -53,7 +53,6 @@ mlflow 3.17.2; the machine was shared with other engineers' test runs, load aver
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import socket
@@ -65,7 +64,7 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from search_overhead import (BIN, derive_space, loadavg, run_cli, search_runs,  # noqa: E402
+from search_overhead import (BIN, derive_space, finish, loadavg, run_cli, search_runs,  # noqa: E402
                              tune_results)
 
 
@@ -237,13 +236,7 @@ def main() -> None:
     for r in results:
         for ln in r["stderr_errors"]:
             print(f"{r['backend']}: {ln}")
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1, default=str))
-    if args.keep:
-        print(f"kept {root}", file=sys.stderr)
-    else:
-        import shutil
-        shutil.rmtree(root, ignore_errors=True)
+    finish(results, root, args.json, args.keep)
 
 
 if __name__ == "__main__":

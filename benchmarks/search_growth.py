@@ -102,7 +102,7 @@ from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from search_overhead import derive_space, loadavg, run_cli, search_runs  # noqa: E402
+from search_overhead import derive_space, finish, loadavg, run_cli, search_runs  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -357,13 +357,7 @@ def main() -> None:
         for f, share in results[-1].get("top", []):
             print(f"  {share:6.1%}  {f}", file=sys.stderr)
     print(table(results))
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1, default=str))
-    if args.keep:
-        print(f"kept {root}", file=sys.stderr)
-    else:
-        import shutil
-        shutil.rmtree(root, ignore_errors=True)
+    finish(results, root, args.json, args.keep)
 
 
 if __name__ == "__main__":

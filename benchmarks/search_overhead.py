@@ -433,13 +433,19 @@ def main() -> None:
     cases = {"both": ["smoke", "long"], "all": ["smoke", "long", "wide"]}.get(args.case, [args.case])
     results = [run_case(c, root, args.train_size) for c in cases]
     print(table(results))
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1, default=str))
-    if not args.keep:
+    finish(results, root, args.json, args.keep)
+
+
+def finish(results: list, root: Path, json_path: str | None, keep: bool) -> None:
+    """The end of a benchmark run: the raw results to `json_path` if given, and its temporary
+    directory removed unless `keep` (then named on stderr)."""
+    if json_path:
+        Path(json_path).write_text(json.dumps(results, indent=1, default=str))
+    if keep:
+        print(f"kept {root}", file=sys.stderr)
+    else:
         import shutil
         shutil.rmtree(root, ignore_errors=True)
-    else:
-        print(f"kept {root}", file=sys.stderr)
 
 
 if __name__ == "__main__":
