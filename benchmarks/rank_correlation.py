@@ -38,7 +38,8 @@ import sys
 import time
 from pathlib import Path
 
-import search_efficiency as efficiency  # its per-search measures: epochs_to, spread
+import rung_replay
+import search_efficiency as efficiency  # its spread
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "benchmarks" / "data"
@@ -125,15 +126,6 @@ def load_curves(path: Path) -> dict[int, dict[int, list[float]]]:
     return out
 
 
-def rungs(grace: int, rf: int, max_t: int) -> list[int]:
-    """ASHA's rung epochs below max_t: grace, grace*rf, ..."""
-    out, t = [], grace
-    while t < max_t:
-        out.append(t)
-        t *= rf
-    return out
-
-
 def spread(xs: list[float]) -> str:
     return efficiency.spread(xs, ".2f", with_range=True)
 
@@ -184,87 +176,6 @@ def analyse(curves: dict[int, dict[int, list[float]]]) -> str:
     return "\n".join(lines)
 
 
-def replay_search(curves: dict[int, list[float]], order: list[int], budget: int,
-                  grace: int | None, rf: int, slots: int = 2) -> tuple[float, list[float]]:
-    """Random search over `curves` in `order`, `slots` trials at a time, until `budget` epochs.
-
-    With `grace` set, Tune's ASHA decides at each rung (grace * rf**k < max_t) as
-    `ray.tune.schedulers.async_hyperband._Bracket` does: a trial whose val_acc is below the
-    (1 - 1/rf) percentile of the values the rung recorded before it stops. Every epoch takes one
-    time step, and the slots report in turn. Returns the best val_acc seen and the running best
-    after each epoch used. Ends early when the configurations run out.
-    """
-    import numpy as np
-
-    max_t = len(next(iter(curves.values())))
-    recorded: dict[int, list[float]] = {r: [] for r in (rungs(grace, rf, max_t) if grace else [])}
-    queue = list(order)
-    running = [[queue.pop(0), 0] for _ in range(min(slots, len(queue)))]
-    best, curve = 0.0, []
-    while running and len(curve) < budget:
-        for slot in list(running):
-            if len(curve) >= budget:
-                break
-            cfg, done = slot
-            done += 1
-            slot[1] = done
-            v = curves[cfg][done - 1]
-            best = max(best, v)
-            curve.append(best)
-            stop = done >= max_t
-            if done in recorded:
-                rec = recorded[done]
-                if rec and v < np.nanpercentile(rec, (1 - 1 / rf) * 100):
-                    stop = True
-                rec.append(v)
-            if stop:
-                running.remove(slot)
-                if queue:
-                    running.append([queue.pop(0), 0])
-    return best, curve
-
-
-def replay_table(curves: dict[int, dict[int, list[float]]], budget: int,
-                 settings: list[tuple[int | None, int]], repeats: int = 2000) -> str:
-    """Random + ASHA (and random + FIFO, grace None) replayed on the recorded curves: for each
-    setting, `repeats` searches (a seed's curves, a random order of the configurations)."""
-    import random
-
-    rnd = random.Random(0)
-    seeds = sorted(curves)
-    draws = []
-    for _ in range(repeats):
-        s = rnd.choice(seeds)
-        order = list(curves[s])
-        rnd.shuffle(order)
-        draws.append((s, order))
-    fifo = [replay_search(curves[s], o, budget, None, 2) for s, o in draws]
-    pool_best = {s: max(max(c) for c in curves[s].values()) for s in seeds}
-    lines = [f"Replay: random search on the recorded curves, 2 trials at a time, a budget of "
-             f"{budget} epochs, {repeats} draws (a training seed, an order of the "
-             f"{len(curves[seeds[0]])} configurations); target = random+FIFO's best in the same "
-             "draw. A search stops early when the configurations run out.", "",
-             "| scheduler | best val_acc, mean | best of the pool found | target reached | "
-             "epochs to target, median | reached within a third of the budget | epochs used, mean |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
-    for grace, rf in settings:
-        res = fifo if grace is None else [replay_search(curves[s], o, budget, grace, rf, 2)
-                                           for s, o in draws]
-        hits, within, tos, top = 0, 0, [], 0
-        for (s, _), (best, curve), (target, _) in zip(draws, res, fifo):
-            top += best >= pool_best[s] - 1e-12
-            to = efficiency.epochs_to(curve, target)
-            if to is not None:
-                hits += 1
-                tos.append(to)
-                within += to <= budget / 3
-        name = "FIFO" if grace is None else f"ASHA grace {grace}, rf {rf}"
-        lines.append(f"| {name} | {statistics.mean(b for b, _ in res):.4f} | {top / repeats:.0%} | "
-                     f"{hits / repeats:.0%} | {statistics.median(tos) if tos else '–'} | "
-                     f"{within / repeats:.0%} | {statistics.mean(len(c) for _, c in res):.1f} |")
-    return "\n".join(lines)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--configs", type=int, default=32)
@@ -275,7 +186,13 @@ def main() -> None:
     ap.add_argument("--budget", type=int, default=72, help="epochs per replayed search")
     ap.add_argument("--schedule", choices=["step", "cosine"], default="step",
                     help="the trials' lr schedule (default: step, the CIFAR spaces')")
+    ap.add_argument("--summary", action="store_true",
+                    help="with --replay: the rung candidates' tables (rank_candidates.csv, "
+                    "from rung_candidates.py) and one line on the default")
     args = ap.parse_args()
+    if args.summary:
+        print(candidates_report(args.budget))
+        return
     if not args.replay:
         t, load0 = time.time(), os.getloadavg()[0]
         record(args.configs, args.sample_seed, args.seeds, args.workers, args.schedule)
@@ -285,7 +202,44 @@ def main() -> None:
     print(analyse(curves))
     settings = [(None, 0)] + [(g, r) for g in (1, 2, 3, 4, 6) for r in (2, 3, 4)]
     print()
-    print(replay_table(curves, args.budget, settings))
+    print(rung_replay.replay_table(curves, args.budget, settings)[0])
+
+
+def candidates_report(budget: int, repeats: int = 2000) -> str:
+    """The rung candidates (`rung_candidates.py`): rank correlation per epoch, the ASHA replay
+    with each, and the line on the search's default."""
+    from gunn_search.space.schema import SearchSettings
+
+    curves, methods = rung_replay.load_candidates(DATA / "rank_candidates.csv")
+    seeds = sorted(curves)
+    out = [f"Rung candidates: {len(curves[seeds[0]])} configurations x training seeds "
+           f"{', '.join(map(str, seeds))}; Spearman's rho of each candidate's result at an epoch "
+           "against the final val_acc (mean ± sd over seeds), with the extra epochs it cost.", "",
+           rung_replay.candidates_table(curves, methods), ""]
+    grid = [(g, r) for g in (1, 2, 3, 4, 6) for r in (2, 3, 4)]
+    best_of = {}
+    for name in ["plain", *sorted(methods)]:
+        m = None if name == "plain" else rung_replay.method(name, methods[name])
+        settings = [(None, 0)] + [(g, r) for g, r in grid
+                                  if not (m and m.restart) or g == m.restart]
+        table, res = rung_replay.replay_table(curves, budget, settings, repeats, m)
+        out += [table, ""]
+        best_of[name] = res
+    d = SearchSettings()
+    name = f"anneal_{d.branch_epochs:g}" if d.branch_epochs else "plain"
+    grace = default_grace(name)
+    r = best_of[name][(grace, d.reduction_factor)]
+    out.append(f"default: {name} (grace {grace}, rf {d.reduction_factor}) reaches FIFO's best "
+               f"with {r['median_to_all'] / budget:.2f} of its epochs (median of {repeats} draws)")
+    return "\n".join(out)
+
+
+def default_grace(method: str) -> int:
+    """The first rung the search uses on this problem with `method` (its default)."""
+    from digits_problem import problem_space
+
+    space = problem_space(0)
+    return space.search.grace_period
 
 
 if __name__ == "__main__":

@@ -49,8 +49,9 @@ METHODS = {"asha_tpe": ("tpe", "asha", "ASHA+TPE"), "fifo_tpe": ("tpe", "fifo", 
            "fifo_random": ("random", "fifo", "random+FIFO")}
 
 
-def asha_epochs_per_trial(grace: int, rf: int, max_t: int) -> float:
-    """Expected epochs of one trial under ASHA: all reach grace, 1/rf of a rung the next one."""
+def asha_epochs_per_trial(grace: int, rf: int, max_t: int, branch: float = 0.0) -> float:
+    """Expected epochs of one trial under ASHA: all reach grace, 1/rf of a rung the next one;
+    each rung reached costs `branch` epochs more (the annealing branch)."""
     epochs, share, t = 0.0, 1.0, 0
     rung = grace
     while True:
@@ -58,11 +59,12 @@ def asha_epochs_per_trial(grace: int, rf: int, max_t: int) -> float:
         epochs += share * (top - t)
         if top >= max_t:
             return epochs
+        epochs += share * branch
         t, share, rung = top, share / rf, rung * rf
 
 
-def asha_trials(budget: int, grace: int, rf: int, max_t: int) -> int:
-    return math.ceil(budget / asha_epochs_per_trial(grace, rf, max_t) - 1e-9)
+def asha_trials(budget: int, grace: int, rf: int, max_t: int, branch: float = 0.0) -> int:
+    return math.ceil(budget / asha_epochs_per_trial(grace, rf, max_t, branch) - 1e-9)
 
 
 def recorder_cls():
@@ -82,7 +84,8 @@ def recorder_cls():
                 return
             self.events.append({"t": round(time.time() - self.t0, 2), "trial": trial.trial_id,
                                 "epoch": int(result.get("epoch", 0)),
-                                "val_acc": float(result.get("val_acc", 0.0))})
+                                "val_acc": float(result.get("val_acc", 0.0)),
+                                "branch_epochs": float(result.get("branch_epochs") or 0.0)})
 
     return Recorder
 
@@ -93,33 +96,42 @@ def budget_stopper_cls():
     from gunn_search.trial_status import TrialStatus
 
     class EpochBudget(Stopper):
-        """Stop the whole experiment once `budget` per-epoch results have come in."""
+        """Stop the whole experiment once `budget` epochs have been reported: one per per-epoch
+        result, plus the annealing branch's epochs it carries."""
 
         def __init__(self, budget: int):
-            self.budget, self.seen = budget, set()
+            self.budget, self.seen = budget, {}
 
         def __call__(self, trial_id, result):
             # Tune hands the stopper the last result of a finished trial a second time (its
             # "duplicate" done result is replaced by trial.last_result): count each epoch once.
             if result.get("trial_status") != TrialStatus.REJECTED:
-                self.seen.add((trial_id, result.get("training_iteration")))
+                self.seen[(trial_id, result.get("training_iteration"))] = 1.0 + float(
+                    result.get("branch_epochs") or 0.0)
             return False
 
         def stop_all(self):
-            return len(self.seen) >= self.budget
+            return sum(self.seen.values()) >= self.budget
 
     return EpochBudget
 
 
-def run_method(method: str, seed: int, budget: int, grace: int, rf: int, storage: Path):
+def run_method(method: str, seed: int, budget: int, grace: int | None, rf: int, storage: Path,
+               branch: float | None = None):
+    """One search; `grace` and `branch` None: the search's defaults (`search.grace_period`,
+    `search.branch_epochs`)."""
     from digits_problem import EPOCHS, problem_space
 
     from gunn_search.search import SearchOptions, build_tuner
 
     sampler, scheduler, _ = METHODS[method]
-    n = asha_trials(budget, grace, rf, EPOCHS) if scheduler == "asha" else math.ceil(budget / EPOCHS)
+    settings = {k: v for k, v in (("grace_period", grace), ("branch_epochs", branch))
+                if v is not None}
+    s = problem_space(seed, scheduler=scheduler, reduction_factor=rf, **settings).search
+    n = (asha_trials(budget, s.grace_period, rf, EPOCHS, s.branch_epochs)
+         if scheduler == "asha" else math.ceil(budget / EPOCHS))
     space = problem_space(seed, seed=seed, num_samples=n, sampler=sampler, scheduler=scheduler,
-                          grace_period=grace, reduction_factor=rf, max_concurrent=2)
+                          reduction_factor=rf, max_concurrent=2, **settings)
     rec = recorder_cls()()
     opts = SearchOptions(space_path="(in memory)", experiment=f"{method}_s{seed}",
                          tracking_uri="unused", storage=str(storage))
@@ -133,18 +145,22 @@ def run_method(method: str, seed: int, budget: int, grace: int, rf: int, storage
 
 
 def summarize(events: list[dict]) -> dict:
-    best, curve = 0.0, []
+    """The best val_acc and the running best as (epochs used, best): one epoch per result,
+    plus its branch epochs (results recorded before branches existed carry none)."""
+    best, used, curve = 0.0, 0.0, []
     for e in events:
         best = max(best, e["val_acc"])
-        curve.append(best)
+        used += 1.0 + e.get("branch_epochs", 0.0)
+        curve.append((used, best))
     last = max((e["epoch"] for e in events), default=0)
-    return {"best": best, "epochs": len(events), "trials": len({e["trial"] for e in events}),
+    return {"best": best, "epochs": used, "trials": len({e["trial"] for e in events}),
             "full_trials": len({e["trial"] for e in events if e["epoch"] == last}),
             "curve": curve}
 
 
-def epochs_to(curve: list[float], target: float) -> int | None:
-    return next((i + 1 for i, v in enumerate(curve) if v >= target - 1e-12), None)
+def epochs_to(curve: list, target: float) -> float | None:
+    """Epochs used when the running best first reached `target` (a curve of (used, best))."""
+    return next((used for used, best in curve if best >= target - 1e-12), None)
 
 
 def spread(xs: list[float], fmt: str = ".4f", with_range: bool = False) -> str:
@@ -166,7 +182,7 @@ def tables(rows: list[dict], methods: list[str], budget: int) -> str:
         for m in methods:
             s = r[m]
             to = epochs_to(s["curve"], target) if target is not None else None
-            cells.append(f"{s['best']:.4f} ({'–' if to is None else to})")
+            cells.append(f"{s['best']:.4f} ({'–' if to is None else f'{to:g}'})")
         lines.append(f"| {r['seed']} | " + " | ".join(cells) + " | "
                      + ("–" if target is None else f"{target:.4f}") + " |")
     lines += ["", "| | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
@@ -174,16 +190,20 @@ def tables(rows: list[dict], methods: list[str], budget: int) -> str:
     lines.append("| best val_acc, mean ± sd over seeds | " + " | ".join(spread(best[m]) for m in methods) + " |")
     if "fifo_random" in methods:
         third = budget / 3
-        reach, within, median = [], [], []
+        reach, within, median, share = [], [], [], []
         for m in methods:
             tos = [epochs_to(r[m]["curve"], r["target"]) for r in rows]
             got = [t for t in tos if t is not None]
             reach.append(f"{len(got)}/{len(rows)}")
             within.append(f"{sum(t <= third for t in got)}/{len(rows)}")
-            median.append(f"{statistics.median(got):.0f}" if got else "–")
+            median.append(f"{statistics.median(got):.1f}" if got else "–")
+            every = statistics.median([t if t is not None else math.inf for t in tos])
+            share.append("never" if every == math.inf else f"{every / budget:.2f}")
         lines.append("| seeds reaching random+FIFO's best at all | " + " | ".join(reach) + " |")
         lines.append(f"| ... within a third of the budget ({third:.0f} epochs) | " + " | ".join(within) + " |")
         lines.append("| epochs to it, median over the seeds that reach it | " + " | ".join(median) + " |")
+        lines.append("| ... as a share of the budget, median of all seeds (not reached: never) | "
+                     + " | ".join(share) + " |")
     lines.append("| epochs used, mean | " + " | ".join(
         f"{statistics.mean(r[m]['epochs'] for r in rows):.1f}" for m in methods) + " |")
     lines.append("| trials, mean (trained to the end) | " + " | ".join(
@@ -202,6 +222,9 @@ def merge(paths: list[str]) -> list[dict]:
             by_seed.setdefault(row["seed"], {}).update(row)
     rows = [by_seed[s] for s in sorted(by_seed)]
     for row in rows:
+        for m in METHODS:
+            if "events" in row.get(m, {}):  # curves as (epochs used, best), whatever wrote them
+                row[m].update(summarize(row[m]["events"]))
         row["target"] = row["fifo_random"]["best"] if "fifo_random" in row else None
     return rows
 
@@ -224,7 +247,10 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=list(range(8)))
     ap.add_argument("--budget", type=int, default=96, help="epochs per search (default 96)")
     ap.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
-    ap.add_argument("--grace", type=int, default=2)
+    ap.add_argument("--grace", type=int, default=None,
+                    help="ASHA's first rung (default: the search's default for the problem)")
+    ap.add_argument("--branch-epochs", type=float, default=None,
+                    help="annealing branch at each rung (default: the search's default)")
     ap.add_argument("--reduction-factor", type=int, default=3)
     ap.add_argument("--json", help="also write every search's per-epoch results here")
     ap.add_argument("--tables-from", nargs="+", metavar="JSON",
@@ -253,7 +279,8 @@ def main() -> None:
         for seed in args.seeds:
             row = {"seed": seed}
             for m in args.methods:
-                out = run_method(m, seed, args.budget, args.grace, args.reduction_factor, storage)
+                out = run_method(m, seed, args.budget, args.grace, args.reduction_factor, storage,
+                                 args.branch_epochs)
                 row[m] = {**summarize(out["events"]), "wall": out["wall"], "errors": out["errors"],
                           "num_samples": out["num_samples"], "events": out["events"]}
                 print(f"seed {seed} {METHODS[m][2]}: best {row[m]['best']:.4f} in "

@@ -28,9 +28,12 @@ class ProgressCallback(tune.Callback):
     """Counts trials and epochs as Tune reports them and draws the status line."""
 
     def __init__(self, num_samples: int, max_epochs: int = 1, every: float = 5.0,
-                 stream=None):
+                 stream=None, branch_epochs: float = 0.0):
         self.num_samples = num_samples
         self.max_epochs = max_epochs
+        # The epochs a trial that goes all the way spends in annealing branches at its rungs:
+        # they count in the epochs done and in the budget (gunn_search/scheduler.py).
+        self.branch_epochs = branch_epochs
         self.every = every
         self.stream = stream
         self._reset()
@@ -41,13 +44,13 @@ class ProgressCallback(tune.Callback):
         self.best: tuple[float, str] | None = None
         self.done = self.stopped = self.failed = 0
         self.running: dict[str, int] = {}  # trial id -> epochs it has trained
-        self.epochs = 0  # epochs trained so far, all trials
+        self.epochs = 0.0  # epochs trained so far (branches included), all trials
         self.started: set[str] = set()
         self._drawn = False
 
     def __getstate__(self):
         return {"num_samples": self.num_samples, "max_epochs": self.max_epochs,
-                "every": self.every}
+                "every": self.every, "branch_epochs": self.branch_epochs}
 
     def __setstate__(self, state):
         self.__dict__.update(state)
@@ -76,6 +79,7 @@ class ProgressCallback(tune.Callback):
         epoch = int(result.get("epoch", 0))
         if status.has_result and epoch > self.running.get(trial.trial_id, 0):
             self.epochs += epoch - self.running.get(trial.trial_id, 0)
+            self.epochs += float(result.get("branch_epochs") or 0.0)
             self.running[trial.trial_id] = epoch
         v = result.get(METRIC)
         if status.has_result and isinstance(v, (int, float)) and (
@@ -105,18 +109,25 @@ class ProgressCallback(tune.Callback):
             self.out.flush()
 
     # --- the line --------------------------------------------------------------------------
-    def remaining_epochs(self) -> int:
-        """At most this many epochs are left: unstarted trials in full, running ones' rest."""
+    @property
+    def trial_epochs(self) -> float:
+        """The most a trial costs: its epochs and its branches."""
+        return self.max_epochs + self.branch_epochs
+
+    def remaining_epochs(self) -> float:
+        """At most this many epochs are left: unstarted trials in full, running ones' rest
+        (a running trial's branches counted as if none had run yet: an upper bound)."""
         unstarted = max(0, self.num_samples - len(self.started))
-        return unstarted * self.max_epochs + sum(self.max_epochs - e for e in self.running.values())
+        return unstarted * self.trial_epochs + sum(self.trial_epochs - e
+                                                   for e in self.running.values())
 
     def line(self, now: float | None = None) -> str:
         now = time.time() if now is None else now
         elapsed = now - self.start
-        budget = self.num_samples * self.max_epochs
+        budget = self.num_samples * self.trial_epochs
         parts = [f"trials {len(self.running)} running, {self.done} done, {self.stopped} stopped "
                  f"early, {self.failed} failed of {self.num_samples}",
-                 f"epochs {self.epochs}/{budget}",
+                 f"epochs {self.epochs:g}/{budget:g}",
                  f"best {METRIC} {self.best[0]:.4f} ({self.best[1]})" if self.best
                  else "no result yet",
                  fmt_duration(elapsed)]

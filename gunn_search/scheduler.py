@@ -1,4 +1,9 @@
-"""ASHA whose rungs survive a driver restart.
+"""ASHA that compares rung results and whose rungs survive a driver restart.
+
+The rungs compare `RUNG_METRIC`: at a rung epoch, the val_acc of an annealing branch (how good
+the configuration would be if its training ended there, trainers/anneal.py), at a trial's last
+epoch its own val_acc. Tune gives a scheduler the search's metric (val_acc, what the searcher
+and the results rank by); this one keeps the rung metric and takes only the mode.
 
 `Tuner.restore` brings the searcher back, but ASHA's rung records are not persisted: after a
 restore, configurations that had been cut at a rung would be compared against empty rungs and
@@ -12,6 +17,18 @@ from __future__ import annotations
 import json
 
 from ray.tune.schedulers import ASHAScheduler
+
+from gunn_search.trial_status import RUNG_METRIC
+
+
+def rung_epochs(grace_period: int, reduction_factor: int, max_t: int) -> list[int]:
+    """The epochs at which ASHA compares trials: grace, grace*rf, ... below max_t (Tune's
+    `_Bracket` milestones for one bracket)."""
+    out, t = [], grace_period
+    while t < max_t:
+        out.append(t)
+        t *= reduction_factor
+    return out
 
 
 def trial_results(trial) -> list[dict]:
@@ -32,8 +49,21 @@ def trial_results(trial) -> list[dict]:
     return results
 
 
+def branch_epochs_per_trial(search, max_epochs: int) -> float:
+    """The epochs a trial trained to the end spends in annealing branches (one per rung), as
+    `search.branch_epochs` asks them (the trainer rounds a branch to whole steps)."""
+    if search.scheduler != "asha" or not search.branch_epochs:
+        return 0.0
+    return search.branch_epochs * len(rung_epochs(search.grace_period, search.reduction_factor,
+                                                  max_epochs))
+
+
 class ResumableASHA(ASHAScheduler):
-    """ASHAScheduler that rebuilds its rungs from persisted results when trials are restored."""
+    """ASHAScheduler on `RUNG_METRIC` that rebuilds its rungs from persisted results when trials
+    are restored."""
+
+    def set_search_properties(self, metric, mode, **spec) -> bool:
+        return super().set_search_properties(RUNG_METRIC if metric else None, mode, **spec)
 
     def on_trial_add(self, tune_controller, trial) -> None:
         super().on_trial_add(tune_controller, trial)

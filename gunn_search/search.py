@@ -22,7 +22,7 @@ from urllib.parse import urlparse
 from gunn_search import faults, mlflow_ui, pareto
 from gunn_search.errors import SearchError, UsageError
 from gunn_search import tracking as tr
-from gunn_search.scheduler import ResumableASHA
+from gunn_search.scheduler import ResumableASHA, branch_epochs_per_trial
 from gunn_search.state_saves import adapt_state_saves
 from gunn_search.space import Space, define_by_run, fingerprint as space_fingerprint
 from gunn_search.trainable import train_trial
@@ -350,7 +350,9 @@ def run_search(space: Space, opts: SearchOptions,
             "space_path": str(opts.space_path), "settings": resumed_settings(space)})
         callbacks = [MLflowSearchCallback(opts.tracking_uri, exp_id, parent_id, space,
                                           str(opts.space_path)),
-                     ProgressCallback(space.search.num_samples, space.max_epochs)]
+                     ProgressCallback(space.search.num_samples, space.max_epochs,
+                                      branch_epochs=branch_epochs_per_trial(space.search,
+                                                                            space.max_epochs))]
         on_searcher = None
         if past is not None:
             def on_searcher(searcher):

@@ -7,6 +7,9 @@ fully trained ones as if both were final. Optuna already has the right treatment
 trials: a PRUNED trial ranks below every complete one, deeper-trained first, then by its last
 reported value (optuna's TPE `_split_pruned_trials`). Tune has no switch for this, hence the
 subclass: a trial whose last result is still `running` (it had epochs left) is told PRUNED.
+
+Its intermediate values are the rung results where a result has one (`RUNG_METRIC`, the
+annealed val_acc at a rung), else val_acc: a pruned trial's value is then what ASHA compared.
 """
 
 from __future__ import annotations
@@ -14,11 +17,16 @@ from __future__ import annotations
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
-from gunn_search.trial_status import Kind, TrialStatus
+from gunn_search.trial_status import RUNG_METRIC, Kind, TrialStatus
 
 
 class StoppedAsPrunedOptunaSearch(OptunaSearch):
     """`OptunaSearch` telling trials stopped before their last epoch as PRUNED."""
+
+    def on_trial_result(self, trial_id: str, result: dict):
+        if RUNG_METRIC in result and not isinstance(self.metric, list):
+            result = {**result, self.metric: result[RUNG_METRIC]}
+        return super().on_trial_result(trial_id, result)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
         stopped_early = (not error and result is not None

@@ -39,7 +39,9 @@ PARENT_TAG = "mlflow.parentRunId"
 
 # Per-epoch metrics logged for each trial (anything else Tune adds is Ray's, not ours).
 EPOCH_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_seconds",
-                 "images_per_s", "peak_memory_bytes", "num_threads")  # num_threads: CPU only
+                 "images_per_s", "peak_memory_bytes", "num_threads",  # num_threads: CPU only
+                 # at ASHA's rungs: the annealing branch's result and cost (trainers/anneal.py)
+                 "annealed_val_acc", "annealed_val_loss", "branch_epochs")
 
 
 def local_store_uri(path: str | Path) -> str:

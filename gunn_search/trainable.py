@@ -20,10 +20,11 @@ from ray import tune
 from trainers.config import DataConfig
 
 from gunn_search import faults
+from gunn_search.scheduler import rung_epochs
 from gunn_search.spare_cpus import LentThreads
 from gunn_search.space import Space, trial_config
 from gunn_search.space.sample import runtime_config
-from gunn_search.trial_status import METRIC, TrialStatus
+from gunn_search.trial_status import ANNEALED_METRIC, METRIC, RUNG_METRIC, TrialStatus
 
 if TYPE_CHECKING:
     from trainers.data import DataSplits
@@ -59,10 +60,36 @@ def cached_data(d: DataConfig, device: str) -> DataSplits:
     return _DATA_CACHE[key]
 
 
+def annealing_branch(space: Space, epochs: int):
+    """The `after_epoch` hook that branches at this trial's ASHA rungs, or None (FIFO, or
+    `search.branch_epochs` 0). The rungs are the search's (max_t: the space's largest epochs)
+    that come before the trial's own last epoch: there its schedule has annealed already."""
+    s = space.search
+    if s.scheduler != "asha" or not s.branch_epochs:
+        return None
+    from trainers.anneal import AnnealingBranch
+
+    at = [e for e in rung_epochs(s.grace_period, s.reduction_factor, space.max_epochs)
+          if e < epochs]
+    return AnnealingBranch(frozenset(at), s.branch_epochs) if at else None
+
+
+def rung_result(metrics: dict, branches: bool, epochs: int) -> float | None:
+    """What ASHA compares for this epoch (`RUNG_METRIC`): the branch's val_acc where one ran, the
+    trial's own val_acc at its last epoch or in a search without branches; None elsewhere (a
+    result without the rung metric is not a rung result to Tune's ASHA)."""
+    if ANNEALED_METRIC in metrics:
+        return metrics[ANNEALED_METRIC]
+    if not branches or metrics["epoch"] >= epochs:
+        return metrics.get(METRIC)
+    return None
+
+
 def train_trial(config: dict, space: Space) -> None:
     """Tune function trainable (bind `space` with `tune.with_parameters`)."""
     import torch
 
+    from trainers.anneal import BRANCH_EPOCHS
     from trainers.checkpoint import CHECKPOINT_NAME
     from trainers.loop import STATUS_NONFINITE, train
 
@@ -81,8 +108,8 @@ def train_trial(config: dict, space: Space) -> None:
     # The price travels with every result: a multi-objective searcher reads it from the last.
     costs = {k: v for k, v in config.items() if k.startswith("cost.")}
     if not config.get("budget_ok", True):
-        tune.report({METRIC: 0.0, "epoch": space.max_epochs, "trial_status": TrialStatus.REJECTED,
-                     **costs})
+        tune.report({METRIC: 0.0, RUNG_METRIC: 0.0, "epoch": space.max_epochs,
+                     "trial_status": TrialStatus.REJECTED, **costs})
         return
 
     workdir = Path(tempfile.mkdtemp(prefix="gunn-trial-"))
@@ -99,10 +126,17 @@ def train_trial(config: dict, space: Space) -> None:
         # The cores of slots the search's end left idle (spare_cpus.py), during an epoch too.
         lent = LentThreads(ctx.get_experiment_name(), cpus) if ctx and device == "cpu" else None
 
+        branch = annealing_branch(space, cfg.epochs)
+
         def on_epoch(metrics: dict, ckpt_path: Path | None) -> bool:
             out = {k: v for k, v in metrics.items() if k != "status"} | costs
+            out.setdefault(BRANCH_EPOCHS, 0.0)
+            rung = rung_result(metrics, branch is not None, cfg.epochs)
+            if rung is not None:
+                out[RUNG_METRIC] = rung
             if metrics.get("status") == STATUS_NONFINITE:
-                out.update({METRIC: 0.0, "trial_status": TrialStatus.NONFINITE})  # bad, not a crash
+                out.update({METRIC: 0.0, RUNG_METRIC: 0.0,  # bad, not a crash
+                            "trial_status": TrialStatus.NONFINITE})
             else:
                 out["trial_status"] = (TrialStatus.COMPLETED if metrics["epoch"] >= cfg.epochs
                                        else TrialStatus.RUNNING)
@@ -118,9 +152,10 @@ def train_trial(config: dict, space: Space) -> None:
 
         try:
             train(cfg, on_epoch=on_epoch, resume=resume, data=data, log=lambda m: None,
-                  on_step=on_step if hooks else None)
+                  on_step=on_step if hooks else None, after_epoch=branch)
         except torch.cuda.OutOfMemoryError as e:
             first = (str(e).strip().splitlines() or ["CUDA out of memory"])[0]
-            tune.report({METRIC: 0.0, "epoch": 0, "trial_status": TrialStatus.OOM, "error": first[:250]})
+            tune.report({METRIC: 0.0, RUNG_METRIC: 0.0, "epoch": 0, "trial_status": TrialStatus.OOM,
+                         "error": first[:250]})
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

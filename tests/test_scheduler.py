@@ -44,3 +44,34 @@ def test_missing_results_file_is_harmless(tmp_path):
     sched = make(ResumableASHA)
     sched.on_trial_add(None, t)  # no exception; nothing to replay
     assert sched.on_trial_result(None, t, {"epoch": 1, "val_acc": 0.5}) == TrialScheduler.CONTINUE
+
+
+def test_the_search_scheduler_compares_rung_results_not_the_trials_own_val_acc(tmp_path):
+    from gunn_search.trial_status import RUNG_METRIC
+
+    sched = ResumableASHA(time_attr="epoch", max_t=4, grace_period=1, reduction_factor=2)
+    assert sched.set_search_properties("val_acc", "max")  # what Tune passes: takes the mode only
+    a, b, c, d = (fake_trial(tmp_path, t, []) for t in "abcd")
+    for t in (a, b, c, d):
+        sched.on_trial_add(None, t)
+    # Mid-schedule val_acc and the rung result disagree; the rung result decides.
+    assert sched.on_trial_result(None, a, {"epoch": 1, "val_acc": 0.9, RUNG_METRIC: 0.2}) == \
+        TrialScheduler.CONTINUE
+    assert sched.on_trial_result(None, b, {"epoch": 1, "val_acc": 0.1, RUNG_METRIC: 0.8}) == \
+        TrialScheduler.CONTINUE
+    assert sched.on_trial_result(None, c, {"epoch": 1, "val_acc": 0.99, RUNG_METRIC: 0.1}) == \
+        TrialScheduler.STOP
+    # A result without a rung result (an epoch between rungs) is not compared.
+    assert sched.on_trial_result(None, d, {"epoch": 1, "val_acc": 0.0}) == TrialScheduler.CONTINUE
+
+
+def test_rung_epochs_and_a_trials_branch_cost_follow_asha():
+    from gunn_search.scheduler import branch_epochs_per_trial, rung_epochs
+    from gunn_search.space.schema import SearchSettings
+
+    assert rung_epochs(1, 3, 12) == [1, 3, 9]
+    assert rung_epochs(6, 3, 12) == [6] and rung_epochs(12, 3, 12) == []
+    s = SearchSettings(grace_period=2, reduction_factor=2, branch_epochs=0.5)
+    assert branch_epochs_per_trial(s, 12) == 1.5  # rungs 2, 4, 8
+    assert branch_epochs_per_trial(s.model_copy(update={"scheduler": "fifo"}), 12) == 0.0
+    assert branch_epochs_per_trial(s.model_copy(update={"branch_epochs": 0.0}), 12) == 0.0

@@ -35,3 +35,20 @@ def test_stopped_trials_are_pruned_with_their_last_value_and_finished_ones_compl
     assert d.state == TrialState.FAIL
     searcher.on_trial_complete("b", {"val_acc": 0.9, "trial_status": "running"})  # told once
     assert trials[searcher._ot_trials["b"].number].state == TrialState.PRUNED
+
+
+def test_a_pruned_trials_value_is_the_rung_result_asha_compared():
+    from gunn_search.trial_status import RUNG_METRIC
+
+    space = load_space("smoke.yaml")
+    searcher = StoppedAsPrunedOptunaSearch(space=define_by_run(space), metric="val_acc",
+                                           mode="max", sampler=optuna.samplers.RandomSampler(0))
+    assert searcher.suggest("a") is not None
+    common = {"trial_status": "running"}
+    searcher.on_trial_result("a", {"val_acc": 0.1, "epoch": 1, "training_iteration": 1, **common})
+    last = {"val_acc": 0.2, RUNG_METRIC: 0.6, "epoch": 2, "training_iteration": 2, **common}
+    searcher.on_trial_result("a", last)
+    searcher.on_trial_complete("a", last)  # ASHA stopped it at the rung of epoch 2
+    t = searcher._ot_study.get_trials(deepcopy=False)[0]
+    assert t.state == TrialState.PRUNED and t.intermediate_values == {1: 0.1, 2: 0.6}
+    assert t.value == 0.6

@@ -114,3 +114,23 @@ def test_a_search_trial_trains_compiled_with_bf16_and_channels_last(tmp_path):
         {"amp": "always", "channels_last": "always", "compile": "always"}
     assert run.data.metrics["peak_memory_bytes"] > 0 and 0 <= run.data.metrics["val_acc"] <= 1
     assert any((tmp_path / "inductor").rglob("*.py")), "the trial did not compile"
+
+
+def test_a_trial_branches_at_its_asha_rungs_and_reports_what_the_rung_compares():
+    from gunn_search.space import parse_space
+    from gunn_search.trainable import annealing_branch, rung_result
+    from gunn_search.trial_status import ANNEALED_METRIC
+
+    data = load_space("smoke.yaml").data
+    def space(**search):
+        return parse_space({**data, "epochs": 9, "search": {**data["search"], **search}}, "t")
+    b = annealing_branch(space(grace_period=1, reduction_factor=3, branch_epochs=0.5), 9)
+    assert b.at == {1, 3} and b.epochs == 0.5  # rung 9 is the trial's last epoch: no branch
+    assert annealing_branch(space(grace_period=1, reduction_factor=3), 3).at == {1}
+    assert annealing_branch(space(scheduler="fifo"), 9) is None
+    assert annealing_branch(space(grace_period=1, branch_epochs=0), 9) is None
+    at_rung = {"epoch": 3, "val_acc": 0.2, ANNEALED_METRIC: 0.7}
+    assert rung_result(at_rung, True, 9) == 0.7
+    assert rung_result({"epoch": 4, "val_acc": 0.3}, True, 9) is None  # between rungs
+    assert rung_result({"epoch": 9, "val_acc": 0.8}, True, 9) == 0.8  # annealed by its schedule
+    assert rung_result({"epoch": 4, "val_acc": 0.3}, False, 9) == 0.3  # no branches

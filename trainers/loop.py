@@ -30,8 +30,12 @@ from trainers.schedule import lr_at
 
 # Callback: (metrics of the epoch just finished, checkpoint path or None) -> True to stop.
 EpochCallback = Callable[[dict, "Path | None"], "bool | None"]
-# Hook before each training step: (epoch (1-based), step within the epoch, model).
+# Hook before each training step: (epoch (1-based), step within the epoch, model). Negative
+# steps are an annealing branch's after that epoch (trainers/anneal.py): -1 its first step.
 StepHook = Callable[[int, int, torch.nn.Module], None]
+# Hook after each epoch's evaluation, before its checkpoint: extra metrics of that epoch
+# (trainers/anneal.py's branch). It may read the live model and optimizer, never change them.
+AfterEpoch = Callable[["EpochState"], dict]
 
 STATUS_COMPLETED = "completed"
 STATUS_STOPPED = "stopped"
@@ -72,6 +76,58 @@ class NonFiniteLoss(Exception):
     pass
 
 
+@dataclass(frozen=True)
+class EpochState:
+    """A run as it stands after an epoch: what an `AfterEpoch` hook reads, and the means to train
+    and evaluate a model the way the run does (same augmentation, batch size, precision)."""
+
+    epoch: int  # epochs trained (1-based number of the epoch just finished)
+    step: int  # optimizer steps taken
+    lr: float  # the lr of the last step
+    cfg: TrainConfig
+    data: DataSplits
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    device: torch.device
+    steps_per_epoch: int
+    batch_size: int
+    flip: bool
+    amp: object  # the autocast context, or a nullcontext
+    channels_last: bool
+    on_step: StepHook | None = None
+
+    def batch(self, idx: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        return training_batch(self.data, idx, gen, self.flip, self.cfg.data.cyclic_shift,
+                              self.device, self.channels_last)
+
+    def evaluate(self, model: torch.nn.Module) -> tuple[float, float]:
+        return evaluate(model, self.data.eval_x, self.data.eval_y, self.data.mean, self.data.std,
+                        self.cfg.eval_batch_size, self.amp, self.channels_last)
+
+
+def training_batch(data: DataSplits, idx: torch.Tensor, gen: torch.Generator, flip: bool,
+                   cyclic_shift: bool, device: torch.device,
+                   channels_last: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """The augmented images and labels of training indices `idx` (random draws from `gen`)."""
+    idx = idx.to(device)
+    x = augment(data.train_x[idx], data.mean, data.std, gen, flip=flip, cyclic_shift=cyclic_shift)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x, data.train_y[idx]
+
+
+def sgd_step(forward, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+             amp) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimizer step on (x, y) at the optimizer's current lr: (loss, logits), detached."""
+    with amp:
+        out = forward(x)
+        loss = F.cross_entropy(out.float(), y)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss.detach(), out.detach()
+
+
 def load_data(d: DataConfig, device: str | torch.device = "cpu") -> DataSplits:
     """The dataset a `DataConfig` describes, on `device`."""
     return load_dataset(d.name, d.data_dir, split=d.split, val_fraction=d.val_fraction,
@@ -105,12 +161,13 @@ def log_stderr(msg: str) -> None:
 def train(cfg: TrainConfig, on_epoch: EpochCallback | None = None,
           resume: str | Path | None = None, data: DataSplits | None = None,
           log: Callable[[str], None] = log_stderr, on_step: StepHook | None = None,
-          resume_changed: bool = False) -> TrainResult:
+          resume_changed: bool = False, after_epoch: AfterEpoch | None = None) -> TrainResult:
     """Train `cfg.model` on `cfg.data` for `cfg.epochs`, optionally resuming from a checkpoint.
 
     Writes `checkpoint.pt` (atomically) and `metrics.jsonl` to `cfg.out_dir` after every epoch
     when out_dir is set. Returns the status (completed / stopped by the callback / non-finite
-    loss) and the per-epoch history. `on_step` runs before every step (fault injection, probes).
+    loss) and the per-epoch history. `on_step` runs before every step (fault injection, probes);
+    `after_epoch` after each epoch's evaluation, its metrics joining the epoch's.
 
     Resuming refuses (CheckpointError, one line naming what differs) a config that differs from
     the checkpoint's in more than `checkpoint.RESUME_HARMLESS` (where and how fast it runs);
@@ -191,22 +248,13 @@ def train(cfg: TrainConfig, on_epoch: EpochCallback | None = None,
                 lr = lr_at(step, total_steps, cfg.optim.lr, cfg.schedule, steps_per_epoch)
                 for g in opt.param_groups:
                     g["lr"] = lr
-                idx = idx.to(device)
-                x = augment(data.train_x[idx], data.mean, data.std, gen, flip=flip,
-                            cyclic_shift=cfg.data.cyclic_shift)
-                y = data.train_y[idx]
-                if channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                with amp:
-                    out = forward(x)
-                    loss = F.cross_entropy(out.float(), y)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+                x, y = training_batch(data, idx, gen, flip, cfg.data.cyclic_shift, device,
+                                      channels_last)
+                loss, out = sgd_step(forward, opt, x, y, amp)
                 step += 1
                 seen += y.shape[0]
-                loss_sum += loss.detach() * y.shape[0]
-                correct += (out.detach().argmax(1) == y).sum()
+                loss_sum += loss * y.shape[0]
+                correct += (out.argmax(1) == y).sum()
                 if (i + 1) % _FINITE_CHECK_EVERY == 0 and not torch.isfinite(loss_sum):
                     raise NonFiniteLoss
                 now = time.perf_counter()
@@ -235,6 +283,10 @@ def train(cfg: TrainConfig, on_epoch: EpochCallback | None = None,
             metrics["num_threads"] = torch.get_num_threads()
         if status == STATUS_NONFINITE:
             metrics["status"] = STATUS_NONFINITE
+        elif after_epoch is not None:
+            metrics.update(after_epoch(EpochState(
+                epoch + 1, step, lr, cfg, data, model, opt, device, steps_per_epoch, bs, flip,
+                amp, channels_last, on_step)))
         history.append(metrics)
         if out_dir is not None:
             ckpt_path = save_checkpoint({

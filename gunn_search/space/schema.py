@@ -65,6 +65,9 @@ class SearchSettings(_Strict):
     # ASHA: epochs every trial gets; unset, `default_grace_period` (the lr drop, or half)
     grace_period: int | None = Field(default=None, ge=1)
     reduction_factor: int = Field(default=3, ge=2)  # ASHA: 1/rf of a rung goes on
+    # ASHA: at each rung a copy of the trial trains this many more epochs with its lr annealed
+    # to zero and the rung compares that copy's val_acc (trainers/anneal.py); 0: the trial's own
+    branch_epochs: float = Field(default=0.25, ge=0.0, le=10.0)
     metric: Literal["val_acc"] = "val_acc"
     mode: Literal["max"] = "max"
     # More than one: a multi-objective search (Pareto front); ASHA stops on the first, which
