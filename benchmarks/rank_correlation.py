@@ -186,12 +186,13 @@ def main() -> None:
     ap.add_argument("--budget", type=int, default=72, help="epochs per replayed search")
     ap.add_argument("--schedule", choices=["step", "cosine"], default="step",
                     help="the trials' lr schedule (default: step, the CIFAR spaces')")
+    ap.add_argument("--repeats", type=int, default=2000, help="replayed searches per setting")
     ap.add_argument("--summary", action="store_true",
                     help="with --replay: the rung candidates' tables (rank_candidates.csv, "
                     "from rung_candidates.py) and one line on the default")
     args = ap.parse_args()
     if args.summary:
-        print(candidates_report(args.budget))
+        print(candidates_report(args.budget, args.repeats))
         return
     if not args.replay:
         t, load0 = time.time(), os.getloadavg()[0]
@@ -202,7 +203,7 @@ def main() -> None:
     print(analyse(curves))
     settings = [(None, 0)] + [(g, r) for g in (1, 2, 3, 4, 6) for r in (2, 3, 4)]
     print()
-    print(rung_replay.replay_table(curves, args.budget, settings)[0])
+    print(rung_replay.replay_table(curves, args.budget, settings, args.repeats)[0])
 
 
 def candidates_report(budget: int, repeats: int = 2000) -> str:
@@ -213,7 +214,7 @@ def candidates_report(budget: int, repeats: int = 2000) -> str:
     curves, methods = rung_replay.load_candidates(DATA / "rank_candidates.csv")
     seeds = sorted(curves)
     out = [f"Rung candidates: {len(curves[seeds[0]])} configurations x training seeds "
-           f"{', '.join(map(str, seeds))}; Spearman's rho of each candidate's result at an epoch "
+           f"{', '.join(map(str, seeds))} (a method: the seeds it was recorded on); Spearman's rho of each candidate's result at an epoch "
            "against the final val_acc (mean ± sd over seeds), with the extra epochs it cost.", "",
            rung_replay.candidates_table(curves, methods), ""]
     grid = [(g, r) for g in (1, 2, 3, 4, 6) for r in (2, 3, 4)]
@@ -222,7 +223,8 @@ def candidates_report(budget: int, repeats: int = 2000) -> str:
         m = None if name == "plain" else rung_replay.method(name, methods[name])
         settings = [(None, 0)] + [(g, r) for g, r in grid
                                   if not (m and m.restart) or g == m.restart]
-        table, res = rung_replay.replay_table(curves, budget, settings, repeats, m)
+        on = curves if m is None else {s: curves[s] for s in m.table}
+        table, res = rung_replay.replay_table(on, budget, settings, repeats, m)
         out += [table, ""]
         best_of[name] = res
     d = SearchSettings()

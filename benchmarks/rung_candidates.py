@@ -105,16 +105,66 @@ def run_one(job: tuple[int, dict, int]) -> list[dict]:
     return rows
 
 
+TAIL_EPOCHS = (1, 2, 3, 4)
+TAIL_LENGTHS = (1.0, 2.0)
+
+
+def run_tails(job: tuple[int, dict, int, int]) -> list[dict]:
+    """`tail_<L>`: a branch of L epochs at the schedule's lower rates (`anneal.schedule_tail`:
+    half at lr/10, half at lr/100 before the drops) after epochs 1-4; with `until` < 12 the run
+    stops there (its plain curve already recorded)."""
+    cid, values, seed, until = job
+    import torch
+    from digits_problem import problem_space
+
+    from gunn_search.space import trial_config
+    from trainers.anneal import branch_steps, run_branch, schedule_tail
+    from trainers.loop import load_data, train
+
+    torch.set_num_threads(1)
+    cfg = trial_config(problem_space(seed), values).model_copy(
+        update={"num_threads": 1, "device": "cpu", "out_dir": None})
+    key = cfg.data.model_dump_json()
+    if key not in _DATA:
+        _DATA[key] = load_data(cfg.data)
+    t, rows = time.time(), []
+
+    def after_epoch(state) -> dict:
+        if state.epoch in TAIL_EPOCHS:
+            for length in TAIL_LENGTHS:
+                steps = branch_steps(length, state.steps_per_epoch)
+                (_, _, acc), = run_branch(state, steps, schedule_tail(state, steps))
+                rows.append({"config": cid, "seed": seed, "epoch": state.epoch,
+                             "method": f"tail_{length:g}", "val_acc": round(acc, 6),
+                             "cost_epochs": round(steps / state.steps_per_epoch, 4)})
+        return {}
+
+    res = train(cfg, data=_DATA[key], log=lambda m: None, after_epoch=after_epoch,
+                on_epoch=lambda m, c: m["epoch"] >= until)
+    if until >= cfg.epochs:
+        rows += [{"config": cid, "seed": seed, "epoch": m["epoch"], "method": "plain",
+                  "val_acc": round(m["val_acc"], 6), "cost_epochs": 0.0} for m in res.history]
+        rows += [{"config": cid, "seed": seed, "epoch": e, "method": "plain", "val_acc": 0.0,
+                  "cost_epochs": 0.0} for e in range(len(res.history) + 1, cfg.epochs + 1)]
+    print(f"tails: config {cid} seed {seed} ({time.time() - t:.0f} s, load "
+          f"{os.getloadavg()[0]:.1f})", file=sys.stderr, flush=True)
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--configs", type=int, default=24)
     ap.add_argument("--sample-seed", type=int, default=0)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--tails", action="store_true",
+                    help="record the tail_<L> branches (and the plain curve of seeds that lack it)")
     args = ap.parse_args()
     import rank_correlation
 
     configs = rank_correlation.sample_configs(args.configs, args.sample_seed)
+    if args.tails:
+        return record_tails(configs, args.seeds, args.workers)
     done = set()
     if OUT.exists():  # a run cut short: keep what it recorded, train the rest
         with OUT.open() as f:
@@ -132,6 +182,24 @@ def main() -> None:
                 csv.DictWriter(f, fieldnames=FIELDS).writerows(rows)
     print(f"{len(jobs)} runs in {time.time() - t:.0f} s, load average {load0:.1f} -> "
           f"{os.getloadavg()[0]:.1f}", file=sys.stderr)
+
+
+def record_tails(configs: list[dict], seeds: list[int], workers: int) -> None:
+    recorded = set()
+    with OUT.open() as f:
+        for r in csv.DictReader(f):
+            recorded.add((int(r["config"]), int(r["seed"]), r["method"], int(r["epoch"])))
+    last = max(TAIL_EPOCHS)
+    jobs = [(i, c, s, last if (i, s, "plain", 12) in recorded else 12)
+            for s in seeds for i, c in enumerate(configs)
+            if (i, s, f"tail_{TAIL_LENGTHS[-1]:g}", last) not in recorded]
+    t = time.time()
+    ctx = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+        for rows in pool.map(run_tails, jobs):
+            with OUT.open("a", newline="") as f:
+                csv.DictWriter(f, fieldnames=FIELDS).writerows(rows)
+    print(f"{len(jobs)} runs in {time.time() - t:.0f} s", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -190,8 +190,9 @@ def _num(x) -> str:
 
 def load_candidates(path: Path) -> tuple[dict, dict]:
     """(plain curves {seed: {config: [val_acc per epoch]}}, {method: {seed: {config: {epoch:
-    (val_acc, cost)}}}}) from `rank_candidates.csv`; seeds with a configuration missing are
-    left out (a recording cut short)."""
+    (val_acc, cost)}}}}) from `rank_candidates.csv`. A seed counts where every configuration has
+    its whole plain curve; a method's seed where it has every configuration (a recording cut
+    short leaves the rest out)."""
     plain: dict[int, dict[int, dict[int, float]]] = {}
     methods: dict[str, dict] = {}
     with path.open() as f:
@@ -202,11 +203,13 @@ def load_candidates(path: Path) -> tuple[dict, dict]:
             else:
                 methods.setdefault(r["method"], {}).setdefault(s, {}).setdefault(c, {})[e] = (
                     float(r["val_acc"]), float(r["cost_epochs"]))
-    n = max(len(v) for v in plain.values())
-    done = {s for s, v in plain.items() if len(v) == n
-            and all(c in methods[m].get(s, {}) for m in methods for c in v)}
+    n_cfg = max(len(v) for v in plain.values())
+    n_ep = max(len(c) for v in plain.values() for c in v.values())
+    done = {s for s, v in plain.items()
+            if len(v) == n_cfg and all(len(c) == n_ep for c in v.values())}
     curves = {s: {c: [v[e] for e in sorted(v)] for c, v in plain[s].items()} for s in done}
-    return curves, {m: {s: t[s] for s in done} for m, t in methods.items()}
+    return curves, {m: {s: t[s] for s in sorted(done) if len(t.get(s, {})) == n_cfg}
+                    for m, t in methods.items()}
 
 
 def candidates_table(curves: dict, methods: dict) -> str:
@@ -214,13 +217,15 @@ def candidates_table(curves: dict, methods: dict) -> str:
     epoch (mean ± sd over seeds), with what it cost."""
     from scipy.stats import spearmanr
 
-    seeds = sorted(curves)
-    epochs = len(next(iter(curves[seeds[0]].values())))
+    epochs = len(next(iter(next(iter(curves.values())).values())))
     names = ["plain", *sorted(methods)]
-    lines = ["| epoch | " + " | ".join(names) + " |", "|---:|" + "---|" * len(names)]
+    seeds_of = {m: sorted(curves) if m == "plain" else sorted(methods[m]) for m in names}
+    lines = ["| epoch | " + " | ".join(f"{m} (seeds {', '.join(map(str, seeds_of[m]))})"
+                                       for m in names) + " |", "|---:|" + "---|" * len(names)]
     for e in range(1, epochs):
         cells = []
         for m in names:
+            seeds = seeds_of[m]
             rho, cost = [], []
             for s in seeds:
                 cfgs = sorted(curves[s])

@@ -46,7 +46,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 METHODS = {"asha_tpe": ("tpe", "asha", "ASHA+TPE"), "fifo_tpe": ("tpe", "fifo", "TPE+FIFO"),
            "asha_random": ("random", "asha", "random+ASHA"),
-           "fifo_random": ("random", "fifo", "random+FIFO")}
+           "fifo_random": ("random", "fifo", "random+FIFO"),
+           # a peer, run by peer_optuna.py (its rows join these with --tables-from)
+           "optuna_hyperband": (None, None, "Optuna TPE+Hyperband")}
+SEARCHES = [m for m, (sampler, _, _) in METHODS.items() if sampler]  # what this script runs
 
 
 def asha_epochs_per_trial(grace: int, rf: int, max_t: int, branch: float = 0.0) -> float:
@@ -246,7 +249,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=list(range(8)))
     ap.add_argument("--budget", type=int, default=96, help="epochs per search (default 96)")
-    ap.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
+    ap.add_argument("--methods", nargs="+", choices=SEARCHES, default=SEARCHES)
     ap.add_argument("--grace", type=int, default=None,
                     help="ASHA's first rung (default: the search's default for the problem)")
     ap.add_argument("--branch-epochs", type=float, default=None,

@@ -8,8 +8,8 @@ trials: a PRUNED trial ranks below every complete one, deeper-trained first, the
 reported value (optuna's TPE `_split_pruned_trials`). Tune has no switch for this, hence the
 subclass: a trial whose last result is still `running` (it had epochs left) is told PRUNED.
 
-Its intermediate values are the rung results where a result has one (`RUNG_METRIC`, the
-annealed val_acc at a rung), else val_acc: a pruned trial's value is then what ASHA compared.
+Its intermediate values are the rung metric (`RUNG_METRIC`: the annealed val_acc at a rung,
+val_acc elsewhere): a pruned trial's value is then what ASHA compared.
 """
 
 from __future__ import annotations

@@ -74,15 +74,11 @@ def annealing_branch(space: Space, epochs: int):
     return AnnealingBranch(frozenset(at), s.branch_epochs) if at else None
 
 
-def rung_result(metrics: dict, branches: bool, epochs: int) -> float | None:
-    """What ASHA compares for this epoch (`RUNG_METRIC`): the branch's val_acc where one ran, the
-    trial's own val_acc at its last epoch or in a search without branches; None elsewhere (a
-    result without the rung metric is not a rung result to Tune's ASHA)."""
-    if ANNEALED_METRIC in metrics:
-        return metrics[ANNEALED_METRIC]
-    if not branches or metrics["epoch"] >= epochs:
-        return metrics.get(METRIC)
-    return None
+def rung_result(metrics: dict) -> float | None:
+    """What ASHA compares for this epoch (`RUNG_METRIC`): the branch's val_acc where one ran (a
+    rung), else the trial's own val_acc. ASHA reads it at rung epochs and at a trial's last one
+    only, but Tune wants the scheduler's metric in every result."""
+    return metrics.get(ANNEALED_METRIC, metrics.get(METRIC))
 
 
 def train_trial(config: dict, space: Space) -> None:
@@ -131,9 +127,7 @@ def train_trial(config: dict, space: Space) -> None:
         def on_epoch(metrics: dict, ckpt_path: Path | None) -> bool:
             out = {k: v for k, v in metrics.items() if k != "status"} | costs
             out.setdefault(BRANCH_EPOCHS, 0.0)
-            rung = rung_result(metrics, branch is not None, cfg.epochs)
-            if rung is not None:
-                out[RUNG_METRIC] = rung
+            out[RUNG_METRIC] = rung_result(metrics)
             if metrics.get("status") == STATUS_NONFINITE:
                 out.update({METRIC: 0.0, RUNG_METRIC: 0.0,  # bad, not a crash
                             "trial_status": TrialStatus.NONFINITE})

@@ -11,7 +11,7 @@ from enum import StrEnum
 
 METRIC = "val_acc"
 # What ASHA compares at a rung: the val_acc of an annealing branch there (trainers/anneal.py,
-# logged as `annealed_val_acc`), the trial's own val_acc at its last epoch or without branches.
+# logged as `annealed_val_acc`); at other epochs (and without branches) the trial's own val_acc.
 RUNG_METRIC = "rung_val_acc"
 ANNEALED_METRIC = "annealed_val_acc"  # == trainers.anneal.annealed_key("val") (tests/test_anneal.py)
 

@@ -94,3 +94,24 @@ def test_a_run_interrupted_inside_a_branch_resumes_to_the_same_result(tmp_path):
     for s, r in zip(straight.history, resumed.history):
         for k in ("val_acc", "train_loss", ANNEALED_METRIC, BRANCH_EPOCHS):
             assert s.get(k) == r.get(k), (k, s["epoch"])
+
+
+def test_the_tail_is_the_schedules_lower_rates_compressed():
+    from types import SimpleNamespace as NS
+
+    from trainers.anneal import schedule_tail
+    from trainers.config import ScheduleConfig
+
+    def state(epoch, lr, kind="step"):
+        return NS(cfg=NS(schedule=ScheduleConfig(kind=kind), epochs=12, optim=NS(lr=0.1)),
+                  epoch=epoch, lr=lr)
+
+    def rates(st, steps=8):
+        f = schedule_tail(st, steps)
+        return [round(f(k), 6) for k in range(steps)]
+
+    # Before the drops (epochs 1-5 of 12 at 0.1): half at lr/10, half at lr/100.
+    assert rates(state(1, 0.1)) == [0.01] * 4 + [0.001] * 4 == rates(state(5, 0.1))
+    assert rates(state(6, 0.01)) == [0.001] * 8  # after the first: its last rate only
+    assert rates(state(10, 0.001)) == [0.001] * 8
+    assert rates(state(3, 0.05, "cosine"), 4) == [0.05, 0.0375, 0.025, 0.0125]  # to zero

@@ -73,6 +73,13 @@ def test_mlflow_holds_one_parent_and_a_child_per_trial(smoke_search):
             stopped += 1
         assert c.info.status == "FINISHED"
         best = max(best, max(m.value for m in hist))
+        # The rung results, beside the trial's own curve: an annealing branch at each of ASHA's
+        # rungs (epochs 1 and 2) the trial reached, never at its last epoch; their cost too.
+        annealed = client.get_metric_history(c.info.run_id, "annealed_val_acc")
+        assert sorted(m.step for m in annealed) == [r for r in (1, 2) if r <= steps[-1]]
+        branch = {m.step: m.value for m in client.get_metric_history(c.info.run_id,
+                                                                     "branch_epochs")}
+        assert all((branch[e] > 0) == (e in (1, 2)) for e in steps)
         assert "train_config.yaml" in [a.path for a in client.list_artifacts(c.info.run_id)]
     assert len(momenta) == len(children)  # each trial trained its own momentum
     assert stopped >= 1  # ASHA cut some trials short

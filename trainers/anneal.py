@@ -3,9 +3,10 @@
 Mid-schedule, a run's val_acc says where it stands in its schedule, not how good it is: under a
 step schedule a high lr looks bad while it lasts and ends best (benchmarks/RESULTS.md, "Rank
 correlation"). A branch answers the question ASHA asks at a rung instead. It copies the model
-and the optimizer state, trains the copy for a short tail with the lr falling linearly from the
-run's current lr to zero (the end of a schedule, compressed: warmup-stable-decay's decay put at
-the rung), evaluates the copy and throws it away. The run goes on from where it was, its own
+and the optimizer state, trains the copy for a short tail at the lower rates the run's schedule
+has yet to reach (the end of the schedule, compressed: under a step schedule half the branch at
+lr/10 and half at lr/100; under others the lr falling linearly to zero, warmup-stable-decay's
+decay put at the rung), evaluates the copy and throws it away. The run goes on from where it was, its own
 schedule untouched: the branch draws its batches from a generator of its own and leaves torch's
 global random state as it found it, so the run's next epoch is bit-identical with and without a
 branch (tests/test_anneal.py). What a search exports is therefore the run's own full-length
@@ -40,6 +41,20 @@ def branch_steps(epochs: float, steps_per_epoch: int) -> int:
 def linear_decay(lr: float, steps: int) -> Callable[[int], float]:
     """The lr of branch step k (0-based): from `lr` down towards zero in `steps` equal steps."""
     return lambda k: lr * (1.0 - k / steps)
+
+
+def schedule_tail(state: EpochState, steps: int) -> Callable[[int], float]:
+    """The lr of branch step k: the run's schedule from here to its end, its lower phases
+    compressed into `steps`. A step schedule: equal shares at each lower rate it has yet to
+    reach (lr·γ, lr·γ² for a run before its drops; the last rate once there). Other schedules:
+    from the current lr linearly to zero."""
+    s = state.cfg.schedule
+    if s.kind != "step":
+        return linear_decay(state.lr, steps)
+    passed = sum(state.epoch >= m * state.cfg.epochs for m in s.milestones)
+    rates = [state.cfg.optim.lr * s.gamma ** j for j in range(passed + 1, len(s.milestones) + 1)]
+    rates = rates or [state.lr]
+    return lambda k: rates[min(len(rates) - 1, k * len(rates) // steps)]
 
 
 def branch_generator(seed: int, epoch: int) -> torch.Generator:
@@ -95,7 +110,7 @@ class AnnealingBranch:
         if state.epoch not in self.at:
             return {}
         steps = branch_steps(self.epochs, state.steps_per_epoch)
-        (_, loss, acc), = run_branch(state, steps, linear_decay(state.lr, steps))
+        (_, loss, acc), = run_branch(state, steps, schedule_tail(state, steps))
         name = state.data.eval_name
         return {annealed_key(name): acc, annealed_key(name, "loss"): loss,
                 BRANCH_EPOCHS: steps / state.steps_per_epoch}

@@ -1,0 +1,104 @@
+"""The peer a user would pick instead: Optuna on its own, TPE + HyperbandPruner (Optuna's
+recommended pair), on the problem and epoch budget of `search_efficiency.py`.
+
+What it measures
+    Per seed, one Optuna study (TPESampler(seed), HyperbandPruner(min_resource=1, max_resource=12,
+    reduction_factor=3), both as Optuna's docs pair them) samples the same space as gunn-search
+    (`gunn_search.space.sample`, the define-by-run function its searcher uses) and trains each
+    trial with the same loop and training seed (`trainers.loop.train`, one thread), reporting
+    val_acc after every epoch; the pruner stops a trial between epochs. Two trials at a time
+    (`n_jobs=2`, threads), as the searches run two trials at a time. The study stops once the
+    budget of epochs has been trained. Its per-epoch results, in the order they arrived, are
+    written as a `search_efficiency.py --json` row under the method `optuna_hyperband`, so
+    `search_efficiency.py --tables-from` puts it beside the other searches (same seeds, target
+    = random+FIFO's best of that seed).
+
+Usage
+    python benchmarks/peer_optuna.py --seeds 0 1 2 3 4 5 6 7 --budget 72 --json peer.json
+
+Machine and result: benchmarks/RESULTS.md, "Search efficiency".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_seed(seed: int, budget: int) -> dict:
+    import optuna
+    import torch
+    from digits_problem import EPOCHS, problem_space
+
+    from gunn_search.space import trial_config
+    from gunn_search.space.sample import sample
+    from trainers.loop import load_data, train
+
+    torch.set_num_threads(1)  # per process: two trials in threads, one core each
+    space = problem_space(seed)
+    data = load_data(space.base.data)
+    lock, events, t0 = threading.Lock(), [], time.time()
+
+    def objective(trial: optuna.Trial) -> float:
+        values = sample(trial, space)
+        cfg = trial_config(space, values).model_copy(
+            update={"num_threads": 1, "device": "cpu", "out_dir": None})
+        pruned = []
+
+        def on_epoch(m: dict, _ckpt) -> bool:
+            with lock:
+                if len(events) >= budget:
+                    study.stop()
+                    return True
+                events.append({"t": round(time.time() - t0, 2), "trial": str(trial.number),
+                               "epoch": m["epoch"], "val_acc": m["val_acc"]})
+            trial.report(m["val_acc"], m["epoch"])
+            if m["epoch"] < EPOCHS and trial.should_prune():
+                pruned.append(m["epoch"])
+                return True
+            return False
+
+        res = train(cfg, data=data, log=lambda msg: None, on_epoch=on_epoch)
+        if pruned:
+            raise optuna.TrialPruned()
+        return res.final.get("val_acc", 0.0)
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(
+        direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed),
+        pruner=optuna.pruners.HyperbandPruner(min_resource=1, max_resource=EPOCHS,
+                                              reduction_factor=3))
+    study.optimize(objective, n_trials=10_000, n_jobs=2)
+    return {"events": events, "wall": time.time() - t0, "num_samples": len(study.trials),
+            "errors": []}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seeds", type=int, nargs="+", default=list(range(8)))
+    ap.add_argument("--budget", type=int, default=72)
+    ap.add_argument("--json", required=True)
+    args = ap.parse_args()
+    import search_efficiency as eff
+
+    rows = []
+    for seed in args.seeds:
+        out = run_seed(seed, args.budget)
+        s = eff.summarize(out["events"])
+        rows.append({"seed": seed, "optuna_hyperband": {**s, **out}})
+        print(f"seed {seed} Optuna TPE+Hyperband: best {s['best']:.4f} in {s['epochs']:g} epochs, "
+              f"{s['trials']} trials ({out['wall']:.0f} s, load {os.getloadavg()[0]:.1f})",
+              file=sys.stderr, flush=True)
+        Path(args.json).write_text(json.dumps(rows, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    sys.path[:0] = [str(REPO / "benchmarks"), str(REPO)]
+    main()
