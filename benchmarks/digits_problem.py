@@ -37,6 +37,10 @@ def problem_data(train_seed: int, epochs: int = EPOCHS, schedule: str = "step") 
     # One CPU and no GPU per trial: two trials at a time on the 2-core machine.
     data.setdefault("resources", {}).update(cpus_per_trial=1, gpus_per_trial=0)
     data.pop("budget", None)
+    # smoke.yaml's demo rungs (grace 1, rf 2) are not the problem's: a search on it starts
+    # from the search's own defaults (search.grace_period, reduction_factor, branch_epochs).
+    for key in ("grace_period", "reduction_factor"):
+        data["search"].pop(key, None)
     return data
 
 

@@ -113,5 +113,5 @@ def test_the_tail_is_the_schedules_lower_rates_compressed():
     # Before the drops (epochs 1-5 of 12 at 0.1): half at lr/10, half at lr/100.
     assert rates(state(1, 0.1)) == [0.01] * 4 + [0.001] * 4 == rates(state(5, 0.1))
     assert rates(state(6, 0.01)) == [0.001] * 8  # after the first: its last rate only
-    assert rates(state(10, 0.001)) == [0.001] * 8
+    assert schedule_tail(state(9, 0.001), 8) is None  # at its last rate: nothing to anneal
     assert rates(state(3, 0.05, "cosine"), 4) == [0.05, 0.0375, 0.025, 0.0125]  # to zero

@@ -43,17 +43,19 @@ def linear_decay(lr: float, steps: int) -> Callable[[int], float]:
     return lambda k: lr * (1.0 - k / steps)
 
 
-def schedule_tail(state: EpochState, steps: int) -> Callable[[int], float]:
+def schedule_tail(state: EpochState, steps: int) -> Callable[[int], float] | None:
     """The lr of branch step k: the run's schedule from here to its end, its lower phases
     compressed into `steps`. A step schedule: equal shares at each lower rate it has yet to
-    reach (lr·γ, lr·γ² for a run before its drops; the last rate once there). Other schedules:
-    from the current lr linearly to zero."""
+    reach (lr·γ, lr·γ² for a run before its drops); None once it trains at its last rate
+    (nothing is left to anneal: its own val_acc is the answer). Other schedules: from the
+    current lr linearly to zero."""
     s = state.cfg.schedule
     if s.kind != "step":
         return linear_decay(state.lr, steps)
     passed = sum(state.epoch >= m * state.cfg.epochs for m in s.milestones)
     rates = [state.cfg.optim.lr * s.gamma ** j for j in range(passed + 1, len(s.milestones) + 1)]
-    rates = rates or [state.lr]
+    if not rates:
+        return None
     return lambda k: rates[min(len(rates) - 1, k * len(rates) // steps)]
 
 
@@ -101,7 +103,8 @@ def run_branch(state: EpochState, steps: int, lr_of_step: Callable[[int], float]
 
 @dataclass(frozen=True)
 class AnnealingBranch:
-    """An `after_epoch` hook: a branch of `epochs` after each epoch in `at` (ASHA's rungs)."""
+    """An `after_epoch` hook: a branch of `epochs` after each epoch in `at` (ASHA's rungs) where
+    the schedule has a lower rate left to reach."""
 
     at: frozenset[int]
     epochs: float = 0.5
@@ -110,7 +113,10 @@ class AnnealingBranch:
         if state.epoch not in self.at:
             return {}
         steps = branch_steps(self.epochs, state.steps_per_epoch)
-        (_, loss, acc), = run_branch(state, steps, schedule_tail(state, steps))
+        tail = schedule_tail(state, steps)
+        if tail is None:
+            return {}
+        (_, loss, acc), = run_branch(state, steps, tail)
         name = state.data.eval_name
         return {annealed_key(name): acc, annealed_key(name, "loss"): loss,
                 BRANCH_EPOCHS: steps / state.steps_per_epoch}

@@ -62,12 +62,14 @@ class SearchSettings(_Strict):
     max_concurrent: int = Field(default=4, ge=1)
     # asha stops the trials that rank low at a rung; fifo trains every trial to the end.
     scheduler: Literal["asha", "fifo"] = "asha"
-    # ASHA: epochs every trial gets; unset, `default_grace_period` (the lr drop, or half)
+    # ASHA: epochs every trial gets; unset, `default_grace_period` (a sixth of the epochs with
+    # branches; without, the lr drop or half)
     grace_period: int | None = Field(default=None, ge=1)
     reduction_factor: int = Field(default=3, ge=2)  # ASHA: 1/rf of a rung goes on
-    # ASHA: at each rung a copy of the trial trains this many more epochs with its lr annealed
-    # to zero and the rung compares that copy's val_acc (trainers/anneal.py); 0: the trial's own
-    branch_epochs: float = Field(default=0.25, ge=0.0, le=10.0)
+    # ASHA: at each rung a copy of the trial trains this many more epochs at the lower rates its
+    # schedule has left, and the rung compares that copy's val_acc (trainers/anneal.py); 0: the
+    # trial's own val_acc. Unset: `default_branch_epochs` (a sixth of the epochs).
+    branch_epochs: float | None = Field(default=None, ge=0.0)
     metric: Literal["val_acc"] = "val_acc"
     mode: Literal["max"] = "max"
     # More than one: a multi-objective search (Pareto front); ASHA stops on the first, which
@@ -185,9 +187,11 @@ def parse_space(data: dict, source: str = "space") -> Space:
     space = Space(sections.name, base, dims, tuple(forms), sections.search, sections.resources,
                   sections.budget, {**data_with_dims(data, dims), **_sections_data(sections)},
                   source)
+    # Resolved here, not written back into `space.data`: a changed `epochs` (--max-epochs)
+    # re-parses the data and moves the rung and the branch with it.
+    if space.search.branch_epochs is None:
+        space.search.branch_epochs = default_branch_epochs(space)
     if space.search.grace_period is None:
-        # Resolved here, not written back into `space.data`: a changed `epochs` (--max-epochs)
-        # re-parses the data and moves the rung with the lr drop.
         space.search.grace_period = default_grace_period(space)
     try:
         _check_cross_fields(space)
@@ -196,10 +200,25 @@ def parse_space(data: dict, source: str = "space") -> Space:
     return space
 
 
+# Measured on the digits problem of benchmarks/rank_correlation.py (12 epochs, step schedule):
+# a branch of 2 epochs (a sixth) at the schedule's lower rates after epoch 2 (a sixth) ranked
+# configurations as their final val_acc does (Spearman 0.94; the trial's own val_acc there:
+# -0.27), and in the replay of ASHA it was the cheapest first rung that kept the best
+# configurations (benchmarks/RESULTS.md, "Rung results that predict the end").
+BRANCH_SHARE = 1 / 6
+
+
+def default_branch_epochs(space: Space) -> float:
+    """The annealing branch's length when the space sets none: a sixth of the epochs."""
+    return round(space.max_epochs * BRANCH_SHARE, 2)
+
+
 def default_grace_period(space: Space) -> int:
     """ASHA's first rung when the space sets none.
 
-    Under a step schedule: the first epoch trained at the lower lr (epoch e of E is when
+    With annealing branches at the rungs (`search.branch_epochs` > 0): a sixth of the epochs,
+    where a branch's result already ranks configurations (see BRANCH_SHARE). Without them, the
+    trial's own val_acc is what a rung compares, and under a step schedule: the first epoch trained at the lower lr (epoch e of E is when
     e >= milestones[0] * E; the latest over the space's samples). Before it, val_acc ranked
     configurations backwards in benchmarks/rank_correlation.py (Spearman -0.44 at epoch 2 of
     12, 0.88 at the drop, epoch 6). Under any other schedule: half of the epochs. Under
@@ -208,6 +227,8 @@ def default_grace_period(space: Space) -> int:
     stopping (mean best 0.902 against 0.893 at epoch 2 and FIFO's 0.908); a constant lr was not
     measured. RESULTS.md, "Rank correlation".
     """
+    if space.search.scheduler == "asha" and space.search.branch_epochs:
+        return max(1, math.ceil(space.max_epochs * BRANCH_SHARE - 1e-9))
     half = max(1, math.ceil(space.max_epochs / 2))
     if "step" not in space.values_at("schedule.kind"):
         return half
