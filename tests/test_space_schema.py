@@ -248,17 +248,39 @@ def test_bad_space_is_a_one_line_error_naming_file_and_field(changes, field, fra
     ([("epochs", 12), ("schedule", {"kind": "constant"})], 6),  # not measured: as cosine
     ([("epochs", 30), ("search.grace_period", 4)], 4),        # set in the file: kept
 ])
-def test_grace_period_defaults_to_the_first_epoch_after_the_lr_drop(changes, grace):
-    space = parse(patched(BASE, ("search.grace_period", None), *changes))
+def test_without_branches_grace_period_defaults_to_the_first_epoch_after_the_lr_drop(changes,
+                                                                                    grace):
+    # Without annealing branches a rung compares the trial's own val_acc: wait for the drop.
+    space = parse(patched(BASE, ("search.grace_period", None), ("search.branch_epochs", 0),
+                          *changes))
     assert space.search.grace_period == grace
 
 
-def test_default_grace_period_follows_a_changed_epochs():
+@pytest.mark.parametrize("changes,grace,branch", [
+    ([("epochs", 12)], 2, 2.0),                               # measured: a sixth, and a sixth
+    ([("epochs", 30)], 5, 5.0),                               # the CIFAR spaces
+    ([("epochs", 4)], 1, 0.67),
+    ([("epochs", 30), ("schedule", {"kind": "cosine"})], 5, 5.0),
+    ([("epochs", 30), ("search.branch_epochs", 1.5)], 5, 1.5),  # set in the file: kept
+    ([("epochs", 30), ("search.scheduler", "fifo")], 15, 5.0),  # fifo: no rungs, no branches
+])
+def test_with_branches_the_first_rung_and_the_branch_are_a_sixth_of_the_epochs(changes, grace,
+                                                                               branch):
+    space = parse(patched(BASE, ("search.grace_period", None), *changes))
+    assert (space.search.grace_period, space.search.branch_epochs) == (grace, branch)
+
+
+def test_default_grace_period_and_branch_follow_a_changed_epochs():
     from gunn_search.space import with_overrides
 
     space = parse(patched(BASE, ("search.grace_period", None), ("epochs", 30)))
     assert "grace_period" not in space.data["search"]  # resolved, not written back
-    assert with_overrides(space, {"epochs": 12}).search.grace_period == 6
+    assert "branch_epochs" not in space.data["search"]
+    changed = with_overrides(space, {"epochs": 12}).search
+    assert (changed.grace_period, changed.branch_epochs) == (2, 2.0)
+    no_branch = parse(patched(BASE, ("search.grace_period", None), ("epochs", 30),
+                              ("search.branch_epochs", 0)))
+    assert with_overrides(no_branch, {"epochs": 12}).search.grace_period == 6
 
 
 # --- fingerprint ----------------------------------------------------------------------------------
