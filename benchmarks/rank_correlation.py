@@ -65,21 +65,30 @@ def sample_configs(n: int, sample_seed: int) -> list[dict]:
 _DATA = {}
 
 
-def train_one(job: tuple[int, dict, int, str]) -> list[dict]:
-    """Train configuration `values` with training seed `seed`; its per-epoch rows."""
-    cid, values, seed, schedule = job
+def problem_run(values: dict, seed: int, schedule: str = "step"):
+    """(config, data) of configuration `values` trained with seed `seed` on the problem, one
+    thread, no checkpoints; the data loaded once per process."""
     from digits_problem import problem_space
 
     from gunn_search.space import trial_config
-    from trainers.loop import load_data, train
+    from trainers.loop import load_data
 
     cfg = trial_config(problem_space(seed, schedule=schedule), values).model_copy(
         update={"num_threads": 1, "device": "cpu", "out_dir": None})  # no checkpoints to write
     key = cfg.data.model_dump_json()
     if key not in _DATA:
         _DATA[key] = load_data(cfg.data)
+    return cfg, _DATA[key]
+
+
+def train_one(job: tuple[int, dict, int, str]) -> list[dict]:
+    """Train configuration `values` with training seed `seed`; its per-epoch rows."""
+    cid, values, seed, schedule = job
+    from trainers.loop import train
+
+    cfg, data = problem_run(values, seed, schedule)
     t = time.time()
-    res = train(cfg, data=_DATA[key], log=lambda msg: None)
+    res = train(cfg, data=data, log=lambda msg: None)
     rows = [{"config": cid, "seed": seed, "epoch": m["epoch"], "val_acc": round(m["val_acc"], 6),
              "train_loss": round(m["train_loss"], 6)} for m in res.history]
     # A run stopped by a non-finite loss scores 0 from then on, as the search tells the searcher.

@@ -42,27 +42,19 @@ BRANCH_LENGTHS = (0.25, 1.0)
 EMA_DECAY = 0.9
 COMPRESSED = 3
 
-_DATA = {}
-
 
 def run_one(job: tuple[int, dict, int]) -> list[dict]:
     """Train configuration `values` with training seed `seed`, measuring every candidate."""
     cid, values, seed = job
     import torch
-    from digits_problem import problem_space
+    from rank_correlation import problem_run
     from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-    from gunn_search.space import trial_config
     from trainers.anneal import branch_steps, linear_decay, run_branch
-    from trainers.loop import load_data, train
+    from trainers.loop import train
 
     torch.set_num_threads(1)
-    cfg = trial_config(problem_space(seed), values).model_copy(
-        update={"num_threads": 1, "device": "cpu", "out_dir": None})
-    key = cfg.data.model_dump_json()
-    if key not in _DATA:
-        _DATA[key] = load_data(cfg.data)
-    data = _DATA[key]
+    cfg, data = problem_run(values, seed)
     t = time.time()
     rows: list[dict] = []
     ema: dict = {}
@@ -115,18 +107,13 @@ def run_tails(job: tuple[int, dict, int, int]) -> list[dict]:
     stops there (its plain curve already recorded)."""
     cid, values, seed, until = job
     import torch
-    from digits_problem import problem_space
+    from rank_correlation import problem_run
 
-    from gunn_search.space import trial_config
     from trainers.anneal import branch_steps, run_branch, schedule_tail
-    from trainers.loop import load_data, train
+    from trainers.loop import train
 
     torch.set_num_threads(1)
-    cfg = trial_config(problem_space(seed), values).model_copy(
-        update={"num_threads": 1, "device": "cpu", "out_dir": None})
-    key = cfg.data.model_dump_json()
-    if key not in _DATA:
-        _DATA[key] = load_data(cfg.data)
+    cfg, data = problem_run(values, seed)
     t, rows = time.time(), []
 
     def after_epoch(state) -> dict:
@@ -139,7 +126,7 @@ def run_tails(job: tuple[int, dict, int, int]) -> list[dict]:
                              "cost_epochs": round(steps / state.steps_per_epoch, 4)})
         return {}
 
-    res = train(cfg, data=_DATA[key], log=lambda m: None, after_epoch=after_epoch,
+    res = train(cfg, data=data, log=lambda m: None, after_epoch=after_epoch,
                 on_epoch=lambda m, c: m["epoch"] >= until)
     if until >= cfg.epochs:
         rows += [{"config": cid, "seed": seed, "epoch": m["epoch"], "method": "plain",

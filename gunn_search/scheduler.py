@@ -58,6 +58,21 @@ def branch_epochs_per_trial(search, max_epochs: int) -> float:
                                                   max_epochs))
 
 
+def describe(search, max_epochs: int) -> str:
+    """How long trials train, for the search's first line: "ASHA rungs at epochs 2, 6 (1/3 goes
+    on), each comparing a 2-epoch annealing branch"."""
+    if search.scheduler != "asha":
+        return "every trial trains to the end (fifo)"
+    at = rung_epochs(search.grace_period, search.reduction_factor, max_epochs)
+    if not at:
+        return "ASHA has no rung below the last epoch"
+    out = (f"ASHA rungs at epoch{'s' if len(at) > 1 else ''} {', '.join(map(str, at))} "
+           f"(1/{search.reduction_factor} goes on)")
+    if search.branch_epochs:
+        out += f", each comparing a {search.branch_epochs:g}-epoch annealing branch"
+    return out
+
+
 class ResumableASHA(ASHAScheduler):
     """ASHAScheduler on `RUNG_METRIC` that rebuilds its rungs from persisted results when trials
     are restored."""

@@ -23,6 +23,7 @@ from gunn_search import faults, mlflow_ui, pareto
 from gunn_search.errors import SearchError, UsageError
 from gunn_search import tracking as tr
 from gunn_search.scheduler import ResumableASHA, branch_epochs_per_trial
+from gunn_search.scheduler import describe as describe_schedule
 from gunn_search.state_saves import adapt_state_saves
 from gunn_search.space import Space, define_by_run, fingerprint as space_fingerprint
 from gunn_search.trainable import train_trial
@@ -331,7 +332,7 @@ def run_search(space: Space, opts: SearchOptions,
         space = resolve_resources(space)
         log(f"{'resuming' if opts.resume else 'starting'} search {opts.experiment!r}: "
             f"{space.search.num_samples} trials, up to {space.max_epochs} epochs each, "
-            f"MLflow at {opts.tracking_uri}")
+            f"{describe_schedule(space.search, space.max_epochs)}; MLflow at {opts.tracking_uri}")
         try:
             client, exp_id = store.result() if store is not None else open_experiment(opts)
             past = None

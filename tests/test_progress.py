@@ -53,3 +53,19 @@ def test_in_a_pipe_plain_lines_only_when_something_ends():
 
 def test_durations_read_well():
     assert [fmt_duration(s) for s in (5, 75, 3725)] == ["5s", "1m15s", "1h02m"]
+
+
+def test_branch_epochs_count_in_the_epochs_done_and_in_the_budget():
+    out = Terminal()
+    # 4 trials of 4 epochs, each with rungs whose branches cost 1.5 epochs in all
+    cb = ProgressCallback(num_samples=4, max_epochs=4, stream=out, branch_epochs=1.5)
+    a = trial("a")
+    cb.on_trial_start(0, [], a)
+    cb.on_trial_result(0, [], a, {"epoch": 1, "val_acc": 0.2, "trial_status": "running",
+                                  "branch_epochs": 1.0})  # a rung: the branch ran
+    cb.on_trial_result(0, [], a, {"epoch": 2, "val_acc": 0.3, "trial_status": "running",
+                                  "branch_epochs": 0.0})
+    cb.on_trial_result(0, [], a, {"epoch": 2, "val_acc": 0.3, "trial_status": "running",
+                                  "branch_epochs": 1.0})  # Tune's duplicate last result
+    assert "epochs 3/22" in cb.line()  # 2 epochs + 1 in a branch, of 4 x (4 + 1.5)
+    assert cb.remaining_epochs() == 3 * 5.5 + (5.5 - 2)

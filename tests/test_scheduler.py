@@ -75,3 +75,16 @@ def test_rung_epochs_and_a_trials_branch_cost_follow_asha():
     assert branch_epochs_per_trial(s, 12) == 1.5  # rungs 2, 4, 8
     assert branch_epochs_per_trial(s.model_copy(update={"scheduler": "fifo"}), 12) == 0.0
     assert branch_epochs_per_trial(s.model_copy(update={"branch_epochs": 0.0}), 12) == 0.0
+
+
+def test_the_search_says_where_its_rungs_are_and_what_they_compare():
+    from gunn_search.scheduler import describe
+    from gunn_search.space.schema import SearchSettings
+
+    s = SearchSettings(grace_period=2, reduction_factor=3, branch_epochs=2.0)
+    assert describe(s, 12) == ("ASHA rungs at epochs 2, 6 (1/3 goes on), each comparing a "
+                               "2-epoch annealing branch")
+    assert describe(s.model_copy(update={"branch_epochs": 0.0}), 12) == \
+        "ASHA rungs at epochs 2, 6 (1/3 goes on)"
+    assert describe(s.model_copy(update={"scheduler": "fifo"}), 12) == \
+        "every trial trains to the end (fifo)"
