@@ -238,11 +238,12 @@ def write_events_csv(rows: list[dict], path: Path) -> None:
 
     with path.open("w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["seed", "method", "n", "trial", "epoch", "val_acc"])
+        w.writerow(["seed", "method", "n", "trial", "epoch", "val_acc", "branch_epochs"])
         for row in rows:
             for m in METHODS:
                 for i, e in enumerate(row.get(m, {}).get("events", []), 1):
-                    w.writerow([row["seed"], m, i, e["trial"], e["epoch"], e["val_acc"]])
+                    w.writerow([row["seed"], m, i, e["trial"], e["epoch"], e["val_acc"],
+                                e.get("branch_epochs", 0.0)])
 
 
 def main() -> None:
