@@ -247,3 +247,8 @@ def candidates_report(budget: int, repeats: int = 2000) -> str:
     out.append(f"default: {name} (grace {grace}, rf {d.reduction_factor}) reaches FIFO's best "
                f"with {r['median_to_all'] / budget:.2f} of its epochs (median of {repeats} draws)")
     return "\n".join(out)
+
+
+if __name__ == "__main__":
+    sys.path[:0] = [str(REPO / "benchmarks"), str(REPO)]
+    main()
