@@ -6,10 +6,10 @@ correlation"). A branch answers the question ASHA asks at a rung instead. It cop
 and the optimizer state, trains the copy for a short tail at the lower rates the run's schedule
 has yet to reach (the end of the schedule, compressed: under a step schedule half the branch at
 lr/10 and half at lr/100; under others the lr falling linearly to zero, warmup-stable-decay's
-decay put at the rung), evaluates the copy and throws it away. The run goes on from where it was, its own
-schedule untouched: the branch draws its batches from a generator of its own and leaves torch's
-global random state as it found it, so the run's next epoch is bit-identical with and without a
-branch (tests/test_anneal.py). What a search exports is therefore the run's own full-length
+decay put at the rung), evaluates the copy and throws it away. The run goes on from where it
+was, its own schedule untouched: the branch draws its batches from a generator of its own and
+leaves torch's global random state as it found it, so the run's next epoch is bit-identical
+with and without a branch (tests/test_anneal.py). What a search exports is therefore the run's own full-length
 training; the branch only decides which runs go on.
 """
 
