@@ -23,27 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-# (value ASHA compares, the extra epochs measuring it cost) for (config, epoch)
-RungResult = Callable[[int, int], "tuple[float, float]"]
-
-
-def rungs(grace: int, rf: int, max_t: int) -> list[int]:
-    """ASHA's rung epochs below max_t: grace, grace*rf, ..."""
-    out, t = [], grace
-    while t < max_t:
-        out.append(t)
-        t *= rf
-    return out
-
-
-def epochs_to(curve: list[tuple[float, float]], target: float) -> float | None:
-    """The epochs used when the running best first reached `target` (None: never)."""
-    return next((used for used, best in curve if best >= target - 1e-12), None)
+from search_efficiency import epochs_to  # a curve of (epochs used, running best), as here
 
 
 @dataclass(frozen=True)
 class Method:
-    """How a rung is measured: `value(seed, config, epoch)` -> (result, extra epochs), or None
+    """How a rung is measured: `at(seed)(config, epoch)` -> (result, extra epochs), or None
     where it has no result (the trial's own val_acc is compared then, at no cost). `restart`:
     the rung result comes from a separate run of `restart` epochs; a promoted trial then trains
     from scratch (successive halving with restarts)."""
@@ -65,8 +50,11 @@ def replay_search(curves: dict[int, list[float]], order: list[int], budget: floa
     after each step, as (epochs used, best)."""
     import numpy as np
 
+    from gunn_search.scheduler import rung_epochs  # the search's own rule for where rungs are
+
     max_t = len(next(iter(curves.values())))
-    recorded: dict[int, list[float]] = {r: [] for r in (rungs(grace, rf, max_t) if grace else [])}
+    recorded: dict[int, list[float]] = {r: [] for r in (rung_epochs(grace, rf, max_t)
+                                                        if grace else [])}
     if restart and restart not in recorded:
         raise ValueError(f"a restart rung at epoch {restart} needs a rung there (grace {grace})")
     queue = list(order)
