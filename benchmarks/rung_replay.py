@@ -42,14 +42,22 @@ class Method:
         return lambda c, e: t.get(c, {}).get(e)
 
 
-def replay_search(curves: dict[int, list[float]], order: list[int], budget: float,
-                  grace: int | None, rf: int, rung=None, restart: int = 0,
-                  slots: int = 2) -> tuple[float, list[tuple[float, float]]]:
-    """One search (see the module's docstring); `rung(config, epoch)` -> (result, cost) or None
-    (then the trial's own val_acc, free). Returns the best val_acc found and the running best
-    after each step, as (epochs used, best)."""
+def asha_promoted(recorded: list[float], value: float, rf: int) -> bool:
+    """Tune's ASHA rule: below the (1 - 1/rf) percentile of the rung's earlier results stops."""
     import numpy as np
 
+    return not recorded or value >= np.nanpercentile(recorded, (1 - 1 / rf) * 100)
+
+
+def replay_search(curves: dict[int, list[float]], order: list[int], budget: float,
+                  grace: int | None, rf: int, rung=None, restart: int = 0,
+                  slots: int = 2, promote=asha_promoted,
+                  finished: list | None = None) -> tuple[float, list[tuple[float, float]]]:
+    """One search (see the module's docstring); `rung(config, epoch)` -> (result, cost) or None
+    (then the trial's own val_acc, free). Returns the best val_acc found and the running best
+    after each step, as (epochs used, best). `promote(recorded, result, rf)`: the rung's rule
+    (results may be points of several objectives then); `finished` gets the configurations
+    trained to the end."""
     from gunn_search.scheduler import rung_epochs  # the search's own rule for where rungs are
 
     max_t = len(next(iter(curves.values())))
@@ -72,7 +80,7 @@ def replay_search(curves: dict[int, list[float]], order: list[int], budget: floa
                 used += cost
                 curve.append((used, best))
                 rec = recorded[restart]
-                stop = bool(rec) and value < np.nanpercentile(rec, (1 - 1 / rf) * 100)
+                stop = not promote(rec, value, rf)
                 rec.append(value)
                 if stop:
                     running.remove(slot)
@@ -92,10 +100,12 @@ def replay_search(curves: dict[int, list[float]], order: list[int], budget: floa
                 value, cost = (v, 0.0) if r is None else r
                 used += cost
                 rec = recorded[done]
-                if rec and value < np.nanpercentile(rec, (1 - 1 / rf) * 100):
+                if not promote(rec, value, rf):
                     stop = True
                 rec.append(value)
             curve.append((used, best))
+            if done >= max_t and finished is not None:
+                finished.append(cfg)
             if stop:
                 running.remove(slot)
                 if queue:

@@ -8,6 +8,7 @@ one, so it is drawn but never on the front.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +38,48 @@ def front(points: list[list[float]], objectives: list[Objective]) -> list[int]:
     """Indices of the non-dominated points, in the order given (O(n^2): searches are small)."""
     return [i for i, p in enumerate(points)
             if not any(dominates(q, p, objectives) for j, q in enumerate(points) if j != i)]
+
+
+def pareto_order(points: list[list[float]], objectives: list[Objective]) -> list[int]:
+    """Indices of ``points``, best first, as NSGA-II selects: by non-dominated rank (the front,
+    then the front of what is left, ...), within a rank by crowding distance (the extremes of
+    each objective first, then the points with the most room around them), so a cut keeps the
+    spread of the front and not only one end of it."""
+    keys = pareto_keys(points, objectives)
+    return sorted(range(len(points)), key=lambda i: keys[i])
+
+
+def pareto_keys(points: list[list[float]], objectives: list[Objective]) -> list[tuple]:
+    """Per point, (non-dominated rank, -crowding distance within its rank): smaller is better.
+    Written out (O(n^2) per rank) because Optuna's non-dominated sort and crowding distance are
+    private to its NSGA-II sampler."""
+    keys: list[tuple] = [()] * len(points)
+    left, rank = list(range(len(points))), 0
+    while left:
+        layer = [i for i in left if not any(dominates(points[j], points[i], objectives)
+                                            for j in left if j != i)]
+        for i, d in zip(layer, crowding([points[i] for i in layer])):
+            keys[i] = (rank, -d)
+        left, rank = [i for i in left if i not in layer], rank + 1
+    return keys
+
+
+def crowding(points: list[list[float]]) -> list[float]:
+    """NSGA-II's crowding distance: per objective, the gap between a point's two neighbours
+    along it over the objective's range, summed; the extremes get infinity."""
+    n = len(points)
+    dist = [0.0] * n
+    if n <= 2:
+        return [math.inf] * n
+    for m in range(len(points[0])):
+        idx = sorted(range(n), key=lambda i: points[i][m])
+        lo, hi = points[idx[0]][m], points[idx[-1]][m]
+        dist[idx[0]] = dist[idx[-1]] = math.inf
+        if hi == lo:
+            continue
+        for k in range(1, n - 1):
+            dist[idx[k]] += (points[idx[k + 1]][m] - points[idx[k - 1]][m]) / (hi - lo)
+    return dist
 
 
 def table(rows: list[dict], objectives: list[Objective]) -> str:

@@ -231,7 +231,8 @@ def build_tuner(space: Space, opts: SearchOptions, callbacks: list, on_searcher=
     searcher = ConcurrencyLimiter(optuna_search, max_concurrent=s.max_concurrent)
     if s.scheduler == "asha":
         scheduler = ResumableASHA(time_attr="epoch", max_t=space.max_epochs,
-                                  grace_period=s.grace_period, reduction_factor=s.reduction_factor)
+                                  grace_period=s.grace_period, reduction_factor=s.reduction_factor,
+                                  objectives=pareto.objectives_of(s))
     else:
         scheduler = FIFOScheduler()
     from ray.tune.logger import JsonLoggerCallback

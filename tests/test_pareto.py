@@ -4,7 +4,7 @@ MLflow store, the front tagged, tabled and plotted, and export under a cost."""
 import pytest
 import yaml
 
-from gunn_search.pareto import Objective, dominates, front, table
+from gunn_search.pareto import Objective, crowding, dominates, front, pareto_order, table
 
 ACC_PARAMS = [Objective("val_acc", "max"), Objective("cost.params", "min")]
 
@@ -16,6 +16,25 @@ def test_front_keeps_exactly_the_non_dominated_points():
     assert dominates([0.9, 100], [0.85, 120], ACC_PARAMS)
     assert not dominates([0.9, 100], [0.9, 100], ACC_PARAMS)
     assert not dominates([0.9, 100], [0.8, 50], ACC_PARAMS)
+
+
+def test_pareto_order_is_rank_then_spread():
+    # front: a (best acc), b, c (cheapest), d; then e, f behind it; g behind those
+    pts = {"a": [0.95, 400], "b": [0.90, 200], "c": [0.60, 50], "d": [0.80, 150],
+           "e": [0.85, 300], "f": [0.55, 100], "g": [0.50, 350]}
+    names = list(pts)
+    order = [names[i] for i in pareto_order(list(pts.values()), ACC_PARAMS)]
+    assert set(order[:4]) == {"a", "b", "c", "d"} and set(order[4:6]) == {"e", "f"}
+    assert order[-1] == "g"
+    # the front's extremes first (infinite crowding), then the point with more room around it:
+    # d sits between c and b (gaps 0.30 of 0.35 in acc, 150 of 350 in params), b between d and a
+    assert set(order[:2]) == {"a", "c"} and order[2:4] == ["d", "b"]
+
+
+def test_crowding_distance_gives_the_extremes_infinity():
+    d = crowding([[0.0, 3.0], [1.0, 2.0], [3.0, 0.0]])
+    assert d[0] == d[2] == float("inf") and d[1] == pytest.approx(3 / 3 + 3 / 3)
+    assert crowding([[1.0, 1.0], [2.0, 0.0]]) == [float("inf")] * 2
 
 
 def test_three_objectives_and_the_table():

@@ -88,3 +88,70 @@ def test_the_search_says_where_its_rungs_are_and_what_they_compare():
         "ASHA rungs at epochs 2, 6 (1/3 goes on)"
     assert describe(s.model_copy(update={"scheduler": "fifo"}), 12) == \
         "every trial trains to the end (fifo)"
+
+
+
+def mo_scheduler():
+    from gunn_search.pareto import Objective
+
+    sched = ResumableASHA(time_attr="epoch", max_t=4, grace_period=1, reduction_factor=2,
+                          objectives=[Objective("val_acc", "max"), Objective("cost.params", "min")])
+    sched.set_search_properties("val_acc", "max")
+    return sched
+
+
+def test_with_two_objectives_a_cheap_trial_survives_a_rung_that_accuracy_alone_would_cut(tmp_path):
+    from gunn_search.trial_status import RUNG_METRIC
+
+    big, cheap = {"cost.params": 900}, {"cost.params": 100}
+    first = {"epoch": 1, "val_acc": 0.0, RUNG_METRIC: 0.9, **big}
+    later = {"epoch": 1, "val_acc": 0.99, RUNG_METRIC: 0.6, **cheap}  # rung metric decides
+    plain = ResumableASHA(time_attr="epoch", max_t=4, grace_period=1, reduction_factor=2)
+    plain.set_search_properties("val_acc", "max")
+    for name, sched, expected in (("mo", mo_scheduler(), TrialScheduler.CONTINUE),
+                                  ("acc", plain, TrialScheduler.STOP)):
+        (tmp_path / name).mkdir()
+        a, b = (fake_trial(tmp_path / name, t, []) for t in "ab")
+        for t in (a, b):
+            sched.on_trial_add(None, t)
+        assert sched.on_trial_result(None, a, first) == TrialScheduler.CONTINUE
+        assert sched.on_trial_result(None, b, later) == expected, name
+
+
+def test_with_two_objectives_a_dominated_trial_is_cut_and_restores_refill_points(tmp_path):
+    from gunn_search.trial_status import RUNG_METRIC
+
+    def res(acc, params):
+        return {"epoch": 1, "val_acc": acc, RUNG_METRIC: acc, "cost.params": params}
+
+    front = [res(0.9, 500), res(0.7, 100)]
+    restored = [fake_trial(tmp_path, f"t{i}", [r]) for i, r in enumerate(front)]
+    newcomer = fake_trial(tmp_path, "new", [])
+    sched = mo_scheduler()
+    for t in restored + [newcomer]:
+        sched.on_trial_add(None, t)  # the rung is refilled with the two points of the front
+    # dominated by both: cut (empty rungs after a restore would let it run on)
+    assert sched.on_trial_result(None, newcomer, res(0.6, 600)) == TrialScheduler.STOP
+    other = fake_trial(tmp_path, "other", [])
+    sched.on_trial_add(None, other)
+    # a new extreme of the front (cheapest of all) goes on although its accuracy is the lowest
+    assert sched.on_trial_result(None, other, res(0.5, 50)) == TrialScheduler.CONTINUE
+    # a result without a cost is not compared; the last epoch stops as in Tune's ASHA
+    late = fake_trial(tmp_path, "late", [])
+    sched.on_trial_add(None, late)
+    assert sched.on_trial_result(None, late, {"epoch": 1, "val_acc": 0.1, RUNG_METRIC: 0.1}) \
+        == TrialScheduler.CONTINUE
+    assert sched.on_trial_result(None, late, {**res(0.1, 9), "epoch": 4}) == TrialScheduler.STOP
+    sched.on_trial_complete(None, late, {**res(0.1, 9), "epoch": 4})
+    assert "late" not in sched._trial_info
+
+
+def test_promoted_keeps_the_top_share_of_a_rung_by_pareto_order():
+    from gunn_search.pareto import Objective
+    from gunn_search.scheduler import promoted
+
+    objs = [Objective("val_acc", "max"), Objective("cost.params", "min")]
+    assert promoted([], [0.1, 10**9], 3, objs)  # the first at a rung always goes on
+    rung = [[0.9, 500], [0.8, 400], [0.5, 450], [0.4, 480], [0.3, 490]]
+    assert not promoted(rung, [0.45, 470], 3, objs)  # dominated by [0.8, 400]
+    assert promoted(rung, [0.95, 600], 3, objs)  # the most accurate: an extreme of the front

@@ -29,6 +29,17 @@ def test_scheduler_asha_or_fifo(tmp_path):
     assert type(fifo) is FIFOScheduler
 
 
+def test_a_multi_objective_search_promotes_at_its_rungs_by_pareto_order(tmp_path):
+    from gunn_search.scheduler import ParetoBracket
+
+    assert tuner_scheduler(TINY, tmp_path).objectives is None  # one objective: Tune's brackets
+    mo = tuner_scheduler(patched(TINY, ("search.objectives", [
+        {"metric": "val_acc", "mode": "max"}, {"metric": "cost.params", "mode": "min"}])),
+        tmp_path)
+    assert [o.metric for o in mo.objectives] == ["val_acc", "cost.params"]
+    assert all(isinstance(b, ParetoBracket) for b in mo._brackets)
+
+
 def test_fifo_needs_no_grace_period_within_epochs():
     # grace_period means nothing without ASHA: a value above epochs is not an error then
     parse_space(patched(TINY, ("search.scheduler", "fifo"), ("search.grace_period", 9)), "s.yaml")

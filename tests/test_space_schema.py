@@ -263,6 +263,9 @@ def test_without_branches_grace_period_defaults_to_the_first_epoch_after_the_lr_
     ([("epochs", 30), ("schedule", {"kind": "cosine"})], 5, 5.0),
     ([("epochs", 30), ("search.branch_epochs", 1.5)], 5, 1.5),  # set in the file: kept
     ([("epochs", 30), ("search.scheduler", "fifo")], 15, 5.0),  # fifo: no rungs, no branches
+    # two objectives: no branch, so the first rung is at the lr drop
+    ([("epochs", 12), ("search.objectives", [{"metric": "val_acc", "mode": "max"},
+                                             {"metric": "cost.params", "mode": "min"}])], 6, 0.0),
 ])
 def test_with_branches_the_first_rung_and_the_branch_are_a_sixth_of_the_epochs(changes, grace,
                                                                                branch):
