@@ -23,7 +23,10 @@ What it measures
     slot is free, tell as each evaluation ends), as the searches run two trials at a time;
     DEHB's own `run` would need a Dask cluster of processes for that. The search stops once
     the budget of epochs has been trained (an evaluation running then is cut at that epoch
-    and not told). Every per-epoch result, in the order they arrived, is written as a
+    and not told). Asking while an evaluation runs is how DEHB runs in parallel (its Dask
+    workers do the same); one effect seen: a config can be promoted to 12 epochs twice, by two
+    brackets, when the first of those evaluations has not been told yet, and trains twice.
+    Every per-epoch result, in the order they arrived, is written as a
     `search_efficiency.py --json` row under the method `dehb` (each evaluation is one "trial"),
     so `search_efficiency.py --tables-from` puts it beside the other searches (same seeds,
     target = random+FIFO's best of that seed). As for the others, any result's val_acc counts
@@ -176,7 +179,8 @@ def run_seed(seed: int, budget: int) -> dict:
     finally:
         shutil.rmtree(out, ignore_errors=True)
     return {"events": events, "wall": time.time() - t0, "num_samples": n, "errors": [],
-            "incumbent_val_acc": 1.0 - float(dehb.inc_score)}
+            # DEHB's incumbent: the best val_acc it was told (a cut evaluation is not told)
+            "incumbent_val_acc": None if dehb.inc_score == float("inf") else 1.0 - dehb.inc_score}
 
 
 def main() -> None:
