@@ -47,8 +47,10 @@ REPO = Path(__file__).resolve().parent.parent
 METHODS = {"asha_tpe": ("tpe", "asha", "ASHA+TPE"), "fifo_tpe": ("tpe", "fifo", "TPE+FIFO"),
            "asha_random": ("random", "asha", "random+ASHA"),
            "fifo_random": ("random", "fifo", "random+FIFO"),
-           # a peer, run by peer_optuna.py (its rows join these with --tables-from)
-           "optuna_hyperband": (None, None, "Optuna TPE+Hyperband")}
+           # peers, run by peer_optuna.py and peer_dehb.py (their rows join these with
+           # --tables-from)
+           "optuna_hyperband": (None, None, "Optuna TPE+Hyperband"),
+           "dehb": (None, None, "DEHB")}
 SEARCHES = [m for m, (sampler, _, _) in METHODS.items() if sampler]  # what this script runs
 
 
