@@ -185,22 +185,27 @@ def tables(rows: list[dict], methods: list[str], budget: int) -> str:
         target = r["target"]
         cells = []
         for m in methods:
+            if m not in r:  # a peer not run on this seed (yet)
+                cells.append("–")
+                continue
             s = r[m]
             to = epochs_to(s["curve"], target) if target is not None else None
             cells.append(f"{s['best']:.4f} ({'–' if to is None else f'{to:g}'})")
         lines.append(f"| {r['seed']} | " + " | ".join(cells) + " | "
                      + ("–" if target is None else f"{target:.4f}") + " |")
     lines += ["", "| | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
-    best = {m: [r[m]["best"] for r in rows] for m in methods}
+    has = {m: [r for r in rows if m in r] for m in methods}  # each method: its seeds only
+    best = {m: [r[m]["best"] for r in has[m]] for m in methods}
     lines.append("| best val_acc, mean ± sd over seeds | " + " | ".join(spread(best[m]) for m in methods) + " |")
     if "fifo_random" in methods:
         third = budget / 3
         reach, within, median, share = [], [], [], []
         for m in methods:
-            tos = [epochs_to(r[m]["curve"], r["target"]) for r in rows]
+            targeted = [r for r in has[m] if r["target"] is not None]
+            tos = [epochs_to(r[m]["curve"], r["target"]) for r in targeted]
             got = [t for t in tos if t is not None]
-            reach.append(f"{len(got)}/{len(rows)}")
-            within.append(f"{sum(t <= third for t in got)}/{len(rows)}")
+            reach.append(f"{len(got)}/{len(targeted)}")
+            within.append(f"{sum(t <= third for t in got)}/{len(targeted)}")
             median.append(f"{statistics.median(got):.1f}" if got else "–")
             every = statistics.median([t if t is not None else math.inf for t in tos])
             share.append("never" if every == math.inf else f"{every / budget:.2f}")
@@ -210,12 +215,12 @@ def tables(rows: list[dict], methods: list[str], budget: int) -> str:
         lines.append("| ... as a share of the budget, median of all seeds (not reached: never) | "
                      + " | ".join(share) + " |")
     lines.append("| epochs used, mean | " + " | ".join(
-        f"{statistics.mean(r[m]['epochs'] for r in rows):.1f}" for m in methods) + " |")
+        f"{statistics.mean(r[m]['epochs'] for r in has[m]):.1f}" for m in methods) + " |")
     lines.append("| trials, mean (trained to the end) | " + " | ".join(
-        f"{statistics.mean(r[m]['trials'] for r in rows):.1f} ({statistics.mean(r[m]['full_trials'] for r in rows):.1f})"
+        f"{statistics.mean(r[m]['trials'] for r in has[m]):.1f} ({statistics.mean(r[m]['full_trials'] for r in has[m]):.1f})"
         for m in methods) + " |")
     lines.append("| wall s, mean | " + " | ".join(
-        f"{statistics.mean(r[m]['wall'] for r in rows):.0f}" for m in methods) + " |")
+        f"{statistics.mean(r[m]['wall'] for r in has[m]):.0f}" for m in methods) + " |")
     return "\n".join(lines)
 
 
@@ -266,7 +271,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.tables_from:
         rows = merge(args.tables_from)
-        print(tables(rows, [m for m in METHODS if all(m in r for r in rows)], args.budget))
+        print(tables(rows, [m for m in METHODS if any(m in r for r in rows)], args.budget))
         if args.events_csv:
             write_events_csv(rows, Path(args.events_csv))
         return
