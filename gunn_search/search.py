@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable
 from urllib.parse import urlparse
 
-from gunn_search import faults, mlflow_ui, pareto
+from gunn_search import faults, interrupts, mlflow_ui, pareto
 from gunn_search.errors import SearchError, UsageError
 from gunn_search import tracking as tr
 from gunn_search.scheduler import ResumableASHA, branch_epochs_per_trial
@@ -61,6 +61,9 @@ class SearchOutcome:
     front: list[dict] | None = None  # multi-objective: the Pareto front of the finished trials
     objectives: list | None = None
     experiment_id: str | None = None  # MLflow's id of `experiment`
+    # Set when Ctrl-C or SIGTERM stopped the search: Tune saved its state, `--resume` continues
+    # it; no best trial is named (nothing was decided), `num_trials` is the trials started.
+    interrupted: interrupts.Interrupt | None = None
 
 
 def check_address(address: str, timeout: float = 5.0) -> None:
@@ -285,7 +288,7 @@ def run_search(space: Space, opts: SearchOptions,
     import ray
     from ray import tune
 
-    from gunn_search.mlflow_callback import MLflowSearchCallback
+    from gunn_search.mlflow_callback import MLflowSearchCallback, mark_killed
     from gunn_search.progress import ProgressCallback
 
     fingerprint = opts.fingerprint or space_fingerprint(space)
@@ -340,6 +343,8 @@ def run_search(space: Space, opts: SearchOptions,
                 from gunn_search import warm_start
                 past = warm_start.load_trials(client, opts.warm_start)
             parent_id = start_parent_run(space, opts, fingerprint, client, exp_id, state)
+            interrupts.on_abort(lambda: mark_killed(tr.BufferedClient(client), parent_id,
+                                                    interrupts.received()))
         except SearchError:
             raise
         except Exception as e:  # MlflowException, connection errors: the store is unusable
@@ -369,13 +374,24 @@ def run_search(space: Space, opts: SearchOptions,
         # Tune prints a banner, the results path and a TensorBoard hint on stdout whatever its
         # verbosity (ray/tune/experimental/output.py): stdout is for our results and stderr for
         # our progress, so they go nowhere. Its warnings and errors still reach stderr (logging).
-        with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
+        with (open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull),
+              interrupts.tune_run()):
             results = tuner.fit()
-        out = outcome(results, opts, parent_id, client, space)
+        interrupt = interrupts.received()
+        if interrupt is None:
+            out = outcome(results, opts, parent_id, client, space)
+        else:  # the MLflow callback has closed the runs as interrupted (on_experiment_end)
+            out = SearchOutcome(opts.experiment, parent_id, None, None, None, None, len(results),
+                                path, interrupted=interrupt)
         out.experiment_id = exp_id
         if on_outcome is not None:
             on_outcome(out)
             sys.stdout.flush()
+    except KeyboardInterrupt:
+        # A second signal cut Tune's own stop short (or one came before Tune ran): close the
+        # runs this driver opened as interrupted; what a resume needs is already on disk.
+        interrupts.abort()
+        raise
     finally:
         ray.shutdown()
     return out

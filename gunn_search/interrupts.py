@@ -1,0 +1,118 @@
+"""Ctrl-C and a scheduler's SIGTERM: a state of their own, neither a failure nor an end.
+
+The first SIGINT or SIGTERM while a Tune run is in progress stops it the way Tune's own Ctrl-C
+handler does: the run's loop ends, Tune saves its experiment state one last time (what
+`--resume` restores) and stops the trials. Tune handles SIGINT only, and a SIGTERM would
+kill the driver at once with Python's default; so both go through the handler here, which
+records which signal came and when, then calls Tune's stop function (Tune registers it on
+SIGUSR1 for every run, ray/tune/tune.py `_setup_signal_catching`; its SIGINT registration is
+turned off with TUNE_DISABLE_SIGINT_HANDLER so that the signal reaches us first).
+
+A second signal, or a first one outside a Tune run (starting up, `gunn-train`), raises
+KeyboardInterrupt at once: what a resume needs is already on disk (Tune's state saved every
+second, checkpoints written to a temporary name and renamed).
+
+The command then exits with 128 + the signal's number (130 for SIGINT, 143 for SIGTERM), what
+a shell reports for a process the signal ended, so a scheduler or a script sees it was cut.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import os
+import signal
+import sys
+import threading
+from dataclasses import dataclass
+from typing import Callable
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# Tune's stop function (ray 2.60, ray/tune/tune.py), found on SIGUSR1 while a run is in progress.
+TUNE_STOP_FN = "signal_interrupt_tune_run"
+
+
+@dataclass(frozen=True)
+class Interrupt:
+    """The first signal that asked the command to stop."""
+
+    signum: int
+    at: str  # UTC, ISO 8601 to the second
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+_prog = "gunn-search"
+_received: Interrupt | None = None
+_in_tune_run = False
+_abort_hooks: list[Callable[[], None]] = []
+
+
+def install(prog: str) -> None:
+    """Handle SIGINT and SIGTERM from now on (main thread only; elsewhere nothing changes)."""
+    global _prog, _received
+    if threading.current_thread() is not threading.main_thread():
+        return
+    _prog, _received = prog, None
+    _abort_hooks.clear()
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+    for s in SIGNALS:
+        signal.signal(s, _handle)
+
+
+def received() -> Interrupt | None:
+    """The first SIGINT/SIGTERM since `install`, or None."""
+    return _received
+
+
+@contextlib.contextmanager
+def tune_run():
+    """Around `Tuner.fit()`: a first signal inside stops the run gracefully (see above)."""
+    global _in_tune_run
+    _in_tune_run = True
+    try:
+        yield
+    finally:
+        _in_tune_run = False
+
+
+def on_abort(hook: Callable[[], None]) -> None:
+    """Have `abort` call `hook` (a tracker closing its runs as interrupted)."""
+    if hook not in _abort_hooks:
+        _abort_hooks.append(hook)
+
+
+def abort() -> None:
+    """After a KeyboardInterrupt cut a run short: each hook once, none allowed to raise (one
+    more signal still stops them: KeyboardInterrupt is no Exception)."""
+    hooks = list(_abort_hooks)
+    _abort_hooks.clear()
+    for hook in hooks:
+        try:
+            hook()
+        except Exception as e:
+            print(f"{_prog}: while stopping: {type(e).__name__}: {e}", file=sys.stderr)
+
+
+def _handle(signum, frame) -> None:
+    global _received
+    first = _received is None
+    if first:
+        now = datetime.datetime.now(datetime.timezone.utc)
+        _received = Interrupt(signum, now.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    name = signal.Signals(signum).name
+    stop = signal.getsignal(signal.SIGUSR1) if hasattr(signal, "SIGUSR1") else None
+    if first and _in_tune_run and getattr(stop, "__name__", "") == TUNE_STOP_FN:
+        print(f"{_prog}: {name}: stopping the search and saving its state (a second Ctrl-C "
+              "or SIGTERM stops at once)", file=sys.stderr, flush=True)
+        stop(signum, frame)
+        return
+    if not first:
+        print(f"{_prog}: {name} again: stopping at once", file=sys.stderr, flush=True)
+    raise KeyboardInterrupt(name)
