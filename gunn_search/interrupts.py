@@ -49,6 +49,7 @@ class Interrupt:
 
 
 _prog = "gunn-search"
+_installed = False
 _received: Interrupt | None = None
 _in_tune_run = False
 _abort_hooks: list[Callable[[], None]] = []
@@ -56,14 +57,22 @@ _abort_hooks: list[Callable[[], None]] = []
 
 def install(prog: str) -> None:
     """Handle SIGINT and SIGTERM from now on (main thread only; elsewhere nothing changes)."""
-    global _prog, _received
+    global _prog, _received, _installed
     if threading.current_thread() is not threading.main_thread():
         return
-    _prog, _received = prog, None
+    _prog, _received, _installed = prog, None, True
     _abort_hooks.clear()
     os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
-    for s in SIGNALS:
-        signal.signal(s, _handle)
+    reclaim()
+
+
+def reclaim() -> None:
+    """Take SIGINT and SIGTERM back after `ray.init`, which sets a SIGTERM handler of its own
+    (sys.exit) and whose core worker installs a C++ one that logs and aborts (exit -6, no
+    state saved: seen with Ray 2.60)."""
+    if _installed and threading.current_thread() is threading.main_thread():
+        for s in SIGNALS:
+            signal.signal(s, _handle)
 
 
 def received() -> Interrupt | None:
@@ -80,6 +89,33 @@ def tune_run():
         yield
     finally:
         _in_tune_run = False
+
+
+@contextlib.contextmanager
+def sheltered_ray_node():
+    """Around `ray.init` of a Ray instance of our own: its processes (GCS, raylet, ...) start in
+    a session of their own. In the driver's process group, a SIGTERM to the group (what a
+    scheduler or `kill -- -PGID` sends) killed the GCS before the driver could save its state,
+    and the driver exited 1 a minute later ("Failed to connect to GCS"); Ray blocks SIGINT in
+    them itself, not SIGTERM. They still die with the driver through Ray's fate sharing
+    (PR_SET_PDEATHSIG), so only where Ray says the kernel supports it."""
+    from ray._private import services, utils
+
+    orig = getattr(services, "ConsolePopen", None)
+    if orig is None or not utils.detect_fate_sharing_support():
+        yield
+        return
+
+    class Sheltered(orig):
+        def __init__(self, *args, **kwargs):
+            kwargs.setdefault("start_new_session", True)
+            super().__init__(*args, **kwargs)
+
+    services.ConsolePopen = Sheltered  # looked up by name when Ray starts a process
+    try:
+        yield
+    finally:
+        services.ConsolePopen = orig
 
 
 def on_abort(hook: Callable[[], None]) -> None:

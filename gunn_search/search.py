@@ -24,7 +24,7 @@ from gunn_search.errors import SearchError, UsageError
 from gunn_search import tracking as tr
 from gunn_search.scheduler import ResumableASHA, branch_epochs_per_trial
 from gunn_search.scheduler import describe as describe_schedule
-from gunn_search.state_saves import adapt_state_saves
+from gunn_search.state_saves import adapt_state_saves, atomic_state_uploads
 from gunn_search.space import Space, define_by_run, fingerprint as space_fingerprint
 from gunn_search.trainable import train_trial
 from gunn_search.trial_status import METRIC, Kind, TrialStatus
@@ -96,9 +96,12 @@ def init_ray(address: str | None, runtime_env: dict | None = None) -> None:
     never a cluster that happens to run on this machine, which Ray's default would join."""
     import ray
 
+    from gunn_search.interrupts import sheltered_ray_node
+
     try:
-        ray.init(address=address or "local", include_dashboard=False, log_to_driver=False,
-                 configure_logging=True, logging_level="ERROR", runtime_env=runtime_env)
+        with sheltered_ray_node() if not address else contextlib.nullcontext():
+            ray.init(address=address or "local", include_dashboard=False, log_to_driver=False,
+                     configure_logging=True, logging_level="ERROR", runtime_env=runtime_env)
     except (ConnectionError, ray.exceptions.RayError) as e:
         if not address:
             raise SearchError(f"could not start Ray on this machine ({tr.first_line(str(e))})"
@@ -285,6 +288,8 @@ def run_search(space: Space, opts: SearchOptions,
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
     # ... or less often once a save takes over 1/19 s (a big search): at most ~5 % of the time.
     adapt_state_saves()
+    # ... and never leave a half-written state on a disk that filled up.
+    atomic_state_uploads()
     import ray
     from ray import tune
 
@@ -327,6 +332,7 @@ def run_search(space: Space, opts: SearchOptions,
     env_vars = {k: os.environ[k] for k in (faults.ENV_FAULTS, faults.ENV_DIR) if k in os.environ}
     try:
         init_ray(opts.address, {"env_vars": env_vars} if env_vars else None)
+        interrupts.reclaim()
     except BaseException:
         if store is not None:
             wait([store])  # never exit with the store's schema half-written

@@ -86,7 +86,7 @@ def train_trial(config: dict, space: Space) -> None:
     import torch
 
     from trainers.anneal import BRANCH_EPOCHS
-    from trainers.checkpoint import CHECKPOINT_NAME
+    from trainers.checkpoint import CHECKPOINT_NAME, disk_full, is_disk_full
     from trainers.loop import STATUS_NONFINITE, train
 
     ctx = tune.get_context()
@@ -135,7 +135,13 @@ def train_trial(config: dict, space: Space) -> None:
                 out["trial_status"] = (TrialStatus.COMPLETED if metrics["epoch"] >= cfg.epochs
                                        else TrialStatus.RUNNING)
             ckpt = tune.Checkpoint.from_directory(str(ckpt_path.parent)) if ckpt_path else None
-            tune.report(out, checkpoint=ckpt)
+            try:
+                tune.report(out, checkpoint=ckpt)
+            except OSError as e:  # Tune copies the checkpoint into the search's storage
+                if not is_disk_full(e):
+                    raise
+                raise disk_full(ctx.get_trial_dir() if ctx else "the search's storage",
+                                e) from None
             return False
 
         hooks = [h for h in (faults.step_hook(ctx.get_trial_id()) if ctx else None, lent) if h]

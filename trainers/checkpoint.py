@@ -6,6 +6,8 @@ loads with `torch.load(weights_only=True)`: a tampered file cannot run code on l
 
 from __future__ import annotations
 
+import errno
+import io
 import os
 import tempfile
 from pathlib import Path
@@ -17,6 +19,28 @@ from trainers.config import ConfigError, TrainConfig, parse_config
 
 class CheckpointError(Exception):
     """A checkpoint that is missing, corrupt or not ours; str() is one line naming the file."""
+
+
+class DiskFullError(OSError):
+    """A write that found no room (no space, quota, file-size limit); str() is one line naming
+    where. The file it would have replaced is untouched."""
+
+    def __str__(self) -> str:
+        return self.strerror or super().__str__()
+
+
+# No space left, over quota, over the process's file-size limit (RLIMIT_FSIZE).
+DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+def is_disk_full(e: BaseException) -> bool:
+    return isinstance(e, OSError) and e.errno in DISK_FULL
+
+
+def disk_full(where: str | Path, e: OSError) -> DiskFullError:
+    """The one-line error for a write to `where` that `e` refused for want of room."""
+    return DiskFullError(e.errno, f"disk full: no room to write {where} "
+                                  f"({os.strerror(e.errno) if e.errno else e})")
 
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -31,18 +55,28 @@ RESUME_HARMLESS = ("device", "out_dir", "num_threads", "tracking", "eval_batch_s
 
 
 def save_checkpoint(state: dict, path: str | Path) -> Path:
-    """Write `state` to `path` atomically (temp file in the same directory + os.replace)."""
+    """Write `state` to `path` atomically (temp file in the same directory + os.replace): a
+    failed write, a full disk included (DiskFullError), leaves the previous checkpoint as it
+    was."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    # Serialised in memory first: torch writing straight to a file on a full disk fails with
+    # an unrelated message ("unexpected pos 704 vs 598"); a plain write says ENOSPC.
+    buf = io.BytesIO()
+    torch.save({"format_version": FORMAT_VERSION, **state}, buf)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as f:
-            torch.save({"format_version": FORMAT_VERSION, **state}, f)
+            f.write(buf.getbuffer())
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as e:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if is_disk_full(e):
+            raise disk_full(path, e) from None
         raise
     return path
 
