@@ -437,6 +437,8 @@ def collect(results, base: TrainConfig, opts: AblationOptions, seeds: list[int],
     errors = {v: {s: None for s in seeds} for v in opts.variants}
     statuses = {v: {} for v in opts.variants}
     for r in results:
+        if not r.config:  # a cell an interrupted ablation never started
+            continue
         cell = r.config["run"]
         v, s = cell["variant"], int(cell["seed"])
         last = r.metrics or {}

@@ -6,7 +6,9 @@ handler does: the run's loop ends, Tune saves its experiment state one last time
 kill the driver at once with Python's default; so both go through the handler here, which
 records which signal came and when, then calls Tune's stop function (Tune registers it on
 SIGUSR1 for every run, ray/tune/tune.py `_setup_signal_catching`; its SIGINT registration is
-turned off with TUNE_DISABLE_SIGINT_HANDLER so that the signal reaches us first).
+turned off with TUNE_DISABLE_SIGINT_HANDLER so that the signal reaches us first). Ray's own
+processes start in a session of their own (`sheltered_ray_node`), so that a signal sent to the
+command's process group reaches the driver and not the GCS the driver needs to stop gracefully.
 
 A second signal, or a first one outside a Tune run (starting up, `gunn-train`), raises
 KeyboardInterrupt at once: what a resume needs is already on disk (Tune's state saved every
@@ -145,8 +147,8 @@ def _handle(signum, frame) -> None:
     name = signal.Signals(signum).name
     stop = signal.getsignal(signal.SIGUSR1) if hasattr(signal, "SIGUSR1") else None
     if first and _in_tune_run and getattr(stop, "__name__", "") == TUNE_STOP_FN:
-        print(f"{_prog}: {name}: stopping the search and saving its state (a second Ctrl-C "
-              "or SIGTERM stops at once)", file=sys.stderr, flush=True)
+        print(f"{_prog}: {name}: stopping and saving the state to resume from (a second "
+              "Ctrl-C or SIGTERM stops at once)", file=sys.stderr, flush=True)
         stop(signum, frame)
         return
     if not first:

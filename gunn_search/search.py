@@ -148,10 +148,20 @@ def read_state(path: str) -> dict | None:
 
 
 def write_state(path: str, state: dict) -> None:
+    """Written to a temporary name and moved into place: never half a file to resume from."""
+    from trainers.disk_full import disk_full, is_disk_full
+
     fs, p = _filesystem(path)
-    fs.create_dir(p, recursive=True)
-    with fs.open_output_stream(f"{p}/{STATE_FILE}") as stream:
-        stream.write(json.dumps(state, indent=2).encode())
+    tmp = f"{p}/{STATE_FILE}.tmp"
+    try:
+        fs.create_dir(p, recursive=True)
+        with fs.open_output_stream(tmp) as stream:
+            stream.write(json.dumps(state, indent=2).encode())
+        fs.move(tmp, f"{p}/{STATE_FILE}")
+    except OSError as e:
+        if is_disk_full(e):
+            raise SearchError(str(disk_full(f"{p}/{STATE_FILE}", e))) from None
+        raise
 
 
 def resumed_settings(space: Space) -> dict:

@@ -95,7 +95,7 @@ def atomic_state_uploads() -> bool:
             for src, rel in _files(local_path, exclude):
                 _replace_with_copy(src, os.path.join(fs_path, rel))
         except OSError as e:
-            from trainers.checkpoint import is_disk_full
+            from trainers.disk_full import is_disk_full
             if not is_disk_full(e):
                 raise
             if not _full:

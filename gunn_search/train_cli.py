@@ -25,7 +25,7 @@ from typing import Sequence
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # an offline tool sends no telemetry
 
 from trainers import cli as base
-from trainers.checkpoint import DiskFullError
+from trainers.disk_full import DiskFullError
 from trainers.config import TrainConfig
 
 from gunn_search import interrupts

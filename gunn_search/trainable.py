@@ -86,7 +86,8 @@ def train_trial(config: dict, space: Space) -> None:
     import torch
 
     from trainers.anneal import BRANCH_EPOCHS
-    from trainers.checkpoint import CHECKPOINT_NAME, disk_full, is_disk_full
+    from trainers.checkpoint import CHECKPOINT_NAME
+    from trainers.disk_full import disk_full, is_disk_full
     from trainers.loop import STATUS_NONFINITE, train
 
     ctx = tune.get_context()

@@ -256,7 +256,7 @@ def test_a_full_disk_keeps_the_previous_checkpoint_and_says_where(tmp_path):
     """A real full filesystem (a 1 MiB tmpfs): the write fails with one line naming the file,
     the previous checkpoint still loads, no temporary file is left."""
     from tests.conftest import fill, small_filesystem
-    from trainers.checkpoint import DiskFullError
+    from trainers.disk_full import DiskFullError
 
     with small_filesystem(tmp_path / "disk", "1m") as disk:
         path = disk / CHECKPOINT_NAME

@@ -129,7 +129,7 @@ def test_ctrl_c_interrupts_a_search_and_resume_finishes_it(tmp_path):
     cut = wait_for_trained_epoch(proc, tmp_path, running=2)
     rc, out, err, took = stop(proc, signal.SIGINT)
     assert rc == 130, err[-3000:]
-    assert "SIGINT: stopping the search and saving its state" in err
+    assert "gunn-search: SIGINT: stopping and saving the state to resume from" in err
     runs = assert_interrupted(tmp_path, out, "SIGINT", cut)
     args = resume_args(out)
     assert args == ["gunn-search", "--space", "space.yaml", "--resume"]

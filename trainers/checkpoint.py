@@ -6,7 +6,6 @@ loads with `torch.load(weights_only=True)`: a tampered file cannot run code on l
 
 from __future__ import annotations
 
-import errno
 import io
 import os
 import tempfile
@@ -15,32 +14,11 @@ from pathlib import Path
 import torch
 
 from trainers.config import ConfigError, TrainConfig, parse_config
+from trainers.disk_full import disk_full, is_disk_full
 
 
 class CheckpointError(Exception):
     """A checkpoint that is missing, corrupt or not ours; str() is one line naming the file."""
-
-
-class DiskFullError(OSError):
-    """A write that found no room (no space, quota, file-size limit); str() is one line naming
-    where. The file it would have replaced is untouched."""
-
-    def __str__(self) -> str:
-        return self.strerror or super().__str__()
-
-
-# No space left, over quota, over the process's file-size limit (RLIMIT_FSIZE).
-DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
-
-
-def is_disk_full(e: BaseException) -> bool:
-    return isinstance(e, OSError) and e.errno in DISK_FULL
-
-
-def disk_full(where: str | Path, e: OSError) -> DiskFullError:
-    """The one-line error for a write to `where` that `e` refused for want of room."""
-    return DiskFullError(e.errno, f"disk full: no room to write {where} "
-                                  f"({os.strerror(e.errno) if e.errno else e})")
 
 
 CHECKPOINT_NAME = "checkpoint.pt"

@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from trainers.checkpoint import CHECKPOINT_NAME, CheckpointError, DiskFullError
+from trainers.checkpoint import CHECKPOINT_NAME, CheckpointError
+from trainers.disk_full import DiskFullError
 from trainers.config import ConfigError, TrainConfig, load_config, parse_config
 from trainers.data import DataError
 from trainers.loop import EpochCallback, TrainResult, train

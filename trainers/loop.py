@@ -21,9 +21,9 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from trainers.checkpoint import (CHECKPOINT_NAME, CheckpointError, describe_changes, disk_full,
-                                 is_disk_full, load_checkpoint, resume_config_changes,
-                                 save_checkpoint)
+from trainers.checkpoint import (CHECKPOINT_NAME, CheckpointError, describe_changes,
+                                 load_checkpoint, resume_config_changes, save_checkpoint)
+from trainers.disk_full import disk_full, is_disk_full
 from trainers.config import DataConfig, TrainConfig
 from trainers.data import DataSplits, augment, batches, load_dataset, normalize
 from trainers.networks import GUNNNet, build_model
