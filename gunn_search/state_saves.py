@@ -133,6 +133,6 @@ def _replace_with_copy(src: str, dst: str) -> None:
     except BaseException as e:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-        if isinstance(e, OSError) and e.filename is None:
-            e.filename = dst
+        if isinstance(e, OSError):  # shutil names the source file; the one refused is dst
+            raise OSError(e.errno, e.strerror, dst) from None
         raise

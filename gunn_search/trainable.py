@@ -81,6 +81,14 @@ def rung_result(metrics: dict) -> float | None:
     return metrics.get(ANNEALED_METRIC, metrics.get(METRIC))
 
 
+def storage_path(ctx) -> str:
+    """Where Tune keeps this search's trials (`<storage>/<experiment>`), to name in an error."""
+    try:
+        return ctx.get_storage().experiment_fs_path
+    except Exception:  # not in a Tune trial, or a Tune without it
+        return "the search's storage"
+
+
 def train_trial(config: dict, space: Space) -> None:
     """Tune function trainable (bind `space` with `tune.with_parameters`)."""
     import torch
@@ -141,8 +149,7 @@ def train_trial(config: dict, space: Space) -> None:
             except OSError as e:  # Tune copies the checkpoint into the search's storage
                 if not is_disk_full(e):
                     raise
-                raise disk_full(ctx.get_trial_dir() if ctx else "the search's storage",
-                                e) from None
+                raise disk_full(f"a checkpoint to {storage_path(ctx)}", e) from None
             return False
 
         hooks = [h for h in (faults.step_hook(ctx.get_trial_id()) if ctx else None, lent) if h]
