@@ -23,6 +23,7 @@ import contextlib
 import json
 import math
 import os
+import shlex
 import sys
 import tempfile
 import time
@@ -33,6 +34,7 @@ from typing import Sequence
 from trainers.config import ModelConfig, TrainConfig, dump_config, num_classes, parse_config
 from trainers.spec import model_spec
 
+from gunn_search import interrupts
 from gunn_search.errors import SearchError, UsageError
 from gunn_search.paired_stats import PairedDifference, Summary, paired_difference, summarize
 
@@ -44,6 +46,7 @@ DEFAULT_VARIANTS = "gunn,sunn,gunn-nores"
 ROLE = "ablation"
 NOTE_TAG = "mlflow.note.content"  # the run's description in the MLflow UI
 SOURCE_TAG = "gunn_search.ablated_run_id"
+PATH_TAG = "gunn_search.tune_path"  # the Tune experiment a `--resume` restores
 CONFIDENCE = 0.95
 
 
@@ -173,6 +176,9 @@ class AblationResult:
     statuses: dict[str, dict[int, str]] = field(default_factory=dict)
     run_ids: dict[str, dict[int, str]] = field(default_factory=dict)
     parent_run_id: str = ""
+    # Set when Ctrl-C or SIGTERM stopped it (gunn_search.interrupts): nothing is summarised,
+    # `--resume` continues it.
+    interrupted: "interrupts.Interrupt | None" = None
 
     @property
     def metric(self) -> str:
@@ -287,6 +293,7 @@ class AblationOptions:
     max_failures: int = 1
     storage: str = "gunn-search-runs"
     address: str | None = None
+    resume: bool = False  # continue the newest interrupted ablation of this trial
 
 
 def source_config(client, experiment: str, run_id: str | None) -> tuple[str, str, TrainConfig]:
@@ -319,17 +326,21 @@ def run_ablation(opts: AblationOptions) -> AblationResult:
         f"initial weights are identical ({n} tensors compared)")
 
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
+    from gunn_search.state_saves import atomic_state_uploads
+    atomic_state_uploads()  # a full disk never leaves a half-written state to resume from
     import ray
     from ray import tune
 
     from gunn_search import resources
-    from gunn_search.ablation_callback import AblationCallback, ablation_trial
+    from gunn_search.ablation_callback import AblationCallback, ablation_runs, ablation_trial
+    from gunn_search.mlflow_callback import mark_killed
     from gunn_search.export import safe_name
     from gunn_search.progress import ProgressCallback
 
     from gunn_search.search import init_ray
 
     init_ray(opts.address)
+    interrupts.reclaim()
     try:
         gpus = ray.cluster_resources().get("GPU", 0)
         # auto: a whole GPU per run where there are GPUs (each run is a full training; runs
@@ -337,44 +348,84 @@ def run_ablation(opts: AblationOptions) -> AblationResult:
         per_gpu = resources.gpus_per_trial(opts.gpus_per_trial, gpus, 1)
         log("resources: " + resources.describe(opts.gpus_per_trial, gpus, 1))
         exp_id = client.get_experiment_by_name(opts.experiment).experiment_id
-        parent = client.create_run(exp_id, run_name=f"ablation-{source_id[:8]}", tags={
-            tr.ROLE_TAG: ROLE, SOURCE_TAG: source_id, tr.SEARCH_TAG: search_id})
-        parent_id = parent.info.run_id
-        params = {k: v for k, v in tr.config_params(base).items()
-                  if k not in ("model.family", "model.residual", "seed")}
-        params.update({"ablation.variants": ",".join(opts.variants),
-                       "ablation.seeds": ",".join(map(str, seeds)),
-                       "ablation.source_run_id": source_id, "max_failures": opts.max_failures,
-                       "resources.cpus_per_trial": opts.cpus_per_trial,
-                       "resources.gpus_per_trial": per_gpu})
-        tr.batch(tr.BufferedClient(client), parent_id, params=params)
         space = ablation_space(base, opts.variants, seeds, opts.cpus_per_trial, per_gpu)
-        callback = AblationCallback(opts.tracking_uri, exp_id, parent_id, configs)
-        cells = [cell_values(v, s) for s in seeds for v in opts.variants]
-        storage = opts.storage if "://" in opts.storage else str(Path(opts.storage).resolve())
-        tuner = tune.Tuner(
-            tune.with_resources(tune.with_parameters(ablation_trial, space=space),
-                                {"cpu": opts.cpus_per_trial, "gpu": per_gpu}),
-            param_space={"run": tune.grid_search(cells)},
-            tune_config=tune.TuneConfig(reuse_actors=True),
-            run_config=tune.RunConfig(
-                name=f"ablation-{safe_name(opts.experiment)}-{time.strftime('%Y%m%d-%H%M%S')}",
-                storage_path=storage, callbacks=[callback,
-                                                 ProgressCallback(len(cells), base.epochs)],
-                failure_config=tune.FailureConfig(max_failures=opts.max_failures),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=2), verbose=0))
+        trainable = tune.with_resources(tune.with_parameters(ablation_trial, space=space),
+                                        {"cpu": opts.cpus_per_trial, "gpu": per_gpu})
+        callback = None
+        if opts.resume:
+            parent_id, path = interrupted_ablation(client, exp_id, source_id, opts.variants, seeds)
+            client.update_run(parent_id, status="RUNNING")
+            log(f"resuming ablation run {parent_id} ({path})")
+            # Its callbacks (the MLflow one with them) come back from the pickled experiment.
+            tuner = tune.Tuner.restore(path, trainable=trainable, resume_errored=True)
+        else:
+            name = f"ablation-{safe_name(opts.experiment)}-{time.strftime('%Y%m%d-%H%M%S')}"
+            storage = opts.storage if "://" in opts.storage else str(Path(opts.storage).resolve())
+            path = f"{storage.rstrip('/')}/{name}"
+            parent = client.create_run(exp_id, run_name=f"ablation-{source_id[:8]}", tags={
+                tr.ROLE_TAG: ROLE, SOURCE_TAG: source_id, tr.SEARCH_TAG: search_id,
+                PATH_TAG: path})
+            parent_id = parent.info.run_id
+            callback = AblationCallback(opts.tracking_uri, exp_id, parent_id, configs)
+            params = {k: v for k, v in tr.config_params(base).items()
+                      if k not in ("model.family", "model.residual", "seed")}
+            params.update({"ablation.variants": ",".join(opts.variants),
+                           "ablation.seeds": ",".join(map(str, seeds)),
+                           "ablation.source_run_id": source_id, "max_failures": opts.max_failures,
+                           "resources.cpus_per_trial": opts.cpus_per_trial,
+                           "resources.gpus_per_trial": per_gpu})
+            tr.batch(tr.BufferedClient(client), parent_id, params=params)
+            cells = [cell_values(v, s) for s in seeds for v in opts.variants]
+            tuner = tune.Tuner(
+                trainable,
+                param_space={"run": tune.grid_search(cells)},
+                tune_config=tune.TuneConfig(reuse_actors=True),
+                run_config=tune.RunConfig(
+                    name=name, storage_path=storage,
+                    callbacks=[callback, ProgressCallback(len(cells), base.epochs)],
+                    failure_config=tune.FailureConfig(max_failures=opts.max_failures),
+                    checkpoint_config=tune.CheckpointConfig(num_to_keep=2), verbose=0))
+        interrupts.on_abort(lambda: mark_killed(tr.BufferedClient(client), parent_id,
+                                                interrupts.received()))
         # Tune's banner and hints go to stdout, which is for the table (as in the search).
-        with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
+        with (open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull),
+              interrupts.tune_run()):
             results = tuner.fit()
-        result = collect(results, base, opts, seeds, source_id, search_id, parent_id,
-                         callback.run_ids())
-        finish_parent(client, result, base)
-        undelivered = callback.close()
-        if undelivered:
-            log(f"{len(undelivered)} MLflow writes could not be delivered to {opts.tracking_uri}")
+        # A resumed ablation's callback is the one restored with it: its runs are read back.
+        run_ids = (callback.run_ids() if callback is not None
+                   else ablation_runs(client, exp_id, parent_id))
+        result = collect(results, base, opts, seeds, source_id, search_id, parent_id, run_ids)
+        result.interrupted = interrupts.received()
+        if result.interrupted is not None:  # the callback has closed the cut runs
+            mark_killed(tr.BufferedClient(client), parent_id, result.interrupted)
+        else:
+            finish_parent(client, result, base)
+    except KeyboardInterrupt:  # a second signal: the runs this driver opened are closed
+        interrupts.abort()
+        raise
     finally:
         ray.shutdown()
     return result
+
+
+def interrupted_ablation(client, exp_id: str, source_id: str, variants: Sequence[str],
+                         seeds: Sequence[int]) -> tuple[str, str]:
+    """(parent run id, Tune path) of the newest interrupted ablation of this trial with these
+    variants and seeds; SearchError naming what is missing otherwise."""
+    from gunn_search import tracking as tr
+
+    runs = client.search_runs(
+        [exp_id], f"tags.`{tr.ROLE_TAG}` = '{ROLE}' and tags.`{SOURCE_TAG}` = '{source_id}'",
+        order_by=["attributes.start_time DESC"], max_results=100)
+    want = (",".join(variants), ",".join(map(str, seeds)))
+    for r in runs:
+        if r.info.status != "KILLED" or PATH_TAG not in r.data.tags:
+            continue
+        if (r.data.params.get("ablation.variants"), r.data.params.get("ablation.seeds")) == want:
+            return r.info.run_id, r.data.tags[PATH_TAG]
+    raise SearchError(f"--resume: no interrupted ablation of trial run {source_id} with "
+                      f"variants {want[0]} and seeds {want[1]} in experiment "
+                      f"{client.get_experiment(exp_id).name!r}")
 
 
 def collect(results, base: TrainConfig, opts: AblationOptions, seeds: list[int], source_id: str,
@@ -386,6 +437,8 @@ def collect(results, base: TrainConfig, opts: AblationOptions, seeds: list[int],
     errors = {v: {s: None for s in seeds} for v in opts.variants}
     statuses = {v: {} for v in opts.variants}
     for r in results:
+        if not r.config:  # a cell an interrupted ablation never started
+            continue
         cell = r.config["run"]
         v, s = cell["variant"], int(cell["seed"])
         last = r.metrics or {}
@@ -458,6 +511,9 @@ def ablate_parser() -> argparse.ArgumentParser:
                    help="where Tune keeps the runs' checkpoints (default: ./gunn-search-runs; "
                         "on a cluster of several nodes, a URI every node reaches)")
     p.add_argument("--address", help="join a Ray cluster: auto, HOST:PORT or ray://HOST:PORT")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the newest interrupted ablation of this trial, variants and "
+                        "seeds")
     return p
 
 
@@ -465,6 +521,7 @@ def cmd_ablate(argv: Sequence[str]) -> int:
     from gunn_search.tracking_uri import check_tracking_uri, default_tracking_uri
 
     args = ablate_parser().parse_args(argv)
+    interrupts.install("gunn-search ablate")
     variants = parse_variants(args.variants)
     if args.seeds < 2:
         raise UsageError(f"--seeds must be >= 2 for a confidence interval (got {args.seeds})")
@@ -497,12 +554,24 @@ def cmd_ablate(argv: Sequence[str]) -> int:
         check_cluster(args.address, uri)
     opts = AblationOptions(args.experiment, uri, variants, args.seeds, args.run_id, args.epochs,
                            args.final, args.data_dir, gpus, args.cpus_per_trial,
-                           args.max_failures, args.storage, args.address)
+                           args.max_failures, args.storage, args.address, args.resume)
+    resume = shlex.join(["gunn-search", "ablate", *[a for a in argv if a != "--resume"],
+                         "--resume"])
     try:
         result = run_ablation(opts)
-    except KeyboardInterrupt:
-        log("interrupted; the runs that finished are in MLflow")
-        return 130
+    except KeyboardInterrupt:  # a second signal, or one before Tune ran: stopped at once
+        i = interrupts.received()
+        print(f"ablation: interrupted ({i.name if i else 'SIGINT'}, stopped at once)")
+        print(f"resume:  {resume}")
+        return i.exit_code if i else 130
+    if result.interrupted is not None:  # nothing summarised: only how to go on
+        i = result.interrupted
+        done = sum(st == "completed" for v in result.statuses.values() for st in v.values())
+        print(f"ablation: interrupted by {i.name} at {i.at} ({done} of "
+              f"{len(variants) * len(result.seeds)} runs completed), MLflow run "
+              f"{result.parent_run_id}")
+        print(f"resume:  {resume}")
+        return i.exit_code
     print(to_markdown(result))
     print(f"\nMLflow: ablation run {result.parent_run_id} in experiment {opts.experiment} "
           "(ablation.md, ablation.json; one nested run per variant and seed)")

@@ -9,6 +9,10 @@ The callback writes one nested MLflow run per cell under the ablation's parent r
 driver (as the search's callback does): the cell's training config as params and as the artifact
 `train_config.yaml` (so `gunn-train` can train it again), its per-epoch metrics (step = epoch,
 `test_*` too with --final) and a `gunn_search.status` tag.
+
+Stopped by Ctrl-C or SIGTERM (gunn_search.interrupts), the runs it cut are `interrupted` and
+KILLED; `gunn-search ablate --resume` restores the Tune experiment, and this callback (restored
+with it) finds the cells' runs by their tags and sets each RUNNING again as its cell restarts.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 from ray import tune
 
+from gunn_search import interrupts
 from gunn_search import tracking as tr
 from gunn_search.space.budget import config_cost, cost_metrics
 from gunn_search.trial_status import Kind, TrialStatus
@@ -53,6 +58,9 @@ class AblationCallback(tune.Callback):
     def _init_runtime(self) -> None:
         self.client = tr.BufferedClient(MlflowClient(self.tracking_uri))
         self.runs: dict[tuple[str, int], str] = {}  # (variant, seed) -> run id
+        self.earlier: set[tuple[str, int]] | None = None  # cells with a run before this driver
+        self.started: set[tuple[str, int]] = set()  # cells (re)started in this driver
+        self.closed: set[tuple[str, int]] = set()  # cells whose run got its final status here
         self.statuses: dict[tuple[str, int], TrialStatus] = {}
         # Artifacts are written here, not to a temporary directory of the call: a write queued
         # while the tracking store is unreachable still finds its file when it is retried.
@@ -73,6 +81,10 @@ class AblationCallback(tune.Callback):
         return run["variant"], int(run["seed"])
 
     def _ensure_run(self, trial) -> str:
+        if self.earlier is None:  # first use: a resumed ablation's runs continue
+            self.runs.update(ablation_runs(self.client.client, self.experiment_id,
+                                           self.parent_run_id))
+            self.earlier = set(self.runs)
         key = self.cell(trial)
         if key in self.runs:  # a retried trial continues its run
             return self.runs[key]
@@ -96,11 +108,48 @@ class AblationCallback(tune.Callback):
                   file=sys.stderr)
         return run_id
 
+    def setup(self, **info):
+        interrupts.on_abort(self.abort)  # a second Ctrl-C raises out of Tune at once
+
     def on_trial_start(self, iteration, trials, trial, **info):
-        self._ensure_run(trial)
+        self._start(trial)
 
     def on_trial_restore(self, iteration, trials, trial, **info):
-        self._ensure_run(trial)
+        self._start(trial)
+
+    def _start(self, trial) -> None:
+        run_id, key = self._ensure_run(trial), self.cell(trial)
+        if key in self.earlier and key not in self.started:  # resumed: it runs again
+            self.client.call("update_run", run_id, status="RUNNING")
+            tr.batch(self.client, run_id, tags={tr.STATUS_TAG: TrialStatus.RUNNING})
+        self.started.add(key)
+
+    def on_experiment_end(self, trials, **info):
+        """Deliver what is queued (saying what could not be). Stopped by a signal: the cells
+        it cut (started here, not ended; Tune's cleanup has marked them TERMINATED) and those
+        waiting to run again are `interrupted`, KILLED, first."""
+        if interrupts.received() is not None:
+            self._close_interrupted(trials)
+        undelivered = self.close()
+        if undelivered:
+            print(f"gunn-search ablate: {len(undelivered)} MLflow writes could not be delivered "
+                  f"to {self.tracking_uri}", file=sys.stderr, flush=True)
+
+    def _close_interrupted(self, trials) -> None:
+        for t in trials:
+            key = self.cell(t)
+            if key in self.closed:
+                continue
+            if key in self.started or (key in self.runs and t.status not in ("TERMINATED", "ERROR")):
+                self._finish(t, TrialStatus.INTERRUPTED, "KILLED")
+
+    def abort(self) -> None:
+        """After a second signal: the runs of the cells started here and not ended."""
+        for key in sorted(self.started - self.closed):
+            self.closed.add(key)
+            tr.batch(self.client, self.runs[key], tags={tr.STATUS_TAG: TrialStatus.INTERRUPTED})
+            self.client.call("set_terminated", self.runs[key], "KILLED")
+        self.client.flush()
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         run_id = self._ensure_run(trial)
@@ -126,6 +175,7 @@ class AblationCallback(tune.Callback):
     def _finish(self, trial, status: TrialStatus, mlflow_status: str, tags: dict | None = None):
         run_id = self._ensure_run(trial)
         self.statuses[self.cell(trial)] = status
+        self.closed.add(self.cell(trial))
         tr.batch(self.client, run_id, tags={tr.STATUS_TAG: status, **(tags or {})})
         self.client.call("set_terminated", run_id, mlflow_status)
 
@@ -142,3 +192,12 @@ class AblationCallback(tune.Callback):
         return [m for m, _, _ in self.client.pending]
 
 
+
+
+def ablation_runs(client: MlflowClient, experiment_id: str, parent_run_id: str
+                  ) -> dict[tuple[str, int], str]:
+    """(variant, seed) -> run id of an ablation's nested runs, read back from MLflow."""
+    runs = client.search_runs([experiment_id], f"tags.`{tr.PARENT_TAG}` = '{parent_run_id}'",
+                              max_results=10000)
+    return {(r.data.tags[VARIANT_TAG], int(r.data.tags[SEED_TAG])): r.info.run_id
+            for r in runs if VARIANT_TAG in r.data.tags and SEED_TAG in r.data.tags}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -20,6 +21,7 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # an offline tool sen
 
 from trainers.config_errors import ConfigError
 
+from gunn_search import interrupts
 from gunn_search.errors import UsageError
 from gunn_search.space import fingerprint, load_space, with_overrides
 from gunn_search.tracking_uri import check_tracking_uri, default_tracking_uri, quiet_libraries
@@ -114,6 +116,7 @@ def apply_overrides(space, args):
 
 def cmd_search(argv: Sequence[str]) -> int:
     args = search_parser().parse_args(argv)
+    interrupts.install("gunn-search")
     space = load_space(args.space)
     space_path = str(Path(space.source).resolve())
     space_id = fingerprint(space)
@@ -155,8 +158,46 @@ def cmd_search(argv: Sequence[str]) -> int:
         artifact_root=str(Path(DEFAULT_ARTIFACTS).resolve()) if is_local_uri(uri) else None,
         fingerprint=space_id, warm_start=args.warm_start, warm_start_top=args.warm_start_top)
     # The outcome is printed as soon as it is known, before Ray shuts down.
-    run_search(space, opts, on_outcome=lambda out: print_outcome(out, uri, space))
-    return 0
+    resume = resume_command(argv)
+    try:
+        out = run_search(space, opts,
+                         on_outcome=lambda out: print_outcome(out, uri, space, resume))
+    except KeyboardInterrupt:  # a second signal, or one before Tune ran: stopped at once
+        interrupt = interrupts.received()
+        name = interrupt.name if interrupt else "SIGINT"
+        print(f"search: {experiment} interrupted ({name}, stopped at once)")
+        if resumable(opts):
+            print(f"resume:  {resume}")
+        else:
+            print("resume:  nothing to resume (stopped before its first trial)")
+        return interrupt.exit_code if interrupt else 130
+    return out.interrupted.exit_code if out.interrupted else 0
+
+
+def resume_command(argv: Sequence[str]) -> str:
+    """The command that continues this search: the same arguments with `--resume` (a resumed
+    search refuses a warm start, which only a new search takes)."""
+    out, skip = ["gunn-search"], False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        name = a.split("=", 1)[0]
+        if name in ("--warm-start", "--warm-start-top"):
+            skip = "=" not in a
+            continue
+        out.append(a)
+    if "--resume" not in out:
+        out.append("--resume")
+    return shlex.join(out)
+
+
+def resumable(opts) -> bool:
+    """Whether Tune saved a state that `--resume` can restore."""
+    from ray import tune
+
+    from gunn_search.search import experiment_path
+    return tune.Tuner.can_restore(experiment_path(opts))
 
 
 def preflight_data(space) -> None:
@@ -170,7 +211,15 @@ def preflight_data(space) -> None:
     load_data(space.base.data, "cpu")
 
 
-def print_outcome(out, uri: str, space) -> None:
+def print_outcome(out, uri: str, space, resume: str) -> None:
+    if out.interrupted is not None:
+        # Nothing was decided: no best trial and no export, only how to go on.
+        i = out.interrupted
+        print(f"search: {out.experiment} interrupted by {i.name} at {i.at} "
+              f"({out.num_trials} of {space.search.num_samples} trials started; state saved), "
+              f"MLflow parent run {out.parent_run_id}")
+        print(f"resume:  {resume}")
+        return
     print(f"search: {out.experiment} ({out.num_trials} trials), MLflow parent run {out.parent_run_id}")
     if out.best_trial_id is None:
         print("best trial: none finished")
@@ -264,9 +313,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, SearchError, ExportError, UsageError, DataError) as e:
         print(f"gunn-search: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("gunn-search: interrupted; continue with --resume", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt:  # before a command could say more (one that could has said it)
+        interrupt = interrupts.received()
+        print("gunn-search: interrupted", file=sys.stderr)
+        return interrupt.exit_code if interrupt else 130
 
 
 def run() -> None:

@@ -6,6 +6,11 @@ its price (`cost.*`) and per-epoch metrics (step = epoch), and a final status ta
 `TrialStatus`: completed, stopped by ASHA, errored, non-finite loss, oom, rejected by budget; the
 epoch or error in their own tags). A trial retried after an error continues its run. The parent run gets the running best and, at the end, the best
 trial's config and the search plots.
+
+A search stopped by Ctrl-C or SIGTERM (gunn_search.interrupts) ends differently: the trials it
+cut are `interrupted` and their runs KILLED, the parent run is KILLED with the signal and its
+time as tags, and nothing of a finished search (best config, plots) is written. `--resume`
+sets each run RUNNING again when its trial starts again.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 from ray import tune
 
-from gunn_search import pareto, timing
+from gunn_search import interrupts, pareto, timing
 from gunn_search import mlflow_ui
 from gunn_search import tracking as tr
 from gunn_search.space import trial_config
@@ -30,6 +35,10 @@ from gunn_search.trial_status import METRIC, Kind, TrialStatus
 
 ERROR_TAG = "gunn_search.error"
 STOPPED_AT_TAG = "gunn_search.stopped_at_epoch"
+# On the parent run of an interrupted search: when (UTC) and by which signal. A resumed search
+# keeps them as the record of its last interruption.
+INTERRUPTED_AT_TAG = "gunn_search.interrupted_at"
+INTERRUPTED_BY_TAG = "gunn_search.interrupted_by"
 
 
 class MLflowSearchCallback(tune.Callback):
@@ -50,6 +59,8 @@ class MLflowSearchCallback(tune.Callback):
         self.histories: dict[str, list[dict]] = {}
         self.statuses: dict[str, str] = {}
         self.closed: set[str] = set()  # trials whose run got its final status in this driver
+        self.started: set[str] = set()  # trials that (re)started in this driver
+        self.earlier: set[str] = set()  # trials whose run an earlier driver created (resume)
         self.logged_upto: dict[str, int] = {}  # last epoch already in MLflow (resumed runs)
         self.redone: dict[str, int] = {}
         self.best: float | None = None
@@ -73,6 +84,7 @@ class MLflowSearchCallback(tune.Callback):
             self._client = tr.BufferedClient(raw)
             try:  # a resumed search: continue the runs its trials already have
                 self.runs.update(tr.child_runs(raw, self.experiment_id, self.parent_run_id))
+                self.earlier = set(self.runs)
                 for tid, run_id in self.runs.items():
                     hist = raw.get_metric_history(run_id, "train_loss")
                     self.logged_upto[tid] = max((m.step for m in hist), default=0)
@@ -84,11 +96,15 @@ class MLflowSearchCallback(tune.Callback):
         return self._client
 
     # --- Tune hooks -----------------------------------------------------------------------------
+    def setup(self, **info):
+        # A second Ctrl-C raises out of Tune at once: the runs are then closed from here.
+        interrupts.on_abort(self.abort)
+
     def on_trial_start(self, iteration, trials, trial, **info):
-        self._ensure_run(trial)
+        self._start(trial)
 
     def on_trial_restore(self, iteration, trials, trial, **info):
-        self._ensure_run(trial)
+        self._start(trial)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         run_id = self._ensure_run(trial)
@@ -135,7 +151,11 @@ class MLflowSearchCallback(tune.Callback):
                                             ERROR_TAG: tr.trial_error_line(trial)})
 
     def on_experiment_end(self, trials, **info):
-        self.finalize(trials)
+        interrupt = interrupts.received()
+        if interrupt is not None:
+            self.close_interrupted(trials, interrupt)
+        else:
+            self.finalize(trials)
 
     # --- helpers --------------------------------------------------------------------------------
     def _preload_plotting_if_idle(self, trials) -> None:
@@ -153,6 +173,47 @@ class MLflowSearchCallback(tune.Callback):
         self._preloading = threading.Thread(target=_import_plotting, name="plots-preload",
                                             daemon=True)
         self._preloading.start()
+
+    def _start(self, trial) -> None:
+        run_id = self._ensure_run(trial)
+        tid = trial.trial_id
+        if tid in self.earlier and tid not in self.started:
+            # Resumed: a run an earlier driver ended (interrupted; errored and retried now)
+            # runs again. One that a killed driver left RUNNING is set so again, harmlessly.
+            self.client.call("update_run", run_id, status="RUNNING")
+            tr.batch(self.client, run_id, tags={tr.STATUS_TAG: TrialStatus.RUNNING})
+        self.started.add(tid)
+
+    def close_interrupted(self, trials, interrupt: interrupts.Interrupt) -> None:
+        """The end of a search a signal stopped (Tune has saved its state for `--resume`).
+
+        A trial that started in this driver and did not end is cut (Tune's cleanup has marked
+        it TERMINATED), and so is one with a run that waits to start again: `interrupted`,
+        KILLED. Trials that ended while a killed driver was down are closed as at a normal
+        end; the parent run is KILLED, tagged with the signal and its time.
+        """
+        client = self.client
+        client.flush()
+        self._drop_unsaved_trials(trials)
+        for t in trials:
+            tid = t.trial_id
+            if tid in self.closed:
+                continue
+            if tid in self.started or (tid in self.runs and t.status not in ("TERMINATED", "ERROR")):
+                self._finish(t, TrialStatus.INTERRUPTED, "KILLED")
+            else:
+                self._close_if_ended(t)
+        mark_killed(client, self.parent_run_id, interrupt)
+
+    def abort(self) -> None:
+        """After a second signal cut Tune's own stop short: the runs of the trials that started
+        in this driver and did not end are `interrupted`, KILLED (the search closes its parent
+        run)."""
+        for tid in sorted(self.started - self.closed):
+            run_id = self.runs[tid]
+            self.closed.add(tid)
+            tr.batch(self.client, run_id, tags={tr.STATUS_TAG: TrialStatus.INTERRUPTED})
+            self.client.call("set_terminated", run_id, "KILLED")
 
     def _ensure_run(self, trial) -> str:
         tid = trial.trial_id
@@ -351,6 +412,16 @@ class MLflowSearchCallback(tune.Callback):
         d = Path(tempfile.gettempdir()) / f"gunn-search-spool-{self.parent_run_id}"
         d.mkdir(parents=True, exist_ok=True)
         return d
+
+
+def mark_killed(client: tr.BufferedClient, run_id: str,
+                interrupt: interrupts.Interrupt | None) -> None:
+    """A search's parent run stopped by a signal: KILLED, tagged with the signal and when."""
+    if interrupt is not None:
+        tr.batch(client, run_id, tags={INTERRUPTED_AT_TAG: interrupt.at,
+                                       INTERRUPTED_BY_TAG: interrupt.name})
+    client.call("set_terminated", run_id, "KILLED")
+    client.flush()
 
 
 def pareto_row(trial, status, history: list[dict]) -> dict:

@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Callable
 from urllib.parse import urlparse
 
-from gunn_search import faults, mlflow_ui, pareto
+from gunn_search import faults, interrupts, mlflow_ui, pareto
 from gunn_search.errors import SearchError, UsageError
 from gunn_search import tracking as tr
 from gunn_search.scheduler import ResumableASHA, branch_epochs_per_trial
 from gunn_search.scheduler import describe as describe_schedule
-from gunn_search.state_saves import adapt_state_saves
+from gunn_search.state_saves import adapt_state_saves, atomic_state_uploads
 from gunn_search.space import Space, define_by_run, fingerprint as space_fingerprint
 from gunn_search.trainable import train_trial
 from gunn_search.trial_status import METRIC, Kind, TrialStatus
@@ -61,6 +61,9 @@ class SearchOutcome:
     front: list[dict] | None = None  # multi-objective: the Pareto front of the finished trials
     objectives: list | None = None
     experiment_id: str | None = None  # MLflow's id of `experiment`
+    # Set when Ctrl-C or SIGTERM stopped the search: Tune saved its state, `--resume` continues
+    # it; no best trial is named (nothing was decided), `num_trials` is the trials started.
+    interrupted: interrupts.Interrupt | None = None
 
 
 def check_address(address: str, timeout: float = 5.0) -> None:
@@ -93,9 +96,12 @@ def init_ray(address: str | None, runtime_env: dict | None = None) -> None:
     never a cluster that happens to run on this machine, which Ray's default would join."""
     import ray
 
+    from gunn_search.interrupts import sheltered_ray_node
+
     try:
-        ray.init(address=address or "local", include_dashboard=False, log_to_driver=False,
-                 configure_logging=True, logging_level="ERROR", runtime_env=runtime_env)
+        with sheltered_ray_node() if not address else contextlib.nullcontext():
+            ray.init(address=address or "local", include_dashboard=False, log_to_driver=False,
+                     configure_logging=True, logging_level="ERROR", runtime_env=runtime_env)
     except (ConnectionError, ray.exceptions.RayError) as e:
         if not address:
             raise SearchError(f"could not start Ray on this machine ({tr.first_line(str(e))})"
@@ -142,10 +148,20 @@ def read_state(path: str) -> dict | None:
 
 
 def write_state(path: str, state: dict) -> None:
+    """Written to a temporary name and moved into place: never half a file to resume from."""
+    from trainers.disk_full import disk_full, is_disk_full
+
     fs, p = _filesystem(path)
-    fs.create_dir(p, recursive=True)
-    with fs.open_output_stream(f"{p}/{STATE_FILE}") as stream:
-        stream.write(json.dumps(state, indent=2).encode())
+    tmp = f"{p}/{STATE_FILE}.tmp"
+    try:
+        fs.create_dir(p, recursive=True)
+        with fs.open_output_stream(tmp) as stream:
+            stream.write(json.dumps(state, indent=2).encode())
+        fs.move(tmp, f"{p}/{STATE_FILE}")
+    except OSError as e:
+        if is_disk_full(e):
+            raise SearchError(str(disk_full(f"{p}/{STATE_FILE}", e))) from None
+        raise
 
 
 def resumed_settings(space: Space) -> dict:
@@ -283,10 +299,12 @@ def run_search(space: Space, opts: SearchOptions,
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
     # ... or less often once a save takes over 1/19 s (a big search): at most ~5 % of the time.
     adapt_state_saves()
+    # ... and never leave a half-written state on a disk that filled up.
+    atomic_state_uploads()
     import ray
     from ray import tune
 
-    from gunn_search.mlflow_callback import MLflowSearchCallback
+    from gunn_search.mlflow_callback import MLflowSearchCallback, mark_killed
     from gunn_search.progress import ProgressCallback
 
     fingerprint = opts.fingerprint or space_fingerprint(space)
@@ -325,6 +343,7 @@ def run_search(space: Space, opts: SearchOptions,
     env_vars = {k: os.environ[k] for k in (faults.ENV_FAULTS, faults.ENV_DIR) if k in os.environ}
     try:
         init_ray(opts.address, {"env_vars": env_vars} if env_vars else None)
+        interrupts.reclaim()
     except BaseException:
         if store is not None:
             wait([store])  # never exit with the store's schema half-written
@@ -341,6 +360,8 @@ def run_search(space: Space, opts: SearchOptions,
                 from gunn_search import warm_start
                 past = warm_start.load_trials(client, opts.warm_start)
             parent_id = start_parent_run(space, opts, fingerprint, client, exp_id, state)
+            interrupts.on_abort(lambda: mark_killed(tr.BufferedClient(client), parent_id,
+                                                    interrupts.received()))
         except SearchError:
             raise
         except Exception as e:  # MlflowException, connection errors: the store is unusable
@@ -370,13 +391,24 @@ def run_search(space: Space, opts: SearchOptions,
         # Tune prints a banner, the results path and a TensorBoard hint on stdout whatever its
         # verbosity (ray/tune/experimental/output.py): stdout is for our results and stderr for
         # our progress, so they go nowhere. Its warnings and errors still reach stderr (logging).
-        with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
+        with (open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull),
+              interrupts.tune_run()):
             results = tuner.fit()
-        out = outcome(results, opts, parent_id, client, space)
+        interrupt = interrupts.received()
+        if interrupt is None:
+            out = outcome(results, opts, parent_id, client, space)
+        else:  # the MLflow callback has closed the runs as interrupted (on_experiment_end)
+            out = SearchOutcome(opts.experiment, parent_id, None, None, None, None, len(results),
+                                path, interrupted=interrupt)
         out.experiment_id = exp_id
         if on_outcome is not None:
             on_outcome(out)
             sys.stdout.flush()
+    except KeyboardInterrupt:
+        # A second signal cut Tune's own stop short (or one came before Tune ran): close the
+        # runs this driver opened as interrupted; what a resume needs is already on disk.
+        interrupts.abort()
+        raise
     finally:
         ray.shutdown()
     return out

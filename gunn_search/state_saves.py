@@ -16,7 +16,12 @@ Ray 2.60); when that is not there, Tune's fixed period stays as it was.
 
 from __future__ import annotations
 
+import contextlib
+import fnmatch
 import functools
+import os
+import shutil
+import sys
 import time
 
 from gunn_search import timing
@@ -57,3 +62,77 @@ def adapt_state_saves() -> bool:
     sync_up_experiment_state._gunn_adaptive = True
     cls.sync_up_experiment_state = sync_up_experiment_state
     return True
+
+
+# --- Saves that a full disk cannot break ------------------------------------------------------
+# Tune writes its state into a staging folder and copies that folder onto the storage path
+# file by file, each file rewritten in place (`ray.train._internal.storage._upload_to_fs_path`,
+# Ray 2.60). A disk that fills during the copy leaves a truncated experiment_state-*.json there,
+# and a restore fails on it. On a local storage path each file is copied to a temporary name
+# and renamed over the old one instead: a file is the old one or the new one, never half. A
+# copy that finds the disk full keeps the previous state, says so once in one line (until a
+# save goes through again), and is retried at the next save.
+
+_full: list[str] = []  # the file last refused for want of room, while the disk stays full
+
+
+def atomic_state_uploads() -> bool:
+    """Make Tune's uploads to a local storage path atomic per file; True if in place."""
+    try:
+        import pyarrow.fs as pafs
+        from ray.train._internal import storage as st
+    except ImportError:
+        return False
+    orig = getattr(st, "_upload_to_fs_path", None)
+    if orig is None or getattr(orig, "_gunn_atomic", False):
+        return orig is not None
+
+    @functools.wraps(orig)
+    def upload(local_path, fs, fs_path, exclude=None):
+        if not isinstance(fs, pafs.LocalFileSystem) or not os.path.isdir(local_path):
+            return orig(local_path, fs, fs_path, exclude)
+        try:
+            for src, rel in _files(local_path, exclude):
+                _replace_with_copy(src, os.path.join(fs_path, rel))
+        except OSError as e:
+            from trainers.disk_full import is_disk_full
+            if not is_disk_full(e):
+                raise
+            if not _full:
+                print(f"gunn-search: disk full: no room to write {e.filename or fs_path} "
+                      f"({os.strerror(e.errno)}); Tune's last saved state is kept, saving "
+                      "again once there is room", file=sys.stderr, flush=True)
+            _full[:] = [str(e.filename)]
+            return
+        if _full:
+            print("gunn-search: Tune's state saved again", file=sys.stderr, flush=True)
+            _full.clear()
+
+    upload._gunn_atomic = True
+    st._upload_to_fs_path = upload
+    return True
+
+
+def _files(root: str, exclude):
+    """(path, path relative to root) of the files under root that no `exclude` pattern
+    matches (Tune's patterns match relative paths, as fnmatch)."""
+    for d, _, names in os.walk(root):
+        for name in names:
+            src = os.path.join(d, name)
+            rel = os.path.relpath(src, root)
+            if not exclude or not any(fnmatch.fnmatch(rel, p) for p in exclude):
+                yield src, rel
+
+
+def _replace_with_copy(src: str, dst: str) -> None:
+    os.makedirs(os.path.dirname(dst), exist_ok=True)
+    tmp = f"{dst}.tmp-{os.getpid()}"
+    try:
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(e, OSError):  # shutil names the source file; the one refused is dst
+            raise OSError(e.errno, e.strerror, dst) from None
+        raise

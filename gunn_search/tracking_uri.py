@@ -25,6 +25,9 @@ def quiet_libraries() -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # export's download
     for name in ("mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # It logs every failed write to a SQL store with its traceback (~60 lines for a full disk);
+    # tracking.BufferedClient says a write failed in one line and retries it.
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 
 
 def check_tracking_uri(uri: str) -> None:

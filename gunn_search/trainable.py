@@ -81,12 +81,21 @@ def rung_result(metrics: dict) -> float | None:
     return metrics.get(ANNEALED_METRIC, metrics.get(METRIC))
 
 
+def storage_path(ctx) -> str:
+    """Where Tune keeps this search's trials (`<storage>/<experiment>`), to name in an error."""
+    try:
+        return ctx.get_storage().experiment_fs_path
+    except Exception:  # not in a Tune trial, or a Tune without it
+        return "the search's storage"
+
+
 def train_trial(config: dict, space: Space) -> None:
     """Tune function trainable (bind `space` with `tune.with_parameters`)."""
     import torch
 
     from trainers.anneal import BRANCH_EPOCHS
     from trainers.checkpoint import CHECKPOINT_NAME
+    from trainers.disk_full import disk_full, is_disk_full
     from trainers.loop import STATUS_NONFINITE, train
 
     ctx = tune.get_context()
@@ -135,7 +144,12 @@ def train_trial(config: dict, space: Space) -> None:
                 out["trial_status"] = (TrialStatus.COMPLETED if metrics["epoch"] >= cfg.epochs
                                        else TrialStatus.RUNNING)
             ckpt = tune.Checkpoint.from_directory(str(ckpt_path.parent)) if ckpt_path else None
-            tune.report(out, checkpoint=ckpt)
+            try:
+                tune.report(out, checkpoint=ckpt)
+            except OSError as e:  # Tune copies the checkpoint into the search's storage
+                if not is_disk_full(e):
+                    raise
+                raise disk_full(f"a checkpoint to {storage_path(ctx)}", e) from None
             return False
 
         hooks = [h for h in (faults.step_hook(ctx.get_trial_id()) if ctx else None, lent) if h]

@@ -1,7 +1,7 @@
 """The metric a search optimises and the status of a trial, as data.
 
 A trial's status is one `TrialStatus`; its `kind` (completed, stopped early, failed, rejected,
-running) is what the plots, the progress line, the export and the searcher decide on. MLflow
+running, interrupted) is what the plots, the progress line, the export and the searcher decide on. MLflow
 holds the status in the tag `gunn_search.status`; the details go in their own tags
 (`gunn_search.stopped_at_epoch`, `gunn_search.error`). Kept apart from `gunn_search.trainable`
 so the driver can name them without importing torch.
@@ -22,6 +22,7 @@ class Kind(StrEnum):
     STOPPED = "stopped early"
     FAILED = "failed"
     REJECTED = "rejected"
+    INTERRUPTED = "interrupted"  # cut by Ctrl-C/SIGTERM; `--resume` continues it
 
 
 class TrialStatus(StrEnum):
@@ -34,6 +35,7 @@ class TrialStatus(StrEnum):
     OOM = "oom"
     REJECTED = "rejected by budget"
     ABANDONED = "abandoned"  # started just before a killed driver stopped, never saved by Tune
+    INTERRUPTED = "interrupted"  # cut by Ctrl-C or SIGTERM (gunn_search.interrupts); resumable
 
     @property
     def kind(self) -> Kind:
@@ -42,7 +44,7 @@ class TrialStatus(StrEnum):
     @property
     def has_result(self) -> bool:
         """Whether the trial's val_acc is a real measurement (a candidate for the best)."""
-        return self.kind in (Kind.COMPLETED, Kind.STOPPED, Kind.RUNNING)
+        return self.kind in (Kind.COMPLETED, Kind.STOPPED, Kind.RUNNING, Kind.INTERRUPTED)
 
 
 _KIND = {
@@ -50,7 +52,7 @@ _KIND = {
     TrialStatus.COMPLETED: Kind.COMPLETED, TrialStatus.STOPPED: Kind.STOPPED,
     TrialStatus.ERRORED: Kind.FAILED, TrialStatus.NONFINITE: Kind.FAILED,
     TrialStatus.OOM: Kind.FAILED, TrialStatus.ABANDONED: Kind.FAILED,
-    TrialStatus.REJECTED: Kind.REJECTED,
+    TrialStatus.REJECTED: Kind.REJECTED, TrialStatus.INTERRUPTED: Kind.INTERRUPTED,
 }
 
 

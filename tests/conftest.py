@@ -1,3 +1,4 @@
+import contextlib
 import os
 import signal
 import socket
@@ -133,3 +134,37 @@ def kill_group(proc: subprocess.Popen, grace: float, wait: float = 10) -> None:
         proc.wait(timeout=wait)
     except subprocess.TimeoutExpired:
         pass
+
+
+@contextlib.contextmanager
+def small_filesystem(path: Path, size: str = "2m"):
+    """A tmpfs of `size` mounted at `path` for the test (root only): a disk that really fills.
+    Skips, with the reason, where the machine does not allow mounting one."""
+    path.mkdir(parents=True, exist_ok=True)
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0777", "tmpfs",
+                          str(path)], capture_output=True, text=True)
+    if res.returncode != 0:
+        pytest.skip(f"cannot mount a size-limited tmpfs here: "
+                    f"{(res.stderr.strip() or 'mount failed').splitlines()[0]}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+def fill(path: Path, keep: int = 0) -> Path:
+    """Fill the filesystem holding `path` with a file `path/.filler` until no byte is left but
+    `keep`; returns the filler (delete it to free the space)."""
+    filler = path / ".filler"
+    chunk = b"\0" * (64 * 1024)
+    with open(filler, "wb") as f:
+        try:
+            while True:
+                free = os.statvfs(path).f_bavail * os.statvfs(path).f_frsize
+                if free <= keep:
+                    break
+                f.write(chunk[:max(1, min(len(chunk), free - keep))])
+                f.flush()
+        except OSError:
+            pass
+    return filler

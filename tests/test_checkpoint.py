@@ -250,3 +250,23 @@ def test_describe_changes_is_one_line():
     changes = [f"k{i}: {i} -> {i + 1}" for i in range(9)]
     assert describe_changes(changes[:2]) == "k0: 0 -> 1; k1: 1 -> 2"
     assert describe_changes(changes, most=3) == "k0: 0 -> 1; k1: 1 -> 2; k2: 2 -> 3; and 6 more"
+
+
+def test_a_full_disk_keeps_the_previous_checkpoint_and_says_where(tmp_path):
+    """A real full filesystem (a 1 MiB tmpfs): the write fails with one line naming the file,
+    the previous checkpoint still loads, no temporary file is left."""
+    from tests.conftest import fill, small_filesystem
+    from trainers.disk_full import DiskFullError
+
+    with small_filesystem(tmp_path / "disk", "1m") as disk:
+        path = disk / CHECKPOINT_NAME
+        save_checkpoint({"epoch": 1, "model": {"w": torch.ones(1000)}}, path)
+        filler = fill(disk)
+        with pytest.raises(DiskFullError) as e:
+            save_checkpoint({"epoch": 2, "model": {"w": torch.ones(100_000)}}, path)
+        assert str(e.value) == f"disk full: no room to write {path} (No space left on device)"
+        assert load_checkpoint(path)["epoch"] == 1
+        assert sorted(p.name for p in disk.iterdir()) == [".filler", CHECKPOINT_NAME]
+        filler.unlink()  # space freed: the next write goes through
+        save_checkpoint({"epoch": 2, "model": {"w": torch.ones(100_000)}}, path)
+        assert load_checkpoint(path)["epoch"] == 2

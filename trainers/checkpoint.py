@@ -6,6 +6,7 @@ loads with `torch.load(weights_only=True)`: a tampered file cannot run code on l
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import torch
 
 from trainers.config import ConfigError, TrainConfig, parse_config
+from trainers.disk_full import disk_full, is_disk_full
 
 
 class CheckpointError(Exception):
@@ -31,18 +33,28 @@ RESUME_HARMLESS = ("device", "out_dir", "num_threads", "tracking", "eval_batch_s
 
 
 def save_checkpoint(state: dict, path: str | Path) -> Path:
-    """Write `state` to `path` atomically (temp file in the same directory + os.replace)."""
+    """Write `state` to `path` atomically (temp file in the same directory + os.replace): a
+    failed write, a full disk included (DiskFullError), leaves the previous checkpoint as it
+    was."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    # Serialised in memory first: torch writing straight to a file on a full disk fails with
+    # an unrelated message ("unexpected pos 704 vs 598"); a plain write says ENOSPC.
+    buf = io.BytesIO()
+    torch.save({"format_version": FORMAT_VERSION, **state}, buf)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as f:
-            torch.save({"format_version": FORMAT_VERSION, **state}, f)
+            f.write(buf.getbuffer())
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as e:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if is_disk_full(e):
+            raise disk_full(path, e) from None
         raise
     return path
 

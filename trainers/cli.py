@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Sequence
 
 from trainers.checkpoint import CHECKPOINT_NAME, CheckpointError
+from trainers.disk_full import DiskFullError
 from trainers.config import ConfigError, TrainConfig, load_config, parse_config
 from trainers.data import DataError
 from trainers.loop import EpochCallback, TrainResult, train
@@ -100,6 +101,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except USER_ERRORS + (UsageError,) as e:
         print(f"gunn-train: error: {e}", file=sys.stderr)
         return 2
+    except DiskFullError as e:  # not the user's mistake: exit 1; the last checkpoint is kept
+        print(f"gunn-train: error: {e}; the last checkpoint is kept: free space, then --resume",
+              file=sys.stderr)
+        return 1
     print(json.dumps(summary(cfg, result), indent=2))
     return 0 if result.status in ("completed", "stopped") else 1
 

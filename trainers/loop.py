@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from trainers.checkpoint import (CHECKPOINT_NAME, CheckpointError, describe_changes,
                                  load_checkpoint, resume_config_changes, save_checkpoint)
+from trainers.disk_full import disk_full, is_disk_full
 from trainers.config import DataConfig, TrainConfig
 from trainers.data import DataSplits, augment, batches, load_dataset, normalize
 from trainers.networks import GUNNNet, build_model
@@ -340,7 +341,13 @@ def peak_memory_bytes(device: torch.device) -> int:
 def write_metrics(history: list[dict], path: Path) -> None:
     """Rewrite metrics.jsonl from the history (so a resumed run never holds duplicate epochs)."""
     tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(m) + "\n" for m in history))
+    try:
+        tmp.write_text("".join(json.dumps(m) + "\n" for m in history))
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        if is_disk_full(e):
+            raise disk_full(path, e) from None
+        raise
     tmp.replace(path)
 
 
