@@ -125,6 +125,7 @@ def make_dehb(cs, seed: int, max_fidelity: int, out: str):
 def run_seed(seed: int, budget: int) -> dict:
     import torch
     from digits_problem import EPOCHS, problem_space
+    from search_efficiency import EpochLog
 
     from gunn_search.space import trial_config
     from trainers.loop import load_data, train
@@ -134,7 +135,7 @@ def run_seed(seed: int, budget: int) -> dict:
     data = load_data(space.base.data)
     cs, to_values = config_space(space, seed)
     out = tempfile.mkdtemp(prefix="gunn-dehb-")
-    lock, events, stop, t0 = threading.Lock(), [], threading.Event(), time.time()
+    log, stop = EpochLog(budget), threading.Event()
 
     def evaluate(n: int, job: dict) -> dict | None:
         fidelity = max(1, int(round(job["fidelity"])))
@@ -143,15 +144,11 @@ def run_seed(seed: int, budget: int) -> dict:
         last = []
 
         def on_epoch(m: dict, _ckpt) -> bool:
-            with lock:
-                if len(events) >= budget:
-                    stop.set()
-                    return True
-                events.append({"t": round(time.time() - t0, 2), "trial": str(n),
-                               "epoch": m["epoch"], "val_acc": m["val_acc"],
-                               "fidelity": fidelity, "config_id": int(job["config_id"])})
-                if len(events) >= budget:
-                    stop.set()  # no new evaluation starts; this one stops at its next epoch
+            if not log.add(n, m, fidelity=fidelity, config_id=int(job["config_id"])):
+                stop.set()
+                return True
+            if log.spent:
+                stop.set()  # no new evaluation starts; this one stops at its next epoch
             last.append(m)
             return m["epoch"] >= fidelity  # the 12-epoch schedule, stopped after `fidelity`
 
@@ -178,7 +175,7 @@ def run_seed(seed: int, budget: int) -> dict:
                         dehb.tell(job, res)
     finally:
         shutil.rmtree(out, ignore_errors=True)
-    return {"events": events, "wall": time.time() - t0, "num_samples": n, "errors": [],
+    return {"events": log.events, "wall": time.time() - log.t0, "num_samples": n, "errors": [],
             # DEHB's incumbent: the best val_acc it was told (a cut evaluation is not told)
             "incumbent_val_acc": None if dehb.inc_score == float("inf") else 1.0 - dehb.inc_score}
 

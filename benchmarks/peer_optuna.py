@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -36,6 +35,7 @@ def run_seed(seed: int, budget: int) -> dict:
     import optuna
     import torch
     from digits_problem import EPOCHS, problem_space
+    from search_efficiency import EpochLog
 
     from gunn_search.space import trial_config
     from gunn_search.space.sample import sample
@@ -44,7 +44,7 @@ def run_seed(seed: int, budget: int) -> dict:
     torch.set_num_threads(1)  # per process: two trials in threads, one core each
     space = problem_space(seed)
     data = load_data(space.base.data)
-    lock, events, t0 = threading.Lock(), [], time.time()
+    log = EpochLog(budget)
 
     def objective(trial: optuna.Trial) -> float:
         values = sample(trial, space)
@@ -53,12 +53,9 @@ def run_seed(seed: int, budget: int) -> dict:
         pruned = []
 
         def on_epoch(m: dict, _ckpt) -> bool:
-            with lock:
-                if len(events) >= budget:
-                    study.stop()
-                    return True
-                events.append({"t": round(time.time() - t0, 2), "trial": str(trial.number),
-                               "epoch": m["epoch"], "val_acc": m["val_acc"]})
+            if not log.add(trial.number, m):
+                study.stop()
+                return True
             trial.report(m["val_acc"], m["epoch"])
             if m["epoch"] < EPOCHS and trial.should_prune():
                 pruned.append(m["epoch"])
@@ -76,7 +73,7 @@ def run_seed(seed: int, budget: int) -> dict:
         pruner=optuna.pruners.HyperbandPruner(min_resource=1, max_resource=EPOCHS,
                                               reduction_factor=3))
     study.optimize(objective, n_trials=10_000, n_jobs=2)
-    return {"events": events, "wall": time.time() - t0, "num_samples": len(study.trials),
+    return {"events": log.events, "wall": time.time() - log.t0, "num_samples": len(study.trials),
             "errors": []}
 
 

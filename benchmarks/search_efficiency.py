@@ -40,6 +40,7 @@ import os
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -147,6 +148,28 @@ def run_method(method: str, seed: int, budget: int, grace: int | None, rf: int, 
         grid = tuner.fit()
     errors = [repr(r.error)[:200] for r in grid if r.error is not None]
     return {"events": rec.events, "wall": time.time() - t, "num_samples": n, "errors": errors}
+
+
+class EpochLog:
+    """A peer's per-epoch results in arrival order, under an epoch budget shared by the threads
+    that train its trials (`peer_optuna.py`, `peer_dehb.py`)."""
+
+    def __init__(self, budget: int):
+        self.budget, self.events, self.t0 = budget, [], time.time()
+        self.lock = threading.Lock()
+
+    def add(self, trial, m: dict, **extra) -> bool:
+        """Record epoch result `m` of `trial`; False (nothing recorded) once the budget is spent."""
+        with self.lock:
+            if self.spent:
+                return False
+            self.events.append({"t": round(time.time() - self.t0, 2), "trial": str(trial),
+                                "epoch": m["epoch"], "val_acc": m["val_acc"], **extra})
+            return True
+
+    @property
+    def spent(self) -> bool:
+        return len(self.events) >= self.budget
 
 
 def summarize(events: list[dict]) -> dict:
