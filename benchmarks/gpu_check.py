@@ -332,7 +332,7 @@ def search_runs(db: Path) -> dict:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     from mlflow.tracking import MlflowClient
 
-    from gunn_search import tracking as tr
+    from gunn_search.track import store as tr
 
     client = MlflowClient(f"sqlite:///{db}")
     exp = client.get_experiment_by_name("gpu_check")

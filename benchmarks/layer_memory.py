@@ -12,7 +12,7 @@ What it measures
        excluding the input x and the parameters. That includes ``ctx.save_for_backward`` of the
        custom Functions and, in keep mode, the per-segment graphs that its forward builds under
        ``enable_grad``. Shown with and without the layer output y (recompute/keep save y; in a
-       network the next convolution saves it anyway), next to `trainers.cost.layer_cost`.
+       network the next convolution saves it anyway), next to `trainers.model.cost.layer_cost`.
     2. time: median step time over several iterations after warm-up; the whole timing pass is run
        ``--rounds`` times, variants interleaved, and the best median kept (shared machine).
     3. peak: in a fresh process per variant (``--child``): build, one warm-up step, then the
@@ -24,7 +24,7 @@ What it measures
        ``reset_peak_memory_stats`` minus memory allocated before the step.
     4. the whole networks GUNN-15 (recompute, keep, naive) and SUNN-15 at batch 64 (cross-entropy
        step): saved bytes via the same hooks (parameters excluded, the image included), next to
-       `trainers.cost.estimate`, and peak RSS and step time in a fresh process. The paper
+       `trainers.model.cost.estimate`, and peak RSS and step time in a fresh process. The paper
        reports 2.485 GB for training GUNN-15 on a GPU (total device memory, not comparable to CPU
        RSS).
 
@@ -50,7 +50,7 @@ depend on the load.
     2.11x / 1.93x with --channels-last. Details in benchmarks/RESULTS.md.
 
     Session 2 (11:40, load < 2, `--rounds 3`), after the state-reading convs became matrix
-    products on the state's two pieces (trainers/state_conv.py, no N-channel temporaries):
+    products on the state's two pieces (trainers/model/state_conv.py, no N-channel temporaries):
 
     | layer {240,20,2,1}+proj, b64 | peak step MB | peak / SUNN | step s | time / SUNN |
     |------------------------------|-------------:|------------:|-------:|------------:|
@@ -94,10 +94,10 @@ import time
 import torch
 import torch.nn.functional as F
 
-from trainers.cost import estimate, layer_cost
-from trainers.layers import GUNNLayer, SUNNLayer
-from trainers.networks import build_model
-from trainers.spec import model_spec
+from trainers.model.cost import estimate, layer_cost
+from trainers.model.layers import GUNNLayer, SUNNLayer
+from trainers.model.network import build_model
+from trainers.model.spec import model_spec
 
 LAYER = dict(N=240, P=20, K=2, M=1, projection=True)
 LAYER_VARIANTS = ["sunn", "sunn_unit", "naive", "recompute", "keep"]

@@ -12,7 +12,7 @@ What it measures
     (ready when GET /health answers 200; stopped at the end).
 
     Counting, from MLflow (MlflowClient) after the search has exited: for every child run of the
-    search's parent run and every per-epoch metric key (`gunn_search.tracking.EPOCH_METRICS`,
+    search's parent run and every per-epoch metric key (`gunn_search.track.store.EPOCH_METRICS`,
     8 keys), `len(get_metric_history(run, key))` against the number of epochs the trial ran.
     The epochs a trial ran come from its status tag (`completed` -> epochs, `stopped by ASHA`
     -> the tag `gunn_search.stopped_at_epoch`) and, independently, from Tune's own per-trial
@@ -115,8 +115,8 @@ def stop_server(proc: subprocess.Popen) -> None:
 
 
 def count_points(uri: str, experiment: str, storage: Path, max_epochs: int) -> dict:
-    from gunn_search.tracking import EPOCH_METRICS
-    from gunn_search.trial_status import TrialStatus
+    from gunn_search.track.store import EPOCH_METRICS
+    from gunn_search.results.status import TrialStatus
 
     client, parent, children = search_runs(uri, experiment)
     tune = tune_results(storage)

@@ -10,7 +10,7 @@ What it measures
         FIFO               every trial to the end, 2 at a time, until the budget is spent
         ASHA, val_acc      the search's default rungs (grace 2, rf 3, a 2-epoch branch at each),
                            cut by Tune's rule on the rung's annealed val_acc
-        ASHA, Pareto       the same rungs, cut by `gunn_search.scheduler.promoted`: the rung's
+        ASHA, Pareto       the same rungs, cut by `gunn_search.run.scheduler.promoted`: the rung's
                            points (annealed val_acc, cost.params) in non-dominated rank and
                            crowding order (what a search with two `search.objectives` does)
 
@@ -71,8 +71,8 @@ def hypervolume(points: list[tuple[float, float]]) -> float:
 def run(budgets: list[float], repeats: int) -> str:
     import rung_replay
 
-    from gunn_search.pareto import Objective, front
-    from gunn_search.scheduler import promoted
+    from gunn_search.results.pareto import Objective, front
+    from gunn_search.run.scheduler import promoted
 
     curves, methods = rung_replay.load_candidates(DATA / "rank_candidates.csv")
     table = methods[METHOD]

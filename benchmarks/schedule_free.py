@@ -49,7 +49,7 @@ def train_schedule_free(values: dict, seed: int) -> list[float]:
 
     from trainers.data import batches, normalize
     from trainers.loop import evaluate, sgd_step, training_batch
-    from trainers.networks import build_model
+    from trainers.model.network import build_model
 
     torch.set_num_threads(1)
     cfg, data = problem_run(values, seed)

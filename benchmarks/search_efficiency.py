@@ -3,7 +3,7 @@
 What it measures
     On the problem in `digits_problem.py` (smoke.yaml's space on a reduced digits, 12 epochs,
     step schedule: configurations there differ by tens of points), for each seed four searches
-    built by `gunn_search.search.build_tuner` exactly as `gunn-search` builds them (the real
+    built by `gunn_search.run.search.build_tuner` exactly as `gunn-search` builds them (the real
     `train_trial` trainable, OptunaSearch with stopped trials told as PRUNED, a
     ConcurrencyLimiter of 2, one CPU per trial), differing only in `search.sampler` (tpe |
     random) and `search.scheduler` (asha | fifo):
@@ -14,7 +14,7 @@ What it measures
     that many per-epoch results have arrived; trials still running may add one epoch each).
     FIFO searches draw budget/12 trials; ASHA searches as many as ASHA's expected epochs per
     trial fit in the budget (`asha_trials`), which also sets TPE's start-up trials
-    (`gunn_search.search.make_sampler`). The search seed is every trial's training seed, so the
+    (`gunn_search.run.search.make_sampler`). The search seed is every trial's training seed, so the
     four train a given configuration identically. An "epoch used" is one per-epoch result
     received by the driver, in arrival order; "epochs to target" counts them until a trial first
     reports val_acc >= target. Target per seed: random+FIFO's best val_acc at the end of its
@@ -76,7 +76,7 @@ def asha_trials(budget: int, grace: int, rf: int, max_t: int, branch: float = 0.
 def recorder_cls():
     from ray import tune
 
-    from gunn_search.trial_status import TrialStatus
+    from gunn_search.results.status import TrialStatus
 
     class Recorder(tune.Callback):
         """Every per-epoch result in the order the driver receives it."""
@@ -99,7 +99,7 @@ def recorder_cls():
 def budget_stopper_cls():
     from ray.tune.stopper import Stopper
 
-    from gunn_search.trial_status import TrialStatus
+    from gunn_search.results.status import TrialStatus
 
     class EpochBudget(Stopper):
         """Stop the whole experiment once `budget` epochs have been reported: one per per-epoch
@@ -128,7 +128,7 @@ def run_method(method: str, seed: int, budget: int, grace: int | None, rf: int, 
     `search.branch_epochs`)."""
     from digits_problem import EPOCHS, problem_space
 
-    from gunn_search.search import SearchOptions, build_tuner
+    from gunn_search.run.search import SearchOptions, build_tuner
 
     sampler, scheduler, _ = METHODS[method]
     settings = {k: v for k, v in (("grace_period", grace), ("branch_epochs", branch))

@@ -8,7 +8,7 @@ What it measures
     two-stage networks, `epochs: 1` (ASHA has nothing to stop), 2 trials at a time, 1 CPU each.
     Run at each of `--sizes` (default 24 96 384 trials), each size in its own temporary dir,
     with GUNN_SEARCH_TIMING=1 so that the driver prints its own timing line at the end
-    (`gunn_search/timing.py`).
+    (`gunn_search/run/timing.py`).
 
     Per size:
         wall            Popen -> exit, and wall / trial
@@ -24,7 +24,7 @@ What it measures
         MLflow write    seconds inside MlflowClient calls made through the callback's
                         BufferedClient (tracking.BufferedClient.busy_s) during the trial phase,
                         per trial, and over the first / last quarter, from the timing line
-        state saves     Tune's experiment-state saves (`gunn_search/state_saves.py`): how many,
+        state saves     Tune's experiment-state saves (`gunn_search/run/state_saves.py`): how many,
                         the longest, and the period they ended with
         end phase       last child run ended -> process exit (the best config, plots, MLflow
                         flush, the outcome, ray.shutdown, interpreter exit); `plots` is the
@@ -71,7 +71,7 @@ scikit-learn 1.9.1; `python benchmarks/search_growth.py`, 64 training images, al
     - Tune's experiment-state save, once a second (TUNE_GLOBAL_CHECKPOINT_S=1): it writes
       every trial's state (22 KB each: 9.1 MB JSON at 384) and the pickled Optuna study (0.6
       MB), up to 0.3-0.5 s a save on this loaded VM. Now the period is max(1 s, 19x the
-      last save's time) (`gunn_search/state_saves.py`; it ended at 3.4 s at 384 trials): saves take at most ~5 % of the driver's wall time, i.e. a bounded share, not
+      last save's time) (`gunn_search/run/state_saves.py`; it ended at 3.4 s at 384 trials): saves take at most ~5 % of the driver's wall time, i.e. a bounded share, not
       a growing one. That bound is most of what is left of the growth at 384 (0.076 -> 0.108
       s CPU per trial): 7.0 s of saves over 173 s of trials, ~5 % of a 0.45 s trial at the end.
     - Optuna TPE's sampling is O(trials) per suggestion (+3.6 ms per trial from window one to
@@ -230,7 +230,7 @@ def run_size(n: int, root: Path, images: int, profile: bool) -> dict:
 
 
 def _timing(line: str) -> dict | None:
-    from gunn_search import timing
+    from gunn_search.run import timing
     return timing.parse(line)
 
 
@@ -257,7 +257,7 @@ def plots_only(n: int, seed: int = 0) -> dict:
 
     import optuna.importance  # noqa: F401  (imported ahead in a search too: mlflow_callback)
 
-    from gunn_search.plots import TrialRecord, write_search_plots
+    from gunn_search.results.plots import TrialRecord, write_search_plots
     from gunn_search.space import distributions as dist
     from gunn_search.space import load_space
 

@@ -10,7 +10,7 @@ What it measures
         overhead = wall - sum / max_concurrent        (reported as % of wall)
 
     An epoch a trial trained with threads lent by idle slots (`num_threads` above the trial's
-    own CPU share, gunn_search/spare_cpus.py) counts in that sum at the trial's own median
+    own CPU share, gunn_search/run/spare_cpus.py) counts in that sum at the trial's own median
     epoch time on its share: the work it did, not the shorter wall it took. The time the lent
     threads saved then shows as a negative phase ("lent threads") next to the tail it shortens.
 
@@ -316,7 +316,7 @@ t = time.time()
 import torch
 from gunn_search.space import load_space, example_configs, trial_config
 from trainers.data import load_dataset
-from trainers.networks import build_model
+from trainers.model.network import build_model
 t_imp = time.time() - t
 sp = load_space(sys.argv[1]); cfg = example_configs(sp, n=1, seed=0)[0]
 tc = trial_config(sp, cfg); d = tc.data

@@ -12,8 +12,8 @@ import pytest
 import torch
 import yaml
 
-from gunn_search import ablation as ab
-from gunn_search.cli import main
+from gunn_search.ablation import run as ab
+from gunn_search.cli.main import main
 from gunn_search.space import trial_config
 from tests.conftest import free_port
 from trainers.config import parse_config
@@ -80,7 +80,7 @@ def test_a_registered_model_is_ablated_as_its_stages():
 
 def initial_weights(cfg):
     from trainers.config import num_classes
-    from trainers.networks import build_model
+    from trainers.model.network import build_model
 
     torch.manual_seed(cfg.seed)  # as trainers.loop.train does before building the model
     return build_model(cfg.model.network_spec(num_classes(cfg.data))).state_dict()
@@ -182,7 +182,7 @@ def make_store(root: Path, epochs: int = 1) -> tuple[str, str]:
     search leaves it: (tracking URI, trial run id)."""
     from mlflow.tracking import MlflowClient
 
-    from gunn_search import tracking as tr
+    from gunn_search.track import store as tr
 
     uri = f"sqlite:///{root / 'mlflow.db'}"
     client = MlflowClient(uri)
@@ -235,7 +235,7 @@ def test_an_ablation_end_to_end(tmp_path):
     """Real Ray trials and a real MLflow store: 2 variants x 2 seeds x 1 epoch on digits."""
     from mlflow.tracking import MlflowClient
 
-    from gunn_search import tracking as tr
+    from gunn_search.track import store as tr
 
     uri, trial_id = make_store(tmp_path)
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}

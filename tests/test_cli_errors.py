@@ -11,8 +11,8 @@ import pytest
 import torch
 import yaml
 
-from gunn_search import cli as search_cli
-from gunn_search import train_cli
+from gunn_search.cli import main as search_cli
+from gunn_search.cli import train as train_cli
 from gunn_search.space import resolve_space_path
 from tests.conftest import free_port
 from trainers.checkpoint import save_checkpoint
@@ -156,7 +156,7 @@ def test_resume_with_a_changed_epoch_count_names_the_flag_and_keeps_the_search(t
 def test_export_errors(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     from mlflow.tracking import MlflowClient
-    from gunn_search import tracking as tr
+    from gunn_search.track import store as tr
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     # no store at all
     err = one_line_error(capsys, search_cli.main(["export", "--experiment", "smoke", "--out", "b.yaml"]))
@@ -178,7 +178,7 @@ def test_export_errors(tmp_path, capsys, monkeypatch):
 
 
 def test_export_to_unwritable_paths(tmp_path, capsys):
-    from gunn_search.export import ExportError, export_config
+    from gunn_search.results.export import ExportError, export_config
     from trainers.config import parse_config
     # the path checks run before anything is written
     cfg = parse_config({"model": {"name": "gunn15"}})
@@ -248,7 +248,7 @@ def test_console_script_prints_no_traceback(tmp_path):
 def test_a_bad_space_is_reported_before_ray_mlflow_or_torch_are_imported(tmp_path):
     # A typo should answer at once: nothing heavy is imported before the space is valid.
     bad = space_file(tmp_path, search__num_samples=0)
-    code = ("import sys; from gunn_search import cli; "
+    code = ("import sys; from gunn_search.cli import main as cli; "
             f"rc = cli.main(['--space', {bad!r}]); "
             "print(rc, sorted({m.split('.')[0] for m in sys.modules} & {'ray', 'mlflow', 'torch'}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from gunn_search import tracking as tr
+from gunn_search.track import store as tr
 from tests.conftest import BIN, MlflowServer, free_port, kill_group, tail
 
 MARKER_VAR = "GUNN_SEARCH_TEST_CLUSTER"

@@ -8,7 +8,7 @@ import pytest
 
 from trainers.config import (ConfigError, ModelConfig, TrainConfig, dump_config, load_config,
                              parse_config)
-from trainers.spec import NetworkSpec, model_spec
+from trainers.model.spec import NetworkSpec, model_spec
 
 VALID = """\
 model:

@@ -1,4 +1,4 @@
-"""The analytic cost model (`trainers.cost`) against models that are actually built."""
+"""The analytic cost model (`trainers.model.cost`) against models that are actually built."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from trainers.cost import Cost, estimate, layer_cost
-from trainers.layers import GUNNLayer, SUNNLayer
-from trainers.networks import build_model
-from trainers.spec import NetworkSpec, StageSpec, model_spec
+from trainers.model.cost import Cost, estimate, layer_cost
+from trainers.model.layers import GUNNLayer, SUNNLayer
+from trainers.model.network import build_model
+from trainers.model.spec import NetworkSpec, StageSpec, model_spec
 
 
 def n_params(model: nn.Module) -> int:

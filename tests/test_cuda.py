@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from trainers.config import parse_config
-from trainers.layers import GUNNLayer, SUNNLayer
+from trainers.model.layers import GUNNLayer, SUNNLayer
 from trainers.loop import STATUS_COMPLETED, load_data, train
 
 pytestmark = pytest.mark.cuda
@@ -196,7 +196,7 @@ def test_four_trials_packed_on_one_gpu(tmp_path):
     """--gpus-per-trial 0.25: four trials share one GPU at the same time, each on CUDA."""
     from mlflow.tracking import MlflowClient
 
-    from gunn_search import tracking as tr
+    from gunn_search.track import store as tr
 
     (tmp_path / "space.yaml").write_text(PACKED_SPACE)
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}

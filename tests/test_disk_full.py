@@ -11,7 +11,7 @@ import time
 import pytest
 from mlflow.tracking import MlflowClient
 
-from gunn_search import tracking as tr
+from gunn_search.track import store as tr
 from tests.conftest import fill, small_filesystem
 from tests.test_interrupts import start
 from tests.test_train_cli import write_config

@@ -1,4 +1,4 @@
-"""Failures during a search, each injected for real (gunn_search.faults), each recorded and
+"""Failures during a search, each injected for real (gunn_search.run.faults), each recorded and
 recovered: the search completes, every trial has exactly one MLflow run with the right status,
 and no finished epoch is redone."""
 
@@ -15,7 +15,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from gunn_search import tracking as tr
+from gunn_search.track import store as tr
 from gunn_search.space import resolve_space_path
 
 BIN = Path(sys.executable).parent

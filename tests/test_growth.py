@@ -9,8 +9,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from gunn_search import state_saves, timing
-from gunn_search.plots import TrialRecord, importance_sample, param_importances
+from gunn_search.run import state_saves
+from gunn_search.run import timing
+from gunn_search.results.plots import TrialRecord, importance_sample, param_importances
 
 
 class FakeManager:
@@ -71,7 +72,7 @@ def test_auto_period_is_left_to_tune(fake_tune):
 
 
 def test_importances_use_a_fixed_sample_of_a_large_search(monkeypatch):
-    from gunn_search import plots
+    from gunn_search.results import plots
 
     monkeypatch.setattr(plots, "IMPORTANCE_TRIALS", 20)
     seen = []
@@ -112,7 +113,7 @@ def test_timing_line_only_when_asked(monkeypatch, capsys):
 
 
 def test_buffered_client_counts_its_calls_and_seconds():
-    from gunn_search.tracking import BufferedClient
+    from gunn_search.track.store import BufferedClient
 
     slow = SimpleNamespace(log_batch=lambda *a, **k: time.sleep(0.05))
     c = BufferedClient(slow)
@@ -126,8 +127,8 @@ def test_trial_config_files_leave_the_spool_once_delivered(tmp_path):
     goes at once (left to the search's end, 384 of them took 1.1 s to remove)."""
     from mlflow.tracking import MlflowClient
 
-    from gunn_search import tracking as tr
-    from gunn_search.mlflow_callback import MLflowSearchCallback
+    from gunn_search.track import store as tr
+    from gunn_search.track.search_runs import MLflowSearchCallback
     from gunn_search.space import example_configs, load_space
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"

@@ -5,7 +5,7 @@ import copy
 import pytest
 import torch
 
-from trainers.layers import GUNNLayer, SUNNLayer
+from trainers.model.layers import GUNNLayer, SUNNLayer
 
 SPECS = [  # N, P, K, M, projection
     (12, 3, 2, 1, True),
@@ -186,8 +186,8 @@ def test_network_bf16_autocast_channels_last_step(mode):
     autocast (recompute freezes them while it recomputes) and the gradients keep the layout."""
     import torch.nn.functional as F
 
-    from trainers.networks import build_model
-    from trainers.spec import NetworkSpec
+    from trainers.model.network import build_model
+    from trainers.model.spec import NetworkSpec
 
     spec = NetworkSpec(stages=((16, 4, 2, 1), (24, 3, 1, 2)), family="gunn", stem="cifar",
                        stem_channels=8, head_channels=None, projection=True, num_classes=10)

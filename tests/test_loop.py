@@ -13,7 +13,7 @@ from trainers.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoin
 from trainers.config import ConfigError, parse_config
 from trainers.loop import (STATUS_COMPLETED, STATUS_NONFINITE, STATUS_STOPPED, TrainResult,
                            train)
-from trainers.networks import build_model
+from trainers.model.network import build_model
 
 TINY = [{"N": 8, "P": 2, "K": 2, "M": 1}, {"N": 12, "P": 3, "K": 1, "M": 1}]
 METRIC_KEYS = {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_seconds",

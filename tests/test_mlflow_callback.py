@@ -1,12 +1,12 @@
-"""gunn_search.mlflow_callback without Ray running: trials are stand-ins with an id and a config."""
+"""gunn_search.track.search_runs without Ray running: trials are stand-ins with an id and a config."""
 
 from types import SimpleNamespace
 
 from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 
-from gunn_search import tracking as tr
-from gunn_search.mlflow_callback import MLflowSearchCallback
+from gunn_search.track import store as tr
+from gunn_search.track.search_runs import MLflowSearchCallback
 from gunn_search.space import example_configs, load_space
 
 
@@ -53,7 +53,7 @@ def test_resumed_search_deletes_the_run_of_a_trial_tune_never_saved(tmp_path, ca
 
 def test_plot_imports_start_only_once_every_trial_is_sampled_and_a_slot_is_free(tmp_path,
                                                                                  monkeypatch):
-    from gunn_search import mlflow_callback
+    from gunn_search.track import search_runs as mlflow_callback
 
     started = []
     monkeypatch.setattr(mlflow_callback, "_import_plotting", lambda: started.append(1))
@@ -89,7 +89,7 @@ def test_trial_runs_log_the_config_paths_and_the_plots_get_numbers_and_distribut
     each searched value as a number with the distribution it was sampled from (log for lr)."""
     from optuna.distributions import FloatDistribution
 
-    from gunn_search import plots
+    from gunn_search.results import plots
     from gunn_search.space import trial_config
 
     seen = {}

@@ -1,4 +1,4 @@
-"""gunn_search.mlflow_ui: what a search leaves for the MLflow UI (tests/test_ui.py shows it in a
+"""gunn_search.track.ui: what a search leaves for the MLflow UI (tests/test_ui.py shows it in a
 browser): the experiment's tags, the trials view, the printed link, the parent's description."""
 
 import json
@@ -6,9 +6,9 @@ from types import SimpleNamespace
 
 from mlflow.tracking import MlflowClient
 
-from gunn_search import mlflow_ui as ui
-from gunn_search import tracking as tr
-from gunn_search.mlflow_callback import MLflowSearchCallback
+from gunn_search.track import ui
+from gunn_search.track import store as tr
+from gunn_search.track.search_runs import MLflowSearchCallback
 from gunn_search.space import example_configs, load_space
 
 

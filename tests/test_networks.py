@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from trainers.networks import build_model
-from trainers.spec import NetworkSpec, StageSpec, model_spec
+from trainers.model.network import build_model
+from trainers.model.spec import NetworkSpec, StageSpec, model_spec
 
 
 def n_params(model):

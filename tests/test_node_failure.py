@@ -8,8 +8,8 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from gunn_search import tracking as tr
-from gunn_search.search import SearchOptions, run_search
+from gunn_search.track import store as tr
+from gunn_search.run.search import SearchOptions, run_search
 from gunn_search.space import fingerprint as space_fingerprint, parse_space, resolve_space_path
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]

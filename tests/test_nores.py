@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from trainers.config import ModelConfig, dump_config, load_config, parse_config
-from trainers.cost import estimate
-from trainers.layers import GUNNLayer, SUNNLayer
-from trainers.networks import build_model
-from trainers.spec import NetworkSpec, model_spec
+from trainers.model.cost import estimate
+from trainers.model.layers import GUNNLayer, SUNNLayer
+from trainers.model.network import build_model
+from trainers.model.spec import NetworkSpec, model_spec
 from tests.test_layers import max_diff  # outputs, gradients and BN buffers, compared
 
 SPECS = [  # N, P, K, M, projection

@@ -1,10 +1,10 @@
-"""gunn_search.paired_stats: exact numbers on a small example, and scipy's paired t-test."""
+"""gunn_search.ablation.stats: exact numbers on a small example, and scipy's paired t-test."""
 
 import math
 
 import pytest
 
-from gunn_search import paired_stats as ps
+from gunn_search.ablation import stats as ps
 
 # Three seeds; GUNN's and SUNN's errors (%). d = a - b = (-0.9, -0.5, -0.8).
 GUNN = [5.1, 4.8, 5.6]

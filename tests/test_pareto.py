@@ -4,7 +4,7 @@ MLflow store, the front tagged, tabled and plotted, and export under a cost."""
 import pytest
 import yaml
 
-from gunn_search.pareto import Objective, crowding, dominates, front, pareto_order, table
+from gunn_search.results.pareto import Objective, crowding, dominates, front, pareto_order, table
 
 ACC_PARAMS = [Objective("val_acc", "max"), Objective("cost.params", "min")]
 
@@ -55,7 +55,7 @@ from tests.conftest import run_cli
 def test_multi_objective_search_logs_the_front_and_export_respects_a_cost(tmp_path):
     from mlflow.tracking import MlflowClient
 
-    from gunn_search import tracking as tr
+    from gunn_search.track import store as tr
     from gunn_search.space import resolve_space_path
 
     data = yaml.safe_load(resolve_space_path("smoke.yaml").read_text())
@@ -77,8 +77,8 @@ def test_multi_objective_search_logs_the_front_and_export_respects_a_cost(tmp_pa
     points = {c.info.run_id: [max(m.value for m in client.get_metric_history(c.info.run_id,
                                                                                "val_acc")),
                               c.data.metrics["cost.params"]] for c in children}
-    on = {c.info.run_id for c in children if c.data.tags.get("gunn_search.pareto") == "true"}
-    assert on and all(c.data.tags.get("gunn_search.pareto") in ("true", "false") for c in children)
+    on = {c.info.run_id for c in children if c.data.tags.get("gunn_search.results.pareto") == "true"}
+    assert on and all(c.data.tags.get("gunn_search.results.pareto") in ("true", "false") for c in children)
     ids = list(points)
     expected = {ids[i] for i in front([points[i] for i in ids], ACC_PARAMS)}
     assert on == expected

@@ -9,7 +9,7 @@ import matplotlib.image as mpimg
 import matplotlib.pyplot as plt
 import pytest
 
-from gunn_search.plots import (
+from gunn_search.results.plots import (
     COMPLETED,
     CURVES_FILE,
     FAILED,
@@ -24,7 +24,7 @@ from gunn_search.plots import (
     write_search_plots,
 )
 
-from gunn_search.trial_status import TrialStatus
+from gunn_search.results.status import TrialStatus
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 ALL_FILES = {HISTORY_FILE, IMPORTANCES_FILE, PARALLEL_FILE, CURVES_FILE}

@@ -3,7 +3,7 @@
 import io
 from types import SimpleNamespace
 
-from gunn_search.progress import ProgressCallback, fmt_duration
+from gunn_search.run.progress import ProgressCallback, fmt_duration
 
 
 class Terminal(io.StringIO):

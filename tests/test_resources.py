@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from gunn_search.resources import AUTO, gpus_per_trial, local_gpu_count
+from gunn_search.run.resources import AUTO, gpus_per_trial, local_gpu_count
 
 
 @pytest.mark.parametrize("gpus,concurrent,expected", [
@@ -39,7 +39,7 @@ def ray_with_declared_gpus():
 def test_auto_packs_four_trials_on_one_gpu(ray_with_declared_gpus, tmp_path):
     from ray import tune
 
-    from gunn_search.search import resolve_resources
+    from gunn_search.run.search import resolve_resources
     from gunn_search.space import load_space, with_overrides
 
     space = with_overrides(load_space("smoke.yaml"), {"search.max_concurrent": 4})
@@ -66,7 +66,7 @@ def test_a_trial_given_a_gpu_without_cuda_fails_with_a_clear_error(ray_with_decl
     from ray import tune
 
     from gunn_search.space import load_space
-    from gunn_search.trainable import train_trial
+    from gunn_search.run.trainable import train_trial
 
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")

@@ -1,11 +1,11 @@
-"""gunn_search.search: the Tuner a search builds (scheduler and sampler from the space)."""
+"""gunn_search.run.search: the Tuner a search builds (scheduler and sampler from the space)."""
 
 import optuna
 import pytest
 import yaml
 
-from gunn_search.scheduler import ResumableASHA
-from gunn_search.search import SearchOptions, build_tuner, make_sampler
+from gunn_search.run.scheduler import ResumableASHA
+from gunn_search.run.search import SearchOptions, build_tuner, make_sampler
 from gunn_search.space import parse_space
 from tests.conftest import run_cli
 from tests.space_helpers import TINY, patched
@@ -30,7 +30,7 @@ def test_scheduler_asha_or_fifo(tmp_path):
 
 
 def test_a_multi_objective_search_promotes_at_its_rungs_by_pareto_order(tmp_path):
-    from gunn_search.scheduler import ParetoBracket
+    from gunn_search.run.scheduler import ParetoBracket
 
     assert tuner_scheduler(TINY, tmp_path).objectives is None  # one objective: Tune's brackets
     mo = tuner_scheduler(patched(TINY, ("search.objectives", [
@@ -59,7 +59,7 @@ def test_tpe_is_multivariate_with_constant_liar_and_a_quarter_random_start():
 def test_a_fifo_search_trains_every_trial_to_the_end(tmp_path):
     from mlflow.tracking import MlflowClient
 
-    from gunn_search import tracking as tr
+    from gunn_search.track import store as tr
 
     space = patched(TINY, ("name", "fifo"), ("epochs", 2),
                     ("search", {"num_samples": 3, "max_concurrent": 2, "scheduler": "fifo",

@@ -6,7 +6,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from gunn_search import tracking as tr
+from gunn_search.track import store as tr
 from tests.conftest import run_cli
 
 pytestmark = pytest.mark.slow

@@ -38,7 +38,7 @@ def test_readme_mlflow_ui_binds_loopback():
 
 
 def test_pure_trainer_imports_without_ray_or_mlflow():
-    code = ("import sys, trainers.cli, trainers.loop, trainers.data, trainers.networks; "
+    code = ("import sys, trainers.cli, trainers.loop, trainers.data, trainers.model.network; "
             "bad = [m for m in ('ray', 'mlflow', 'optuna') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, timeout=120)

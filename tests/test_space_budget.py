@@ -12,8 +12,8 @@ from gunn_search.space import example_configs, load_space, trial_config, with_ov
 from gunn_search.space.budget import config_cost, min_costs
 from gunn_search.space.sample import sample
 from tests.space_helpers import BASE, TINY, new_study, one_line_error, parse, patched
-from trainers.cost import estimate
-from trainers.spec import gunn15_spec, gunn24_spec
+from trainers.model.cost import estimate
+from trainers.model.spec import gunn15_spec, gunn24_spec
 
 # Small enough to enumerate, with every key the cheapest point depends on searched.
 SMALL = {
@@ -155,7 +155,7 @@ def test_budget_ok_agrees_with_cost_model():
 
 
 def test_config_cost_is_the_built_network():
-    from trainers.networks import build_model
+    from trainers.model.network import build_model
 
     space = load_space("smoke")
     for v in example_configs(space, n=3, seed=1):

@@ -13,7 +13,7 @@ from gunn_search.space.load import BUNDLED_DIR
 from tests.space_helpers import (BASE, BUNDLED, TINY, assert_valid_sample, inside, one_line_error,
                                  patched, write)
 from trainers.config import dump_config, load_config, parse_config
-from trainers.spec import gunn15_spec, gunn24_spec
+from trainers.model.spec import gunn15_spec, gunn24_spec
 
 # --- finding a space ------------------------------------------------------------------------------
 
@@ -124,7 +124,7 @@ def test_numbers_yaml_reads_as_strings_are_accepted_for_floats(tmp_path):
 
 
 def test_an_exported_config_file_is_a_space(tmp_path):
-    from gunn_search.export import export_config
+    from gunn_search.results.export import export_config
 
     space = load_space("smoke")
     cfg = export_config(trial_config(space, example_configs(space, n=1)[0]), "search-id", "trial-id",

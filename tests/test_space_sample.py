@@ -172,7 +172,7 @@ def test_every_searched_value_reaches_the_trial_config(path, value, values):
 
 def test_exported_config_trains_unchanged():
     # A one-point space from an exported config: the sample is the config without its tracking.
-    from gunn_search.export import export_config
+    from gunn_search.results.export import export_config
 
     cfg = export_config(trial_config(parse(BASE), run(parse(BASE), 1)[0][0]), "s", "t",
                         experiment="e")

@@ -76,7 +76,7 @@ def test_a_gunn_train_config_is_a_space_of_one_point():
 
 
 def test_an_exported_config_parses_unchanged():
-    from gunn_search.export import export_config
+    from gunn_search.results.export import export_config
 
     cfg = export_config(parse_config({k: v for k, v in TINY.items() if k != "search"}),
                         search_run_id="s1", trial_run_id="t1", epochs=5, experiment="exp",

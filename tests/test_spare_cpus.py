@@ -1,11 +1,11 @@
-"""gunn_search.spare_cpus: the idle slots of a search's end go to the trials still training."""
+"""gunn_search.run.spare_cpus: the idle slots of a search's end go to the trials still training."""
 
 from types import SimpleNamespace
 
 import pytest
 import ray
 
-from gunn_search.spare_cpus import ExtraThreads, LentThreads, SpareCPUs, spare_threads
+from gunn_search.run.spare_cpus import ExtraThreads, LentThreads, SpareCPUs, spare_threads
 
 
 @pytest.mark.parametrize("total,created,live,slots,cpus,extra", [

@@ -1,11 +1,11 @@
-"""trainers.state_conv: the 1x1 conv over cat(y[:, :a], x[:, a:]) and its in-place gradients
+"""trainers.model.state_conv: the 1x1 conv over cat(y[:, :a], x[:, a:]) and its in-place gradients
 equal autograd through the built state, in both memory layouts."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from trainers.state_conv import state_conv, state_conv_backward
+from trainers.model.state_conv import state_conv, state_conv_backward
 
 FORMATS = [torch.contiguous_format, torch.channels_last]
 

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from gunn_search import tracking as tr
+from gunn_search.track import store as tr
 
 pytestmark = pytest.mark.slow  # each test creates an MLflow schema or two: 2-10 s
 
@@ -101,7 +101,7 @@ def test_a_migration_whose_client_died_is_continued(tmp_path):
 def test_search_opens_a_store_another_client_is_creating(tmp_path, lead):
     from mlflow.tracking import MlflowClient  # noqa: F401  (imported before the race, as there)
 
-    from gunn_search.search import SearchOptions, open_experiment
+    from gunn_search.run.search import SearchOptions, open_experiment
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     opts = SearchOptions(space_path="smoke.yaml", experiment="race", tracking_uri=uri,

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from gunn_search import tracking as tr
+from gunn_search.track import store as tr
 from gunn_search.space import resolve_space_path
 from tests.conftest import BIN, MlflowServer
 

@@ -1,4 +1,4 @@
-"""`gunn-train`: trainers.cli (pure PyTorch) and gunn_search.train_cli (the installed script, MLflow)."""
+"""`gunn-train`: trainers.cli (pure PyTorch) and gunn_search.cli.train (the installed script, MLflow)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from trainers.checkpoint import CHECKPOINT_NAME, FORMAT_VERSION, load_checkpoint
 
 os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
 
-from gunn_search import train_cli  # noqa: E402  (after the telemetry switch)
+from gunn_search.cli import train as train_cli  # noqa: E402  (after the telemetry switch)
 
 TINY = [{"N": 8, "P": 2, "K": 2, "M": 1}, {"N": 12, "P": 3, "K": 1, "M": 1}]
 
@@ -236,8 +236,8 @@ def test_registered_model_by_name(tmp_path):
     cfg = write_config(tmp_path, model={"name": "gunn15"})
     c = base_cli.config_from_args(base_cli.build_parser().parse_args(["--config", str(cfg)]))
     spec = c.model.network_spec(10)
-    from trainers.networks import build_model
-    from trainers.spec import gunn15_spec
+    from trainers.model.network import build_model
+    from trainers.model.spec import gunn15_spec
     assert spec == gunn15_spec(10)
     model = build_model(spec, gunn_mode=c.model.gunn_mode)
     assert sum(p.numel() for p in model.parameters()) == 1_585_746
@@ -247,7 +247,7 @@ def test_registered_model_by_name(tmp_path):
 def test_mlflow_tracking(tmp_path, capsys, monkeypatch):
     from mlflow.tracking import MlflowClient
 
-    from gunn_search.tracking import STATUS_TAG
+    from gunn_search.track.store import STATUS_TAG
 
     monkeypatch.chdir(tmp_path)  # the default artifact root is relative to the working directory
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -316,8 +316,8 @@ def test_installed_console_script(tmp_path):
 
 def test_gunn_train_does_not_import_the_search_command():
     """gunn-train shares the tracking helpers, not gunn-search's command (or Ray, or Optuna)."""
-    code = ("import sys, gunn_search.train_cli; "
-            "print(sorted(m for m in sys.modules if m in ('gunn_search.cli', 'ray', 'optuna')))")
+    code = ("import sys, gunn_search.cli.train; "
+            "print(sorted(m for m in sys.modules if m in ('gunn_search.cli.main', 'ray', 'optuna')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"
 

@@ -1,4 +1,4 @@
-"""gunn_search.trainable outside Ray: the per-process data cache and the trial's TrainConfig."""
+"""gunn_search.run.trainable outside Ray: the per-process data cache and the trial's TrainConfig."""
 
 import subprocess
 import sys
@@ -6,10 +6,11 @@ import sys
 import pytest
 import torch
 
-from gunn_search import trainable, trial_status
+from gunn_search.run import trainable
+from gunn_search.results import status as trial_status
 from gunn_search.space import example_configs, load_space, trial_config
 from gunn_search.space.sample import runtime_config
-from gunn_search.trainable import cached_data
+from gunn_search.run.trainable import cached_data
 from tests.conftest import run_cli
 from trainers.config import DataConfig
 
@@ -66,10 +67,10 @@ def test_trial_status_names_match_the_trainer():
 def test_the_search_driver_does_not_import_torch():
     # The driver only validates, samples and tracks; importing torch there cost 1.3-1.9 s of
     # every search's start-up. Checked in a fresh interpreter (this one has torch loaded).
-    code = ("import sys; import gunn_search.cli, gunn_search.search, gunn_search.mlflow_callback, "
-            "gunn_search.plots, gunn_search.progress, gunn_search.searcher, gunn_search.export; "
+    code = ("import sys; import gunn_search.cli.main, gunn_search.run.search, gunn_search.track.search_runs, "
+            "gunn_search.results.plots, gunn_search.run.progress, gunn_search.run.searcher, gunn_search.results.export; "
             "import trainers; trainers.NetworkSpec; "
-            "assert gunn_search.cli.main(['--space', 'smoke.yaml', '--dry-run']) == 0; "
+            "assert gunn_search.cli.main.main(['--space', 'smoke.yaml', '--dry-run']) == 0; "
             "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"
@@ -98,7 +99,7 @@ def test_a_search_trial_trains_compiled_with_bf16_and_channels_last(tmp_path):
     search was started with (60-120 s on 2 cores, most of it compiling)."""
     from mlflow.tracking import MlflowClient
 
-    from gunn_search import tracking as tr
+    from gunn_search.track import store as tr
 
     (tmp_path / "space.yaml").write_text(COMPILED_SPACE)
     res = run_cli(["gunn-search", "--space", "space.yaml", "--storage", str(tmp_path / "runs")],
@@ -118,8 +119,8 @@ def test_a_search_trial_trains_compiled_with_bf16_and_channels_last(tmp_path):
 
 def test_a_trial_branches_at_its_asha_rungs_and_reports_what_the_rung_compares():
     from gunn_search.space import parse_space
-    from gunn_search.trainable import annealing_branch, rung_result
-    from gunn_search.trial_status import ANNEALED_METRIC
+    from gunn_search.run.trainable import annealing_branch, rung_result
+    from gunn_search.results.status import ANNEALED_METRIC
 
     data = load_space("smoke.yaml").data
     def space(**search):

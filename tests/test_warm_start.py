@@ -4,11 +4,11 @@ is in tests/test_search_e2e.py)."""
 import optuna
 import pytest
 
-from gunn_search import tracking as tr
-from gunn_search.searcher import StoppedAsPrunedOptunaSearch
+from gunn_search.track import store as tr
+from gunn_search.run.searcher import StoppedAsPrunedOptunaSearch
 from gunn_search.space import define_by_run, example_configs, load_space, trial_config, with_overrides
-from gunn_search.trial_status import Kind
-from gunn_search.warm_start import PastTrial, apply, config_from_params, replay
+from gunn_search.results.status import Kind
+from gunn_search.results.warm_start import PastTrial, apply, config_from_params, replay
 
 
 @pytest.fixture(scope="module")

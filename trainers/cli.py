@@ -1,7 +1,7 @@
 """`gunn-train --config run.yaml`: train one GUNN/SUNN network from a YAML config.
 
 This module is the pure-PyTorch command (also `python -m trainers.cli`); the installed
-`gunn-train` script wraps it with MLflow logging (gunn_search.train_cli).
+`gunn-train` script wraps it with MLflow logging (gunn_search.cli.train).
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from trainers.config_errors import ConfigError, read_yaml, validation_error
-from trainers.spec import MODEL_REGISTRY, NetworkSpec, Transition, check_shape, model_spec
+from trainers.model.spec import MODEL_REGISTRY, NetworkSpec, Transition, check_shape, model_spec
 
 __all__ = ["ConfigError", "DataError", "TrainConfig", "load_config", "parse_config", "dump_config",
            "read_yaml", "num_classes"]
@@ -61,7 +61,7 @@ class ModelConfig(_Strict):
     residual: bool = True  # false: GUNN-NoRes / SUNN-NoRes, the paper's Table 5 ablation
     stages: list[StageConfig] | None = Field(default=None, min_length=1)
     gunn_mode: Literal["recompute", "keep", "naive"] = "recompute"
-    # conv_pool | pool_conv between layers (trainers/spec.py); None: a registered model's own,
+    # conv_pool | pool_conv between layers (trainers/model/spec.py); None: a registered model's own,
     # else the stem's (cifar: conv_pool, imagenet: pool_conv, as in the authors' code)
     transition: Transition | None = None
 

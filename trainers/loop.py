@@ -26,7 +26,7 @@ from trainers.checkpoint import (CHECKPOINT_NAME, CheckpointError, describe_chan
 from trainers.disk_full import disk_full, is_disk_full
 from trainers.config import DataConfig, TrainConfig
 from trainers.data import DataSplits, augment, batches, load_dataset, normalize
-from trainers.networks import GUNNNet, build_model
+from trainers.model.network import GUNNNet, build_model
 from trainers.schedule import lr_at
 
 # Callback: (metrics of the epoch just finished, checkpoint path or None) -> True to stop.
@@ -280,7 +280,7 @@ def train(cfg: TrainConfig, on_epoch: EpochCallback | None = None,
             "images_per_s": seen / train_seconds if train_seconds > 0 else 0.0,
             "peak_memory_bytes": peak_memory_bytes(device),
         }
-        if not cuda:  # a search may lend a trial more threads mid-run (gunn_search/spare_cpus.py)
+        if not cuda:  # a search may lend a trial more threads mid-run (gunn_search/run/spare_cpus.py)
             metrics["num_threads"] = torch.get_num_threads()
         if status == STATUS_NONFINITE:
             metrics["status"] = STATUS_NONFINITE

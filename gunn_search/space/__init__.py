@@ -3,7 +3,7 @@ own sections. One job per module:
 
     distributions   the {choice: [...]} and {low, high[, log][, step]} forms
     schema          the space file = TrainConfig + distributions + search/resources/budget
-    budget          prices of configs (trainers.cost) and the budget's feasibility
+    budget          prices of configs (trainers.model.cost) and the budget's feasibility
     sample          Optuna define-by-run sampling; the exact TrainConfig of a sample
     load            finding and reading a space file (bundled names too), overrides
     summary         the human summary of --dry-run

@@ -1,6 +1,6 @@
 """A space's cost budget: the price of a sampled config, and whether any config fits at all.
 
-Prices come from the analytic cost model (`trainers.cost`), so nothing is built. The feasibility
+Prices come from the analytic cost model (`trainers.model.cost`), so nothing is built. The feasibility
 check runs after the schema has validated the space (a space that no config of fits is an error
 at load time, naming the budget key).
 """
@@ -14,8 +14,8 @@ import typing
 
 from trainers.config import DATASETS, TrainConfig, num_classes
 from trainers.config_errors import ConfigError
-from trainers.cost import Cost, estimate, layer_cost
-from trainers.spec import NetworkSpec, StageSpec, model_spec
+from trainers.model.cost import Cost, estimate, layer_cost
+from trainers.model.spec import NetworkSpec, StageSpec, model_spec
 
 from gunn_search.space import distributions as dist
 from gunn_search.space.schema import Budget, Space, divides

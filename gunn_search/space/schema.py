@@ -28,7 +28,7 @@ from pydantic import (BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from trainers.config import StageConfig, TrainConfig, parse_config
 from trainers.config_errors import (ConfigError, core_type, describe_error, unknown_key,
                                     validation_error)
-from trainers.spec import divides
+from trainers.model.spec import divides
 
 from gunn_search.space import distributions as dist
 from gunn_search.space.distributions import Choice, Distribution, Range
@@ -52,7 +52,7 @@ class _Strict(BaseModel):
 
 class ObjectiveSetting(_Strict):
     metric: Literal["val_acc", "cost.params", "cost.macs", "cost.activation_bytes",
-                    "epoch_seconds"]  # gunn_search.pareto.OBJECTIVE_METRICS
+                    "epoch_seconds"]  # gunn_search.results.pareto.OBJECTIVE_METRICS
     mode: Literal["max", "min"]
 
 
@@ -99,7 +99,7 @@ class SearchSettings(_Strict):
 
 class Resources(_Strict):
     cpus_per_trial: float = Field(default=1.0, gt=0.0)
-    # auto: the GPUs the cluster has, shared by max_concurrent trials (gunn_search.resources)
+    # auto: the GPUs the cluster has, shared by max_concurrent trials (gunn_search.run.resources)
     gpus_per_trial: Literal["auto"] | float = "auto"
 
     @field_validator("gpus_per_trial", mode="before")

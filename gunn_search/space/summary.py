@@ -3,7 +3,7 @@ distribution, and a few sampled configs with their prices."""
 
 from __future__ import annotations
 
-from gunn_search import resources
+from gunn_search.run import resources
 from gunn_search.space import distributions as dist
 from gunn_search.space.budget import min_costs
 from gunn_search.space.sample import example_configs

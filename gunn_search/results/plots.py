@@ -39,7 +39,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from gunn_search.trial_status import Kind, parse_status  # noqa: E402
+from gunn_search.results.status import Kind, parse_status  # noqa: E402
 
 logger = logging.getLogger(__name__)
 

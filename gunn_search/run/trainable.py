@@ -19,12 +19,12 @@ from ray import tune
 
 from trainers.config import DataConfig
 
-from gunn_search import faults
-from gunn_search.scheduler import rung_epochs
-from gunn_search.spare_cpus import LentThreads
+from gunn_search.run import faults
+from gunn_search.run.scheduler import rung_epochs
+from gunn_search.run.spare_cpus import LentThreads
 from gunn_search.space import Space, trial_config
 from gunn_search.space.sample import runtime_config
-from gunn_search.trial_status import ANNEALED_METRIC, METRIC, RUNG_METRIC, TrialStatus
+from gunn_search.results.status import ANNEALED_METRIC, METRIC, RUNG_METRIC, TrialStatus
 
 if TYPE_CHECKING:
     from trainers.data import DataSplits

@@ -9,7 +9,7 @@ only `seed`. `seed` fixes the initial weights (`torch.manual_seed(seed)` before 
 built; GUNN, SUNN and their NoRes forms hold the same modules under the same names, so they start
 from the same weights) and the data order and augmentation (a generator seeded `seed + 1`,
 independent of the model): the runs of one seed differ in the variant alone, and the variants are
-compared seed by seed (`gunn_search.paired_stats`).
+compared seed by seed (`gunn_search.ablation.stats`).
 
 The runs are Ray Tune trials of the search's own trainable (retried from their last checkpoint
 on failure), logged as nested MLflow runs under a parent run tagged `gunn_search.role = ablation`
@@ -32,11 +32,11 @@ from pathlib import Path
 from typing import Sequence
 
 from trainers.config import ModelConfig, TrainConfig, dump_config, num_classes, parse_config
-from trainers.spec import model_spec
+from trainers.model.spec import model_spec
 
-from gunn_search import interrupts
+from gunn_search.run import interrupts
 from gunn_search.errors import SearchError, UsageError
-from gunn_search.paired_stats import PairedDifference, Summary, paired_difference, summarize
+from gunn_search.ablation.stats import PairedDifference, Summary, paired_difference, summarize
 
 # variant -> (model.family, model.residual)
 VARIANTS = {"gunn": ("gunn", True), "sunn": ("sunn", True),
@@ -109,7 +109,7 @@ def variant_config(base: TrainConfig, variant: str, seed: int) -> TrainConfig:
 def ablation_space(base: TrainConfig, variants: Sequence[str], seeds: Sequence[int],
                    cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0):
     """The ablation as a space: `base` with choices on model.family, model.residual and seed,
-    so that `gunn_search.trainable.train_trial` trains a cell exactly as it trains a search's
+    so that `gunn_search.run.trainable.train_trial` trains a cell exactly as it trains a search's
     sample (`trial_config` puts the cell's values into `base`). Tune enumerates the cells."""
     import dataclasses
 
@@ -137,7 +137,7 @@ def check_pairing(base: TrainConfig, variants: Sequence[str], seed: int) -> int:
     Returns how many tensors were compared; SearchError if any differs."""
     import torch
 
-    from trainers.networks import build_model
+    from trainers.model.network import build_model
 
     states = {}
     for v in variants:
@@ -176,7 +176,7 @@ class AblationResult:
     statuses: dict[str, dict[int, str]] = field(default_factory=dict)
     run_ids: dict[str, dict[int, str]] = field(default_factory=dict)
     parent_run_id: str = ""
-    # Set when Ctrl-C or SIGTERM stopped it (gunn_search.interrupts): nothing is summarised,
+    # Set when Ctrl-C or SIGTERM stopped it (gunn_search.run.interrupts): nothing is summarised,
     # `--resume` continues it.
     interrupted: "interrupts.Interrupt | None" = None
 
@@ -299,7 +299,7 @@ class AblationOptions:
 def source_config(client, experiment: str, run_id: str | None) -> tuple[str, str, TrainConfig]:
     """(search run id, trial run id, the config it trained): `run_id`, or the best trial of the
     experiment's newest search (as `gunn-search export` picks it)."""
-    from gunn_search.export import read_trial_config
+    from gunn_search.results.export import read_trial_config
 
     return read_trial_config(client, experiment, run_id)
 
@@ -308,7 +308,7 @@ def run_ablation(opts: AblationOptions) -> AblationResult:
     """Train every (variant, seed) as a Tune trial, log them to MLflow, return the outcome."""
     from mlflow.tracking import MlflowClient
 
-    from gunn_search import tracking as tr
+    from gunn_search.track import store as tr
 
     client = MlflowClient(opts.tracking_uri)
     search_id, source_id, cfg = source_config(client, opts.experiment, opts.run_id)
@@ -326,18 +326,18 @@ def run_ablation(opts: AblationOptions) -> AblationResult:
         f"initial weights are identical ({n} tensors compared)")
 
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
-    from gunn_search.state_saves import atomic_state_uploads
+    from gunn_search.run.state_saves import atomic_state_uploads
     atomic_state_uploads()  # a full disk never leaves a half-written state to resume from
     import ray
     from ray import tune
 
-    from gunn_search import resources
-    from gunn_search.ablation_callback import AblationCallback, ablation_runs, ablation_trial
-    from gunn_search.mlflow_callback import mark_killed
-    from gunn_search.export import safe_name
-    from gunn_search.progress import ProgressCallback
+    from gunn_search.run import resources
+    from gunn_search.ablation.callback import AblationCallback, ablation_runs, ablation_trial
+    from gunn_search.track.search_runs import mark_killed
+    from gunn_search.results.export import safe_name
+    from gunn_search.run.progress import ProgressCallback
 
-    from gunn_search.search import init_ray
+    from gunn_search.run.search import init_ray
 
     init_ray(opts.address)
     interrupts.reclaim()
@@ -412,7 +412,7 @@ def interrupted_ablation(client, exp_id: str, source_id: str, variants: Sequence
                          seeds: Sequence[int]) -> tuple[str, str]:
     """(parent run id, Tune path) of the newest interrupted ablation of this trial with these
     variants and seeds; SearchError naming what is missing otherwise."""
-    from gunn_search import tracking as tr
+    from gunn_search.track import store as tr
 
     runs = client.search_runs(
         [exp_id], f"tags.`{tr.ROLE_TAG}` = '{ROLE}' and tags.`{SOURCE_TAG}` = '{source_id}'",
@@ -431,7 +431,7 @@ def interrupted_ablation(client, exp_id: str, source_id: str, variants: Sequence
 def collect(results, base: TrainConfig, opts: AblationOptions, seeds: list[int], source_id: str,
             search_id: str, parent_id: str, run_ids: dict) -> AblationResult:
     """The outcome from Tune's results (each run's last reported metrics)."""
-    from gunn_search.trial_status import Kind, TrialStatus
+    from gunn_search.results.status import Kind, TrialStatus
 
     split = base.data.split
     errors = {v: {s: None for s in seeds} for v in opts.variants}
@@ -456,7 +456,7 @@ def collect(results, base: TrainConfig, opts: AblationOptions, seeds: list[int],
 
 def finish_parent(client, r: AblationResult, base: TrainConfig) -> None:
     """The table as the parent run's description and artifacts, its numbers as metrics."""
-    from gunn_search import tracking as tr
+    from gunn_search.track import store as tr
 
     md = to_markdown(r)
     metrics = {}
@@ -518,7 +518,7 @@ def ablate_parser() -> argparse.ArgumentParser:
 
 
 def cmd_ablate(argv: Sequence[str]) -> int:
-    from gunn_search.tracking_uri import check_tracking_uri, default_tracking_uri
+    from gunn_search.track.uri import check_tracking_uri, default_tracking_uri
 
     args = ablate_parser().parse_args(argv)
     interrupts.install("gunn-search ablate")
@@ -550,7 +550,7 @@ def cmd_ablate(argv: Sequence[str]) -> int:
         raise UsageError(f"no MLflow store at {uri[len('sqlite:///'):]} (run a search first, "
                          "or pass --tracking-uri)")
     if args.address:
-        from gunn_search.search import check_cluster
+        from gunn_search.run.search import check_cluster
         check_cluster(args.address, uri)
     opts = AblationOptions(args.experiment, uri, variants, args.seeds, args.run_id, args.epochs,
                            args.final, args.data_dir, gpus, args.cpus_per_trial,

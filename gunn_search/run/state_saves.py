@@ -24,7 +24,7 @@ import shutil
 import sys
 import time
 
-from gunn_search import timing
+from gunn_search.run import timing
 
 SHARE = 19  # period / save time, as Tune's "auto" mode: saves take at most 1/20 of the time
 

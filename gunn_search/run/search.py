@@ -19,15 +19,18 @@ from pathlib import Path
 from typing import Callable
 from urllib.parse import urlparse
 
-from gunn_search import faults, interrupts, mlflow_ui, pareto
+from gunn_search.run import faults
+from gunn_search.run import interrupts
+from gunn_search.track import ui as mlflow_ui
+from gunn_search.results import pareto
 from gunn_search.errors import SearchError, UsageError
-from gunn_search import tracking as tr
-from gunn_search.scheduler import ResumableASHA, branch_epochs_per_trial
-from gunn_search.scheduler import describe as describe_schedule
-from gunn_search.state_saves import adapt_state_saves, atomic_state_uploads
+from gunn_search.track import store as tr
+from gunn_search.run.scheduler import ResumableASHA, branch_epochs_per_trial
+from gunn_search.run.scheduler import describe as describe_schedule
+from gunn_search.run.state_saves import adapt_state_saves, atomic_state_uploads
 from gunn_search.space import Space, define_by_run, fingerprint as space_fingerprint
-from gunn_search.trainable import train_trial
-from gunn_search.trial_status import METRIC, Kind, TrialStatus
+from gunn_search.run.trainable import train_trial
+from gunn_search.results.status import METRIC, Kind, TrialStatus
 
 STATE_FILE = "gunn_search.json"
 
@@ -96,7 +99,7 @@ def init_ray(address: str | None, runtime_env: dict | None = None) -> None:
     never a cluster that happens to run on this machine, which Ray's default would join."""
     import ray
 
-    from gunn_search.interrupts import sheltered_ray_node
+    from gunn_search.run.interrupts import sheltered_ray_node
 
     try:
         with sheltered_ray_node() if not address else contextlib.nullcontext():
@@ -124,7 +127,7 @@ def storage_root(opts: SearchOptions) -> str:
 
 
 def tr_safe(name: str) -> str:
-    from gunn_search.export import safe_name
+    from gunn_search.results.export import safe_name
     return safe_name(name)
 
 
@@ -218,7 +221,7 @@ def build_tuner(space: Space, opts: SearchOptions, callbacks: list, on_searcher=
     from ray.tune.schedulers import FIFOScheduler
     from ray.tune.search import ConcurrencyLimiter
 
-    from gunn_search.searcher import StoppedAsPrunedOptunaSearch
+    from gunn_search.run.searcher import StoppedAsPrunedOptunaSearch
 
     s = space.search
     # Of Tune's default loggers only the JSON one is read (result.json: Result.metrics_dataframe,
@@ -253,7 +256,7 @@ def build_tuner(space: Space, opts: SearchOptions, callbacks: list, on_searcher=
         scheduler = FIFOScheduler()
     from ray.tune.logger import JsonLoggerCallback
 
-    from gunn_search.spare_cpus import SpareCPUs
+    from gunn_search.run.spare_cpus import SpareCPUs
     callbacks = [*callbacks, JsonLoggerCallback(),
                  SpareCPUs(tr_safe(opts.experiment), s.max_concurrent,
                            space.resources.cpus_per_trial)]
@@ -304,8 +307,8 @@ def run_search(space: Space, opts: SearchOptions,
     import ray
     from ray import tune
 
-    from gunn_search.mlflow_callback import MLflowSearchCallback, mark_killed
-    from gunn_search.progress import ProgressCallback
+    from gunn_search.track.search_runs import MLflowSearchCallback, mark_killed
+    from gunn_search.run.progress import ProgressCallback
 
     fingerprint = opts.fingerprint or space_fingerprint(space)
     path = experiment_path(opts)
@@ -339,7 +342,7 @@ def run_search(space: Space, opts: SearchOptions,
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow-open")
         store = pool.submit(open_experiment, opts)
         pool.shutdown(wait=False)
-    # Test failpoints (gunn_search.faults) travel to the workers through the runtime env.
+    # Test failpoints (gunn_search.run.faults) travel to the workers through the runtime env.
     env_vars = {k: os.environ[k] for k in (faults.ENV_FAULTS, faults.ENV_DIR) if k in os.environ}
     try:
         init_ray(opts.address, {"env_vars": env_vars} if env_vars else None)
@@ -357,7 +360,7 @@ def run_search(space: Space, opts: SearchOptions,
             client, exp_id = store.result() if store is not None else open_experiment(opts)
             past = None
             if opts.warm_start and not opts.resume:  # before anything of this search is written
-                from gunn_search import warm_start
+                from gunn_search.results import warm_start
                 past = warm_start.load_trials(client, opts.warm_start)
             parent_id = start_parent_run(space, opts, fingerprint, client, exp_id, state)
             interrupts.on_abort(lambda: mark_killed(tr.BufferedClient(client), parent_id,
@@ -379,7 +382,7 @@ def run_search(space: Space, opts: SearchOptions,
         on_searcher = None
         if past is not None:
             def on_searcher(searcher):
-                from gunn_search import warm_start
+                from gunn_search.results import warm_start
                 w = warm_start.apply(searcher, space, past, opts.warm_start, opts.warm_start_top)
                 log(f"warm start from {w.experiment!r}: {w.used} earlier trials told to the "
                     f"sampler, {w.outside} outside this space skipped, the best {w.enqueued} "
@@ -457,12 +460,12 @@ def outcome(results, opts: SearchOptions, parent_id: str, client, space: Space |
 
 def resolve_resources(space: Space) -> Space:
     """The space with `gpus_per_trial: auto` turned into a number for the Ray cluster joined
-    (gunn_search.resources), said on stderr."""
+    (gunn_search.run.resources), said on stderr."""
     import dataclasses
 
     import ray
 
-    from gunn_search import resources
+    from gunn_search.run import resources
 
     r, s = space.resources, space.search
     gpus = ray.cluster_resources().get("GPU", 0)

@@ -17,7 +17,7 @@ from __future__ import annotations
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
-from gunn_search.trial_status import RUNG_METRIC, Kind, TrialStatus
+from gunn_search.results.status import RUNG_METRIC, Kind, TrialStatus
 
 
 class StoppedAsPrunedOptunaSearch(OptunaSearch):

@@ -53,7 +53,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from trainers.spec import GUNN_MODES, NetworkSpec, check_shape, model_spec
+from trainers.model.spec import GUNN_MODES, NetworkSpec, check_shape, model_spec
 
 FLOAT_BYTES = 4  # float32
 INDEX_BYTES = 8  # int64 max-pool indices

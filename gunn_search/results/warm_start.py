@@ -21,14 +21,14 @@ import yaml
 
 from trainers.config import TrainConfig, parse_config
 from trainers.config_errors import ConfigError
-from trainers.spec import divides
+from trainers.model.spec import divides
 
-from gunn_search import tracking as tr
+from gunn_search.track import store as tr
 from gunn_search.errors import SearchError
 from gunn_search.space import Space, trial_config
 from gunn_search.space.sample import sample
 from gunn_search.space.schema import PLACEMENT_KEYS
-from gunn_search.trial_status import METRIC, Kind, parse_status
+from gunn_search.results.status import METRIC, Kind, parse_status
 
 # Not compared: where a trial ran or logged, where its data lives, how long it trained.
 IGNORED = {"tracking": True, "epochs": True, "eval_batch_size": True,

@@ -21,10 +21,10 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # an offline tool sen
 
 from trainers.config_errors import ConfigError
 
-from gunn_search import interrupts
+from gunn_search.run import interrupts
 from gunn_search.errors import UsageError
 from gunn_search.space import fingerprint, load_space, with_overrides
-from gunn_search.tracking_uri import check_tracking_uri, default_tracking_uri, quiet_libraries
+from gunn_search.track.uri import check_tracking_uri, default_tracking_uri, quiet_libraries
 
 DEFAULT_ARTIFACTS = "mlartifacts"
 DEFAULT_STORAGE = "gunn-search-runs"
@@ -136,9 +136,9 @@ def cmd_search(argv: Sequence[str]) -> int:
         if not torch.cuda.is_available():
             raise UsageError(f"--gpus-per-trial {gpus:g}: this machine "
                              "has no GPU (use --gpus-per-trial 0 to train on the CPU)")
-    from gunn_search.search import (SearchOptions, check_cluster, experiment_path, read_state,
+    from gunn_search.run.search import (SearchOptions, check_cluster, experiment_path, read_state,
                                     run_search)
-    from gunn_search.tracking import is_local_uri
+    from gunn_search.track.store import is_local_uri
 
     experiment = args.experiment or space.name
     storage = args.storage if "://" in args.storage else str(Path(args.storage).resolve())
@@ -196,7 +196,7 @@ def resumable(opts) -> bool:
     """Whether Tune saved a state that `--resume` can restore."""
     from ray import tune
 
-    from gunn_search.search import experiment_path
+    from gunn_search.run.search import experiment_path
     return tune.Tuner.can_restore(experiment_path(opts))
 
 
@@ -227,7 +227,7 @@ def print_outcome(out, uri: str, space, resume: str) -> None:
     print(f"best trial: {out.best_trial_id}  val_acc {out.best_val_acc:.4f}  run {out.best_run_id}")
     print(top_table(out.top, space))
     if out.front is not None:
-        from gunn_search.pareto import table
+        from gunn_search.results.pareto import table
         print(f"Pareto front ({len(out.front)} trials; finished trials only):")
         print(table(out.front, out.objectives))
     uri_flag = "" if uri == default_tracking_uri() else f" --tracking-uri {uri}"
@@ -237,7 +237,7 @@ def print_outcome(out, uri: str, space, resume: str) -> None:
     ui_base = ("http://127.0.0.1:5000" if uri.startswith("sqlite:")
                else uri if uri.startswith(("http://", "https://")) else None)
     if ui_base and out.experiment_id is not None:
-        from gunn_search.mlflow_ui import runs_link
+        from gunn_search.track.ui import runs_link
         print(f"trials:  {runs_link(ui_base, out.experiment_id, out.parent_run_id)}")
 
 
@@ -285,7 +285,7 @@ def cmd_export(argv: Sequence[str]) -> int:
     if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
         raise UsageError(f"no MLflow store at {uri[len('sqlite:///'):]} (run a search first, "
                          "or pass --tracking-uri)")
-    from gunn_search.export import export_run
+    from gunn_search.results.export import export_run
     for flag, v in (("--max-params", args.max_params), ("--max-macs", args.max_macs)):
         if v is not None and v < 1:
             raise UsageError(f"{flag} must be >= 1 (got {v})")
@@ -307,7 +307,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if argv and argv[0] == "export":
             return cmd_export(argv[1:])
         if argv and argv[0] == "ablate":
-            from gunn_search.ablation import cmd_ablate
+            from gunn_search.ablation.run import cmd_ablate
             return cmd_ablate(argv[1:])
         return cmd_search(argv)
     except (ConfigError, SearchError, ExportError, UsageError, DataError) as e:

@@ -29,7 +29,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from gunn_search import mlflow_ui as ui
+from gunn_search.track import ui
 
 ROLE_TAG = "gunn_search.role"
 TRIAL_TAG = "gunn_search.trial_id"
@@ -54,7 +54,7 @@ def is_local_uri(uri: str) -> bool:
 
 def get_or_create_experiment(client: MlflowClient, name: str, artifact_root: Path | None) -> str:
     """The experiment's id, created if new. It is tagged for the MLflow UI as model training
-    with val_acc as its primary metric (gunn_search.mlflow_ui); an existing experiment gets
+    with val_acc as its primary metric (gunn_search.track.ui); an existing experiment gets
     the tags it lacks (one a person changed in the UI is kept)."""
     exp = client.get_experiment_by_name(name)
     if exp is not None:

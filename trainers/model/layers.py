@@ -7,7 +7,7 @@ modules under the same names, so a SUNN state_dict loads into the GUNN of the sa
 GUNN training memory (the paper's Algorithm 1): because every segment is updated exactly once,
 the value a segment held before its update is its value in the layer input. Keeping only the
 input x and the output y therefore gives backward the state before any update i: it is
-``cat(y[:, :a], x[:, a:])``, read in its two pieces (trainers/state_conv.py), never copied.
+``cat(y[:, :a], x[:, a:])``, read in its two pieces (trainers/model/state_conv.py), never copied.
 Backward walks the segments in reverse. Modes:
 
 - ``recompute``: forward keeps no unit activations; backward recomputes one segment at a time.
@@ -33,9 +33,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainers.spec import GUNN_MODES, check_shape
-from trainers.state_conv import memory_format_of, state_conv, state_conv_backward
-from trainers.units import SegmentUpdate
+from trainers.model.spec import GUNN_MODES, check_shape
+from trainers.model.state_conv import memory_format_of, state_conv, state_conv_backward
+from trainers.model.unit import SegmentUpdate
 
 
 class _SegmentedLayer(nn.Module):

@@ -2,8 +2,8 @@
 by name.
 
 No torch here: the search driver validates spaces, samples architectures and prices them with the
-analytic cost model (`trainers.cost`) from these specs alone, without paying for importing torch
-(1.3-1.9 s on the 2-core CPU VM). `trainers.networks` builds modules from them.
+analytic cost model (`trainers.model.cost`) from these specs alone, without paying for importing torch
+(1.3-1.9 s on the 2-core CPU VM). `trainers.model.network` builds modules from them.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ import time
 
 from ray import tune
 
-from gunn_search.trial_status import METRIC, Kind, TrialStatus
+from gunn_search.results.status import METRIC, Kind, TrialStatus
 
 
 def fmt_duration(seconds: float) -> str:
@@ -32,7 +32,7 @@ class ProgressCallback(tune.Callback):
         self.num_samples = num_samples
         self.max_epochs = max_epochs
         # The epochs a trial that goes all the way spends in annealing branches at its rungs:
-        # they count in the epochs done and in the budget (gunn_search/scheduler.py).
+        # they count in the epochs done and in the budget (gunn_search/run/scheduler.py).
         self.branch_epochs = branch_epochs
         self.every = every
         self.stream = stream

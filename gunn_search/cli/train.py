@@ -5,7 +5,7 @@ tagged with the search and trial it came from, logs per-epoch metrics (step = ep
 test accuracy and the best one with its epoch, and the final weights (the checkpoint) as an
 artifact.
 
-Ctrl-C or SIGTERM (gunn_search.interrupts) stops training at once: the last epoch's checkpoint
+Ctrl-C or SIGTERM (gunn_search.run.interrupts) stops training at once: the last epoch's checkpoint
 stays (written to a temporary name and renamed), stdout gets the JSON summary with status
 `interrupted` and the `--resume` command, the MLflow run is KILLED and tagged `interrupted`
 with the signal and its time, and the exit code is 130 or 143. `--resume` continues that same
@@ -28,10 +28,10 @@ from trainers import cli as base
 from trainers.disk_full import DiskFullError
 from trainers.config import TrainConfig
 
-from gunn_search import interrupts
+from gunn_search.run import interrupts
 from gunn_search.errors import UsageError
-from gunn_search.trial_status import TrialStatus
-from gunn_search.tracking_uri import check_tracking_uri, quiet_libraries
+from gunn_search.results.status import TrialStatus
+from gunn_search.track.uri import check_tracking_uri, quiet_libraries
 
 
 RUN_FILE = "mlflow_run.json"  # beside the checkpoint: the MLflow run a --resume continues
@@ -132,8 +132,8 @@ def disk_full(cfg: TrainConfig, argv: Sequence[str], e: DiskFullError) -> int:
 
 
 def run_tracked(args, cfg: TrainConfig, uri: str, argv: Sequence[str] = ()) -> int:
-    from gunn_search import tracking as tr
-    from gunn_search.mlflow_callback import INTERRUPTED_AT_TAG, INTERRUPTED_BY_TAG
+    from gunn_search.track import store as tr
+    from gunn_search.track.search_runs import INTERRUPTED_AT_TAG, INTERRUPTED_BY_TAG
     from gunn_search.space.budget import config_cost, cost_metrics
 
     client = tr.BufferedClient(tr.open_store(uri))
@@ -210,7 +210,7 @@ def run_tracked(args, cfg: TrainConfig, uri: str, argv: Sequence[str] = ()) -> i
 def log_missing_epochs(client, run_id: str, checkpoint: Path) -> None:
     """Log the epochs the checkpoint holds that the run lacks: their writes can have been lost
     (a store on a disk that filled up, a process stopped with writes still queued)."""
-    from gunn_search import tracking as tr
+    from gunn_search.track import store as tr
     from trainers.checkpoint import load_checkpoint
 
     logged = {m.step for m in client.client.get_metric_history(run_id, "train_loss")}

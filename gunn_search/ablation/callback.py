@@ -1,7 +1,7 @@
 """The Ray side of `gunn-search ablate`: the trainable and the MLflow callback.
 
-A run of the ablation is a trial of `gunn_search.trainable.train_trial` on the ablation's space
-(`gunn_search.ablation.ablation_space`): the trial's config is put into the ablated config and
+A run of the ablation is a trial of `gunn_search.run.trainable.train_trial` on the ablation's space
+(`gunn_search.ablation.run.ablation_space`): the trial's config is put into the ablated config and
 trained, reported and checkpointed exactly as a search trial is, and retried from its last
 checkpoint when it fails. Tune's grid holds one cell per (variant, seed), under the key "run".
 
@@ -10,7 +10,7 @@ driver (as the search's callback does): the cell's training config as params and
 `train_config.yaml` (so `gunn-train` can train it again), its per-epoch metrics (step = epoch,
 `test_*` too with --final) and a `gunn_search.status` tag.
 
-Stopped by Ctrl-C or SIGTERM (gunn_search.interrupts), the runs it cut are `interrupted` and
+Stopped by Ctrl-C or SIGTERM (gunn_search.run.interrupts), the runs it cut are `interrupted` and
 KILLED; `gunn-search ablate --resume` restores the Tune experiment, and this callback (restored
 with it) finds the cells' runs by their tags and sets each RUNNING again as its cell restarts.
 """
@@ -26,10 +26,10 @@ import yaml
 from mlflow.tracking import MlflowClient
 from ray import tune
 
-from gunn_search import interrupts
-from gunn_search import tracking as tr
+from gunn_search.run import interrupts
+from gunn_search.track import store as tr
 from gunn_search.space.budget import config_cost, cost_metrics
-from gunn_search.trial_status import Kind, TrialStatus
+from gunn_search.results.status import Kind, TrialStatus
 
 ROLE = "ablation_run"  # the role tag of an ablation's nested runs (the parent's is "ablation")
 VARIANT_TAG = "gunn_search.variant"
@@ -40,7 +40,7 @@ METRICS = tr.EPOCH_METRICS + ("test_loss", "test_acc")
 
 def ablation_trial(config: dict, space) -> None:
     """Tune function trainable: train one cell of the grid (`config["run"]`, a sample of `space`)."""
-    from gunn_search.trainable import train_trial
+    from gunn_search.run.trainable import train_trial
 
     train_trial(config["run"], space)
 

@@ -25,8 +25,8 @@ import numpy as np
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 from ray.tune.schedulers.async_hyperband import _Bracket
 
-from gunn_search.pareto import Objective, pareto_keys
-from gunn_search.trial_status import RUNG_METRIC
+from gunn_search.results.pareto import Objective, pareto_keys
+from gunn_search.results.status import RUNG_METRIC
 
 
 def rung_epochs(grace_period: int, reduction_factor: int, max_t: int) -> list[int]:

@@ -18,9 +18,9 @@ from mlflow.tracking import MlflowClient
 
 from trainers.config import ConfigError, TrainConfig, dump_config, parse_config, read_yaml
 
-from gunn_search import tracking as tr
+from gunn_search.track import store as tr
 from gunn_search.errors import ExportError
-from gunn_search.trial_status import parse_status
+from gunn_search.results.status import parse_status
 
 
 def export_config(cfg: TrainConfig, search_run_id: str = "", trial_run_id: str = "",

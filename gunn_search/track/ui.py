@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 from typing import Any, Mapping, Sequence
 
-from gunn_search.trial_status import METRIC
+from gunn_search.results.status import METRIC
 
 KIND_TAG = "mlflow.experimentKind"
 MODEL_TRAINING = "custom_model_development"

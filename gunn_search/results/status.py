@@ -3,7 +3,7 @@
 A trial's status is one `TrialStatus`; its `kind` (completed, stopped early, failed, rejected,
 running, interrupted) is what the plots, the progress line, the export and the searcher decide on. MLflow
 holds the status in the tag `gunn_search.status`; the details go in their own tags
-(`gunn_search.stopped_at_epoch`, `gunn_search.error`). Kept apart from `gunn_search.trainable`
+(`gunn_search.stopped_at_epoch`, `gunn_search.error`). Kept apart from `gunn_search.run.trainable`
 so the driver can name them without importing torch.
 """
 
@@ -35,7 +35,7 @@ class TrialStatus(StrEnum):
     OOM = "oom"
     REJECTED = "rejected by budget"
     ABANDONED = "abandoned"  # started just before a killed driver stopped, never saved by Tune
-    INTERRUPTED = "interrupted"  # cut by Ctrl-C or SIGTERM (gunn_search.interrupts); resumable
+    INTERRUPTED = "interrupted"  # cut by Ctrl-C or SIGTERM (gunn_search.run.interrupts); resumable
 
     @property
     def kind(self) -> Kind:

@@ -1,4 +1,4 @@
-"""Whole GUNN/SUNN networks built from a plain spec (`trainers.spec`), and `build_model`.
+"""Whole GUNN/SUNN networks built from a plain spec (`trainers.model.spec`), and `build_model`.
 
 CIFAR layout (GUNN-15, Table 1 and the authors' code):
     conv3x3 3->stem, BN, ReLU; conv1x1 stem->N1, BN, ReLU; layer(N1)
@@ -17,8 +17,8 @@ from dataclasses import replace
 import torch
 from torch import nn
 
-from trainers.layers import GUNNLayer, SUNNLayer
-from trainers.spec import GUNN_MODES, NetworkSpec, model_spec
+from trainers.model.layers import GUNNLayer, SUNNLayer
+from trainers.model.spec import GUNN_MODES, NetworkSpec, model_spec
 
 
 class GUNNNet(nn.Module):

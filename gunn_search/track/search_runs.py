@@ -7,7 +7,7 @@ its price (`cost.*`) and per-epoch metrics (step = epoch), and a final status ta
 epoch or error in their own tags). A trial retried after an error continues its run. The parent run gets the running best and, at the end, the best
 trial's config and the search plots.
 
-A search stopped by Ctrl-C or SIGTERM (gunn_search.interrupts) ends differently: the trials it
+A search stopped by Ctrl-C or SIGTERM (gunn_search.run.interrupts) ends differently: the trials it
 cut are `interrupted` and their runs KILLED, the parent run is KILLED with the signal and its
 time as tags, and nothing of a finished search (best config, plots) is written. `--resume`
 sets each run RUNNING again when its trial starts again.
@@ -26,12 +26,14 @@ import yaml
 from mlflow.tracking import MlflowClient
 from ray import tune
 
-from gunn_search import interrupts, pareto, timing
-from gunn_search import mlflow_ui
-from gunn_search import tracking as tr
+from gunn_search.run import interrupts
+from gunn_search.results import pareto
+from gunn_search.run import timing
+from gunn_search.track import ui as mlflow_ui
+from gunn_search.track import store as tr
 from gunn_search.space import trial_config
 from gunn_search.space.budget import config_cost, cost_metrics
-from gunn_search.trial_status import METRIC, Kind, TrialStatus
+from gunn_search.results.status import METRIC, Kind, TrialStatus
 
 ERROR_TAG = "gunn_search.error"
 STOPPED_AT_TAG = "gunn_search.stopped_at_epoch"
@@ -259,8 +261,8 @@ class MLflowSearchCallback(tune.Callback):
         After a resume, trials that ended while the driver was down get their final status here
         (no run is left RUNNING), and histories are read back from MLflow.
         """
-        from gunn_search.export import export_config
-        from gunn_search.plots import TrialRecord, write_search_plots
+        from gunn_search.results.export import export_config
+        from gunn_search.results.plots import TrialRecord, write_search_plots
         from gunn_search.space import distributions as dist
 
         client = self.client
@@ -439,7 +441,7 @@ def _import_plotting() -> None:
     try:
         import optuna.importance  # noqa: F401  (fANOVA: scikit-learn, scipy)
 
-        import gunn_search.plots  # noqa: F401  (matplotlib)
+        import gunn_search.results.plots  # noqa: F401  (matplotlib)
     except Exception:  # finalize imports them again and reports a real failure there
         pass
     timing.add("plot_preload", time.thread_time() - t0)
