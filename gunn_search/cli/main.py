@@ -45,6 +45,10 @@ def search_parser() -> argparse.ArgumentParser:
     p.add_argument("--storage", default=DEFAULT_STORAGE,
                    help="where Tune keeps trial checkpoints and search state; on a cluster a "
                         "path or URI every node sees (default: ./gunn-search-runs)")
+    p.add_argument("--optuna-storage", metavar="URL",
+                   help="the Optuna study's storage, an SQLAlchemy URL (postgresql://..., "
+                        "mysql://...; default: optuna.db beside a SQLite MLflow store, else in "
+                        "--storage); optuna-dashboard opens it")
     p.add_argument("--address", help="join a Ray cluster: auto, HOST:PORT or ray://HOST:PORT")
     p.add_argument("--gpus-per-trial", type=gpus_arg, metavar="G|auto",
                    help="GPUs per trial: a number (fractions pack trials on a GPU) or auto "
@@ -156,7 +160,8 @@ def cmd_search(argv: Sequence[str]) -> int:
         space_path=space_path, experiment=experiment, tracking_uri=uri, storage=storage,
         address=args.address, resume=args.resume, max_failures=args.max_failures,
         artifact_root=str(Path(DEFAULT_ARTIFACTS).resolve()) if is_local_uri(uri) else None,
-        fingerprint=space_id, warm_start=args.warm_start, warm_start_top=args.warm_start_top)
+        fingerprint=space_id, warm_start=args.warm_start, warm_start_top=args.warm_start_top,
+        optuna_storage=args.optuna_storage)
     # The outcome is printed as soon as it is known, before Ray shuts down.
     resume = resume_command(argv)
     try:
@@ -186,10 +191,20 @@ def resume_command(argv: Sequence[str]) -> str:
         if name in ("--warm-start", "--warm-start-top"):
             skip = "=" not in a
             continue
+        if out[-1] == "--optuna-storage":  # a storage's password is never printed
+            a = _shown(a)
+        elif name == "--optuna-storage" and "=" in a:
+            a = f"{name}={_shown(a.split('=', 1)[1])}"
         out.append(a)
     if "--resume" not in out:
         out.append("--resume")
     return shlex.join(out)
+
+
+def _shown(url: str) -> str:
+    from gunn_search.run.study import shown  # SQLAlchemy: only for a search given the flag
+
+    return shown(url)
 
 
 def resumable(opts) -> bool:
@@ -239,6 +254,8 @@ def print_outcome(out, uri: str, space, resume: str) -> None:
     if ui_base and out.experiment_id is not None:
         from gunn_search.track.ui import runs_link
         print(f"trials:  {runs_link(ui_base, out.experiment_id, out.parent_run_id)}")
+    if out.optuna_storage:
+        print(f"study:   optuna-dashboard {out.optuna_storage} --host 127.0.0.1 --port 8080")
 
 
 def top_table(top: list[dict], space) -> str:

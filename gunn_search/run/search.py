@@ -14,13 +14,14 @@ import os
 import socket
 import sys
 from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 from urllib.parse import urlparse
 
 from gunn_search.run import faults
 from gunn_search.run import interrupts
+from gunn_search.run import study
 from gunn_search.track import ui as mlflow_ui
 from gunn_search.results import pareto
 from gunn_search.errors import SearchError, UsageError
@@ -48,6 +49,8 @@ class SearchOptions:
     fingerprint: str | None = None  # of the space file as written (flag overrides left out)
     warm_start: str | None = None  # an earlier experiment whose trials the sampler is told
     warm_start_top: int = 3  # of those, the best K run first
+    # The Optuna study's storage (gunn_search.run.study); None: the default SQLite file.
+    optuna_storage: str | None = None
 
 
 @dataclass
@@ -64,6 +67,7 @@ class SearchOutcome:
     front: list[dict] | None = None  # multi-objective: the Pareto front of the finished trials
     objectives: list | None = None
     experiment_id: str | None = None  # MLflow's id of `experiment`
+    optuna_storage: str | None = None  # where the study is, password masked
     # Set when Ctrl-C or SIGTERM stopped the search: Tune saved its state, `--resume` continues
     # it; no best trial is named (nothing was decided), `num_trials` is the trials started.
     interrupted: interrupts.Interrupt | None = None
@@ -243,8 +247,10 @@ def build_tuner(space: Space, opts: SearchOptions, callbacks: list, on_searcher=
         metric, mode = [o.metric for o in objectives], [o.mode for o in objectives]
     else:
         metric, mode = METRIC, s.mode
-    optuna_search = StoppedAsPrunedOptunaSearch(space=define_by_run(space), metric=metric,
-                                                mode=mode, sampler=make_sampler(s))
+    optuna_search = StoppedAsPrunedOptunaSearch(
+        space=define_by_run(space), metric=metric, mode=mode, sampler=make_sampler(s),
+        storage=study.open_storage(opts.optuna_storage) if opts.optuna_storage else None,
+        study_name=opts.experiment)
     if on_searcher is not None:
         on_searcher(optuna_search)
     searcher = ConcurrencyLimiter(optuna_search, max_concurrent=s.max_concurrent)
@@ -330,6 +336,7 @@ def run_search(space: Space, opts: SearchOptions,
     elif state is not None:
         raise SearchError(f"a search of experiment {opts.experiment!r} already exists in {path}; "
                           "use --resume to continue it or --experiment NAME for a new one")
+    opts = replace(opts, optuna_storage=study_storage(opts, state))
     if opts.address:
         check_address(opts.address)
 
@@ -373,7 +380,8 @@ def run_search(space: Space, opts: SearchOptions,
         write_state(path, {
             "parent_run_id": parent_id, "experiment_id": exp_id,
             "tracking_uri": opts.tracking_uri, "fingerprint": fingerprint,
-            "space_path": str(opts.space_path), "settings": resumed_settings(space)})
+            "space_path": str(opts.space_path), "settings": resumed_settings(space),
+            "optuna_storage": study.shown(opts.optuna_storage)})
         callbacks = [MLflowSearchCallback(opts.tracking_uri, exp_id, parent_id, space,
                                           str(opts.space_path)),
                      ProgressCallback(space.search.num_samples, space.max_epochs,
@@ -399,11 +407,13 @@ def run_search(space: Space, opts: SearchOptions,
             results = tuner.fit()
         interrupt = interrupts.received()
         if interrupt is None:
+            end_study(opts)
             out = outcome(results, opts, parent_id, client, space)
         else:  # the MLflow callback has closed the runs as interrupted (on_experiment_end)
             out = SearchOutcome(opts.experiment, parent_id, None, None, None, None, len(results),
                                 path, interrupted=interrupt)
         out.experiment_id = exp_id
+        out.optuna_storage = study.shown(opts.optuna_storage)
         if on_outcome is not None:
             on_outcome(out)
             sys.stdout.flush()
@@ -415,6 +425,44 @@ def run_search(space: Space, opts: SearchOptions,
     finally:
         ray.shutdown()
     return out
+
+
+def study_storage(opts: SearchOptions, state: dict | None) -> str:
+    """The study's storage URL, checked before Ray starts: a new search's study name must be
+    free in it, a resumed search's study must be there. A resumed search keeps its storage; a
+    storage whose password the state file does not keep is given again with --optuna-storage."""
+    url = opts.optuna_storage
+    if opts.resume and state is not None and state.get("optuna_storage"):
+        kept = state["optuna_storage"]
+        if url is None and "***" in kept:
+            raise SearchError(f"--resume: give --optuna-storage again ({kept}; its password is "
+                              "not kept)")
+        url = url or kept
+    url = url or study.default_storage(opts.tracking_uri, storage_root(opts))
+    try:
+        storage = study.open_storage(url)
+        exists = study.study_exists(storage, opts.experiment)
+    except Exception as e:  # a bad URL, a server down, no driver for it
+        raise SearchError(f"--optuna-storage {study.shown(url)}: cannot open it "
+                          f"({tr.first_line(str(e))})") from None
+    if opts.resume and state is not None and not exists:
+        raise SearchError(f"--resume: the Optuna storage {study.shown(url)} has no study "
+                          f"{opts.experiment!r}")
+    if not opts.resume and exists:
+        raise SearchError(f"the Optuna storage {study.shown(url)} already has a study "
+                          f"{opts.experiment!r}; use --experiment NAME, or delete it: optuna "
+                          f"delete-study --study-name {opts.experiment} --storage {study.shown(url)}")
+    return url
+
+
+def end_study(opts: SearchOptions) -> None:
+    """A finished search leaves no trial of its study RUNNING."""
+    import optuna
+
+    failed = study.fail_running(optuna.load_study(study_name=opts.experiment,
+                                                  storage=study.open_storage(opts.optuna_storage)))
+    if failed:
+        log(f"{failed} Optuna trial{'s' if failed != 1 else ''} left RUNNING marked FAIL")
 
 
 def outcome(results, opts: SearchOptions, parent_id: str, client, space: Space | None = None,

@@ -10,6 +10,9 @@ subclass: a trial whose last result is still `running` (it had epochs left) is t
 
 Its intermediate values are the rung metric (`RUNG_METRIC`: the annealed val_acc at a rung,
 val_acc elsewhere): a pruned trial's value is then what ASHA compared.
+
+With a storage (`gunn_search.run.study`) its trials also carry their Tune trial id and MLflow
+run id, and a restored search fails the trials Tune will not run again.
 """
 
 from __future__ import annotations
@@ -18,17 +21,25 @@ from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
 from gunn_search.results.status import RUNG_METRIC, Kind, TrialStatus
+from gunn_search.run import study
 
 
 class StoppedAsPrunedOptunaSearch(OptunaSearch):
     """`OptunaSearch` telling trials stopped before their last epoch as PRUNED."""
 
+    def suggest(self, trial_id: str):
+        config = super().suggest(trial_id)
+        self._link(trial_id)
+        return config
+
     def on_trial_result(self, trial_id: str, result: dict):
         if RUNG_METRIC in result and not isinstance(self.metric, list):
             result = {**result, self.metric: result[RUNG_METRIC]}
+        self._link(trial_id)
         return super().on_trial_result(trial_id, result)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
+        self._link(trial_id)
         stopped_early = (not error and result is not None
                          and TrialStatus(result.get("trial_status", TrialStatus.COMPLETED)).kind is Kind.RUNNING)
         if not stopped_early or trial_id in self._completed_trials:
@@ -36,3 +47,24 @@ class StoppedAsPrunedOptunaSearch(OptunaSearch):
         # Optuna takes the last reported intermediate value as the pruned trial's value.
         self._ot_study.tell(self._ot_trials[trial_id], state=TrialState.PRUNED)
         self._completed_trials.add(trial_id)
+
+    def restore(self, checkpoint_path: str):
+        super().restore(checkpoint_path)
+        # Trials asked after Tune's last state save are RUNNING in a storage and unknown to the
+        # restored search, which will never tell them: fail them (the others Tune runs again).
+        if self._storage is not None:
+            study.fail_running(self._ot_study, keep={
+                t.number for tid, t in self._ot_trials.items() if tid not in self._completed_trials})
+
+    def _link(self, trial_id: str) -> None:
+        """Put the Tune trial id and, once known, the MLflow run id on the Optuna trial."""
+        linked = self.__dict__.setdefault("_linked", set())
+        ot_trial = self._ot_trials.get(trial_id)
+        if self._storage is None or ot_trial is None or trial_id in linked:
+            return
+        if study.TRIAL_ID_ATTR not in ot_trial.user_attrs:
+            ot_trial.set_user_attr(study.TRIAL_ID_ATTR, trial_id)
+        run_id = study.run_id_of(trial_id)
+        if run_id is not None:
+            ot_trial.set_user_attr(study.RUN_ID_ATTR, run_id)
+            linked.add(trial_id)

@@ -30,6 +30,7 @@ from gunn_search.run import interrupts
 from gunn_search.results import pareto
 from gunn_search.run import timing
 from gunn_search.track import ui as mlflow_ui
+from gunn_search.run import study
 from gunn_search.track import store as tr
 from gunn_search.space import trial_config
 from gunn_search.space.budget import config_cost, cost_metrics
@@ -101,6 +102,13 @@ class MLflowSearchCallback(tune.Callback):
     def setup(self, **info):
         # A second Ctrl-C raises out of Tune at once: the runs are then closed from here.
         interrupts.on_abort(self.abort)
+        # The Optuna study's trials carry their run ids (gunn_search.run.study).
+        study.publish_run_ids(self.run_id)
+
+    def run_id(self, trial_id: str) -> str | None:
+        """The MLflow run id of a trial once the store has given it one, else None."""
+        run_id = self.runs.get(trial_id)
+        return None if run_id is None else self.client.known(run_id)
 
     def on_trial_start(self, iteration, trials, trial, **info):
         self._start(trial)

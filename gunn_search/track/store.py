@@ -256,6 +256,11 @@ class BufferedClient:
     def resolve(self, run_id: str) -> str:
         return self.aliases.get(run_id) or run_id
 
+    def known(self, run_id: str) -> str | None:
+        """The real id of `run_id`; None while it is a placeholder the store has not replaced."""
+        real = self.resolve(run_id)
+        return None if real in self.aliases else real
+
     def _invoke(self, method: str, args: tuple, kwargs: dict) -> Any:
         kwargs = dict(kwargs)
         alias = kwargs.pop("_alias", None)

@@ -41,9 +41,62 @@ def check_tracking_uri(uri: str) -> None:
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+        check_login(uri)
     elif scheme == "sqlite":
         if not uri.startswith("sqlite:///"):
             raise UsageError(f"--tracking-uri {uri!r}: expected sqlite:///PATH")
     elif scheme not in ("file", "databricks", "postgresql", "mysql", "mssql"):
         raise UsageError(f"--tracking-uri {uri!r}: unsupported scheme {scheme or '(none)'!r}; "
                          "use http(s)://HOST:PORT, sqlite:///PATH or file:///PATH")
+
+
+USER_ENV, PASSWORD_ENV = "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"
+
+
+def check_login(uri: str, timeout: float = 10.0) -> None:
+    """UsageError (one line, naming the server) when a tracking server behind a login refuses
+    this process: no credentials, or wrong ones. The credentials are MLflow's own variables
+    (MLFLOW_TRACKING_USERNAME / _PASSWORD; MLflow's client sends them on every call); they are
+    never printed. A server that does not answer is left to the commands' own handling (a
+    search buffers its writes while the store is down), so only a refusal stops here, before
+    Ray or MLflow start."""
+    import base64
+    import urllib.error
+    import urllib.request
+    from urllib.parse import urlparse
+
+    parts = urlparse(uri)
+    if parts.username or parts.password:
+        raise UsageError(f"--tracking-uri {shown_uri(uri)}: put the login in {USER_ENV} and "
+                         f"{PASSWORD_ENV}, not in the URL (it would be logged)")
+    request = urllib.request.Request(
+        uri.rstrip("/") + "/api/2.0/mlflow/experiments/search?max_results=1")
+    user, password = os.environ.get(USER_ENV), os.environ.get(PASSWORD_ENV)
+    if user or password:
+        token = base64.b64encode(f"{user or ''}:{password or ''}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout):
+            return
+    except urllib.error.HTTPError as e:
+        code = e.code
+        if code == 401:
+            why = (f"refused the login in {USER_ENV}/{PASSWORD_ENV}" if user or password else
+                   f"needs a login: set {USER_ENV} and {PASSWORD_ENV}")
+        elif code == 403:
+            why = f"refused user {user!r} (no permission to read experiments)"
+        else:
+            return  # not a login problem: the commands report it in their own words
+    except (OSError, ValueError):
+        return
+    raise UsageError(f"tracking server {uri}: {why} (HTTP {code})")
+
+
+def shown_uri(uri: str) -> str:
+    """`uri` with any password in it masked."""
+    from urllib.parse import urlparse
+
+    parts = urlparse(uri)
+    if parts.password is None:
+        return uri
+    return uri.replace(f":{parts.password}@", ":***@", 1)

@@ -1,0 +1,91 @@
+"""The search's Optuna study, kept where Optuna's own tools can open it (optuna-dashboard).
+
+Ray's `OptunaSearch` keeps its study in memory (pickled into Tune's state) unless it is given an
+Optuna storage object; then every trial it asks, every epoch it reports and every trial it tells
+goes to that storage as it happens, and `optuna-dashboard <storage>` shows the study live. Only
+an RDB storage will do: Tune pickles the searcher, and Optuna's RDB storage pickles as its URL
+(journal and Redis storages do not pickle). The driver is the only writer.
+
+- Where: `--optuna-storage URL` (Postgres/MySQL on a cluster), else a SQLite file `optuna.db`
+  next to the MLflow store when that is a SQLite file, else in the search's local `--storage`
+  directory, else in the working directory.
+- Which study: one per experiment, named after it. A new search refuses a name its storage
+  already holds (its trials would be told to the new search's TPE, unasked); `--resume`
+  continues it.
+- Every trial carries its Tune trial id and its MLflow run id as user attributes; the MLflow
+  callback (same process) publishes the run ids through `publish_run_ids`.
+- No trial is left RUNNING: a resumed search fails the study's trials that Tune will not run
+  again (a trial started after Tune's last state save: Optuna users know such zombies), and a
+  search that ended fails any trial still RUNNING.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+STUDY_FILE = "optuna.db"
+RUN_ID_ATTR = "mlflow_run_id"
+TRIAL_ID_ATTR = "tune_trial_id"
+
+# trial id -> MLflow run id (None until known), set by the MLflow callback in the driver. A
+# module-level hook rather than a reference: Tune pickles the searcher and the callbacks apart,
+# so a reference from one to the other would not survive a resume; both live in the driver.
+_run_id_of: Callable[[str], str | None] = lambda trial_id: None  # noqa: E731
+
+
+def default_storage(tracking_uri: str, storage_root: str) -> str:
+    """The SQLite file a search keeps its study in when `--optuna-storage` is not given."""
+    if tracking_uri.startswith("sqlite:///"):
+        return f"sqlite:///{Path(tracking_uri.removeprefix('sqlite:///')).parent / STUDY_FILE}"
+    folder = Path(storage_root) if "://" not in storage_root else Path.cwd()
+    return f"sqlite:///{folder.resolve() / STUDY_FILE}"
+
+
+def shown(url: str) -> str:
+    """The storage URL with any password masked: what logs, tags and printed commands carry."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL SQLAlchemy reads: nothing to mask
+        return url
+
+
+def open_storage(url: str):
+    """The Optuna RDB storage at `url` (its schema created if new)."""
+    import optuna
+
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        # optuna-dashboard reads while the search writes: wait for a lock, do not fail on it.
+        return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 30}})
+    return optuna.storages.RDBStorage(url)
+
+
+def study_exists(storage, name: str) -> bool:
+    return any(s.study_name == name for s in storage.get_all_studies())
+
+
+def publish_run_ids(run_id_of: Callable[[str], str | None]) -> None:
+    """Tell the searcher where to find a trial's MLflow run id (`run_id_of(trial_id)`)."""
+    global _run_id_of
+    _run_id_of = run_id_of
+
+
+def run_id_of(trial_id: str) -> str | None:
+    return _run_id_of(trial_id)
+
+
+def fail_running(study, keep: set[int] = frozenset()) -> int:
+    """Mark the study's RUNNING trials FAIL, except those whose numbers are in `keep` (trials
+    the search will still tell); returns how many."""
+    from optuna.trial import TrialState
+
+    storage = study._storage  # Optuna has no public way to end another process's trial
+    failed = 0
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if t.number not in keep:
+            storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+            failed += 1
+    return failed
