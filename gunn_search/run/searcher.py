@@ -17,6 +17,8 @@ run id, and a restored search fails the trials Tune will not run again.
 
 from __future__ import annotations
 
+import warnings
+
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
@@ -40,6 +42,8 @@ class StoppedAsPrunedOptunaSearch(OptunaSearch):
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
         self._link(trial_id)
+        if not error and result is not None and trial_id not in self._completed_trials:
+            self._report_last(trial_id, result)
         stopped_early = (not error and result is not None
                          and TrialStatus(result.get("trial_status", TrialStatus.COMPLETED)).kind is Kind.RUNNING)
         if not stopped_early or trial_id in self._completed_trials:
@@ -47,6 +51,19 @@ class StoppedAsPrunedOptunaSearch(OptunaSearch):
         # Optuna takes the last reported intermediate value as the pruned trial's value.
         self._ot_study.tell(self._ot_trials[trial_id], state=TrialState.PRUNED)
         self._completed_trials.add(trial_id)
+
+    def _report_last(self, trial_id: str, result: dict) -> None:
+        """Report the final epoch as an intermediate value too: Tune hands a trial's last
+        result to `on_trial_complete` alone, so Ray's OptunaSearch never reports it and the
+        study's curves (optuna-dashboard's intermediate values) would stop an epoch short."""
+        step = result.get("training_iteration")
+        value = result.get(RUNG_METRIC, result.get(self.metric))
+        ot_trial = self._ot_trials.get(trial_id)
+        if isinstance(self.metric, list) or ot_trial is None or step is None or value is None:
+            return  # Optuna keeps no intermediate values for several objectives
+        with warnings.catch_warnings():  # a step already reported (ASHA's stop) is ignored
+            warnings.simplefilter("ignore")
+            ot_trial.report(float(value), int(step))
 
     def restore(self, checkpoint_path: str):
         super().restore(checkpoint_path)
