@@ -95,8 +95,9 @@ import torch
 import torch.nn.functional as F
 
 from trainers.model.cost import estimate, layer_cost
-from trainers.model.layers import GUNNLayer, SUNNLayer
+from trainers.model.gunn_layer import GUNNLayer
 from trainers.model.network import build_model
+from trainers.model.sunn_layer import SUNNLayer
 from trainers.model.spec import model_spec
 
 LAYER = dict(N=240, P=20, K=2, M=1, projection=True)
