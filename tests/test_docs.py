@@ -73,7 +73,7 @@ def gunn_search_argvs(commands: list[list[str]]) -> list[list[str]]:
 def parse_gunn_search(argv: list[str]):
     parser, args = (export_parser(), argv[1:]) if argv[:1] == ["export"] else (search_parser(), argv)
     if argv[:1] == ["ablate"]:
-        from gunn_search.ablation.run import ablate_parser
+        from gunn_search.cli.ablate import ablate_parser
         parser, args = ablate_parser(), argv[1:]
     try:
         return parser.parse_args(args)

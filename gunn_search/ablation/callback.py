@@ -1,7 +1,7 @@
 """The Ray side of `gunn-search ablate`: the trainable and the MLflow callback.
 
 A run of the ablation is a trial of `gunn_search.run.trainable.train_trial` on the ablation's space
-(`gunn_search.ablation.run.ablation_space`): the trial's config is put into the ablated config and
+(`gunn_search.ablation.variants.ablation_space`): the trial's config is put into the ablated config and
 trained, reported and checkpointed exactly as a search trial is, and retried from its last
 checkpoint when it fails. Tune's grid holds one cell per (variant, seed), under the key "run".
 

@@ -307,7 +307,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if argv and argv[0] == "export":
             return cmd_export(argv[1:])
         if argv and argv[0] == "ablate":
-            from gunn_search.ablation.run import cmd_ablate
+            from gunn_search.cli.ablate import cmd_ablate
             return cmd_ablate(argv[1:])
         return cmd_search(argv)
     except (ConfigError, SearchError, ExportError, UsageError, DataError) as e:
