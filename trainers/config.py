@@ -12,7 +12,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from trainers.config_errors import ConfigError, read_yaml, validation_error
+from trainers.config_errors import read_yaml, validation_error
+from trainers.errors import ConfigError, DataError
 from trainers.model.spec import MODEL_REGISTRY, NetworkSpec, Transition, check_shape, model_spec
 
 __all__ = ["ConfigError", "DataError", "TrainConfig", "load_config", "parse_config", "dump_config",
@@ -23,14 +24,6 @@ DATASETS = {"cifar10": 10, "cifar100": 100, "digits": 10, "synthetic": None}  # 
 DatasetName = Literal["cifar10", "cifar100", "digits", "synthetic"]
 # A speed-up the trainer applies on CUDA (true), never (false) or on any device ("always").
 Speedup = Literal[True, False, "always"]
-
-
-class DataError(Exception):
-    """User-facing data problem; str(e) is ONE line naming the directory/dataset and the fix.
-
-    Raised by `trainers.data`; defined here, beside ConfigError, so a CLI can catch it without
-    importing torch.
-    """
 
 
 class _Strict(BaseModel):

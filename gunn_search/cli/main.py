@@ -19,10 +19,10 @@ from typing import Sequence
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # an offline tool sends no telemetry
 
-from trainers.config_errors import ConfigError
+from trainers.errors import report
 
 from gunn_search.run import interrupts
-from gunn_search.errors import UsageError
+from gunn_search.errors import USER_ERRORS, UsageError
 from gunn_search.space import fingerprint, load_space, with_overrides
 from gunn_search.track.uri import check_tracking_uri, default_tracking_uri, quiet_libraries
 
@@ -301,8 +301,6 @@ def cmd_export(argv: Sequence[str]) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     quiet_libraries()
     argv = list(sys.argv[1:] if argv is None else argv)
-    from trainers.config import DataError
-    from gunn_search.errors import ExportError, SearchError
     try:
         if argv and argv[0] == "export":
             return cmd_export(argv[1:])
@@ -310,9 +308,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from gunn_search.cli.ablate import cmd_ablate
             return cmd_ablate(argv[1:])
         return cmd_search(argv)
-    except (ConfigError, SearchError, ExportError, UsageError, DataError) as e:
-        print(f"gunn-search: error: {e}", file=sys.stderr)
-        return 2
+    except USER_ERRORS as e:
+        return report("gunn-search", e)
     except KeyboardInterrupt:  # before a command could say more (one that could has said it)
         interrupt = interrupts.received()
         print("gunn-search: interrupted", file=sys.stderr)

@@ -25,11 +25,10 @@ from typing import Sequence
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # an offline tool sends no telemetry
 
 from trainers import cli as base
-from trainers.disk_full import DiskFullError
 from trainers.config import TrainConfig
+from trainers.errors import DiskFullError, TrainerError, report
 
 from gunn_search.run import interrupts
-from gunn_search.errors import UsageError
 from gunn_search.results.status import TrialStatus
 from gunn_search.track.uri import check_tracking_uri, quiet_libraries
 
@@ -58,14 +57,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return disk_full(cfg, argv, e)
             print(json.dumps(base.summary(cfg, result), indent=2))
             return 0 if result.status in ("completed", "stopped") else 1
-        try:
-            check_tracking_uri(uri)
-        except UsageError as e:
-            raise base.UsageError(str(e)) from None
+        check_tracking_uri(uri)
         return run_tracked(args, cfg, uri, argv)
-    except base.USER_ERRORS + (base.UsageError,) as e:
-        print(f"gunn-train: error: {e}", file=sys.stderr)
-        return 2
+    except TrainerError as e:
+        return report("gunn-train", e)
 
 
 class Progress:
@@ -127,8 +122,7 @@ def disk_full(cfg: TrainConfig, argv: Sequence[str], e: DiskFullError) -> int:
                 f"{resume_command(argv)}")
     else:
         then = "; free space and start again"
-    print(f"gunn-train: error: {e}{then}", file=sys.stderr)
-    return 1
+    return report("gunn-train", e, then)
 
 
 def run_tracked(args, cfg: TrainConfig, uri: str, argv: Sequence[str] = ()) -> int:
