@@ -1,5 +1,6 @@
-"""Plain-data architecture specs: `StageSpec` <N, P, K, M>, `NetworkSpec`, and the paper's models
-by name.
+"""Plain-data architecture specs: `StageSpec` <N, P, K, M> (a layer of the paper's §5.1),
+`NetworkSpec`, and the paper's models by name (Tables 1-2: GUNN-15 and GUNN-24 for CIFAR,
+GUNN-18 and Wide-GUNN-18 for ImageNet, each with its SUNN).
 
 No torch here: the search driver validates spaces, samples architectures and prices them with the
 analytic cost model (`trainers.model.cost`) from these specs alone, without paying for importing torch
