@@ -32,8 +32,8 @@ import json
 from typing import Any, Mapping, Sequence
 
 from gunn_search.results.status import METRIC
-from gunn_search.track.tags import (KIND_TAG, NOTE_TAG, PARENT_TAG, PRIMARY_METRIC_TAG,
-                                    STATUS_TAG, VIEW_TAG_PREFIX)
+from gunn_search.track.tags import (KIND_TAG, PARENT_TAG, PRIMARY_METRIC_TAG, STATUS_TAG,
+                                    VIEW_TAG_PREFIX)
 
 MODEL_TRAINING = "custom_model_development"
 EXPERIMENT_TAGS = {KIND_TAG: MODEL_TRAINING, PRIMARY_METRIC_TAG: METRIC}
