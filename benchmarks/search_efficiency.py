@@ -76,7 +76,7 @@ def asha_trials(budget: int, grace: int, rf: int, max_t: int, branch: float = 0.
 def recorder_cls():
     from ray import tune
 
-    from gunn_search.results.status import TrialStatus
+    from gunn_search.results.status import TrialStatus, status_of
 
     class Recorder(tune.Callback):
         """Every per-epoch result in the order the driver receives it."""
@@ -86,7 +86,7 @@ def recorder_cls():
             self.t0 = time.time()
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
-            if result.get("trial_status") == TrialStatus.REJECTED:
+            if status_of(result) is TrialStatus.REJECTED:
                 return
             self.events.append({"t": round(time.time() - self.t0, 2), "trial": trial.trial_id,
                                 "epoch": int(result.get("epoch", 0)),
@@ -99,7 +99,7 @@ def recorder_cls():
 def budget_stopper_cls():
     from ray.tune.stopper import Stopper
 
-    from gunn_search.results.status import TrialStatus
+    from gunn_search.results.status import TrialStatus, status_of
 
     class EpochBudget(Stopper):
         """Stop the whole experiment once `budget` epochs have been reported: one per per-epoch
@@ -111,7 +111,7 @@ def budget_stopper_cls():
         def __call__(self, trial_id, result):
             # Tune hands the stopper the last result of a finished trial a second time (its
             # "duplicate" done result is replaced by trial.last_result): count each epoch once.
-            if result.get("trial_status") != TrialStatus.REJECTED:
+            if status_of(result) is not TrialStatus.REJECTED:
                 self.seen[(trial_id, result.get("training_iteration"))] = 1.0 + float(
                     result.get("branch_epochs") or 0.0)
             return False

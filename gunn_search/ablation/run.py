@@ -39,11 +39,9 @@ from gunn_search.ablation.variants import (
     seeds_of,
     variant_config,
 )
+from gunn_search.track.tags import NOTE_TAG, PATH_TAG, SOURCE_TAG
 
 ROLE = "ablation"
-NOTE_TAG = "mlflow.note.content"  # the run's description in the MLflow UI
-SOURCE_TAG = "gunn_search.ablated_run_id"
-PATH_TAG = "gunn_search.tune_path"  # the Tune experiment a `--resume` restores
 
 
 @dataclass
@@ -199,7 +197,7 @@ def interrupted_ablation(client, exp_id: str, source_id: str, variants: Sequence
 def collect(results, base: TrainConfig, opts: AblationOptions, seeds: list[int], source_id: str,
             search_id: str, parent_id: str, run_ids: dict) -> AblationResult:
     """The outcome from Tune's results (each run's last reported metrics)."""
-    from gunn_search.results.status import Kind, TrialStatus
+    from gunn_search.results.status import Kind, status_of
 
     split = base.data.split
     errors = {v: {s: None for s in seeds} for v in opts.variants}
@@ -210,9 +208,8 @@ def collect(results, base: TrainConfig, opts: AblationOptions, seeds: list[int],
         cell = r.config["run"]
         v, s = cell["variant"], int(cell["seed"])
         last = r.metrics or {}
-        status = TrialStatus(last.get("trial_status", TrialStatus.RUNNING))
-        if r.error is not None:
-            status = TrialStatus.ERRORED
+        # Not `ended`: nothing stops a cell early, one still running was cut by a signal.
+        status = status_of(last, r.error)
         statuses[v][s] = str(status)
         if status.kind is Kind.COMPLETED:
             errors[v][s] = final_error(last, split)

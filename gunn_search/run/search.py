@@ -25,12 +25,14 @@ from gunn_search.track import ui as mlflow_ui
 from gunn_search.results import pareto
 from gunn_search.errors import SearchError, UsageError
 from gunn_search.track import store as tr
+from gunn_search.track.tags import FINGERPRINT_TAG, SPACE_TAG
 from gunn_search.run.scheduler import ResumableASHA, branch_epochs_per_trial
 from gunn_search.run.scheduler import describe as describe_schedule
 from gunn_search.run.state_saves import adapt_state_saves, atomic_state_uploads
 from gunn_search.space import Space, define_by_run, fingerprint as space_fingerprint
 from gunn_search.run.trainable import train_trial
-from gunn_search.results.status import METRIC, Kind, TrialStatus
+from gunn_search.results.best import ranked as ranked_trials
+from gunn_search.results.status import METRIC, TrialStatus, status_of
 
 STATE_FILE = "gunn_search.json"
 
@@ -199,8 +201,8 @@ def start_parent_run(space: Space, opts: SearchOptions, fingerprint: str, client
         client.update_run(state["parent_run_id"], status="RUNNING")
         return state["parent_run_id"]
     run = client.create_run(exp_id, run_name=f"search-{tr_safe(opts.experiment)}",
-                            tags={tr.ROLE_TAG: "search", "gunn_search.fingerprint": fingerprint,
-                                  "gunn_search.space": Path(opts.space_path).name})
+                            tags={tr.ROLE_TAG: "search", FINGERPRINT_TAG: fingerprint,
+                                  SPACE_TAG: Path(opts.space_path).name})
     # The search's settings under their space-file paths; `search.seed` seeds the searcher,
     # `seed` the trials' training (each trial's run logs its own).
     params = {f"{section}.{k}": v for section in ("search", "resources", "budget")
@@ -424,20 +426,14 @@ def outcome(results, opts: SearchOptions, parent_id: str, client, space: Space |
     for r in results:
         df = r.metrics_dataframe
         last = r.metrics or {}
-        status = TrialStatus(last.get("trial_status", TrialStatus.RUNNING))
+        status = status_of(last, r.error, ended=True)
         epochs = int(last.get("epoch", 0) or 0)
-        if r.error is not None:
-            status = TrialStatus.ERRORED
-        elif status.kind is Kind.RUNNING:
-            status = TrialStatus.STOPPED
-        value = None
-        if status.has_result and df is not None and METRIC in df:
-            value = float(df[METRIC].max())
+        value = float(df[METRIC].max()) if df is not None and METRIC in df else None
         rows.append({"trial_id": last.get("trial_id", "?"), "trial": last.get("trial_id", "?"),
                      "status": status, "val_acc": value, "epochs": epochs, "config": dict(r.config),
                      "epoch_seconds": last.get("epoch_seconds"),
                      **{k: v for k, v in r.config.items() if k.startswith("cost.")}})
-    ranked = sorted((x for x in rows if x["val_acc"] is not None), key=lambda x: -x["val_acc"])
+    ranked = ranked_trials(rows)
     best = ranked[0] if ranked else None
     best_run = None
     if best is not None:
