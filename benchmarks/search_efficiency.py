@@ -44,7 +44,8 @@ import threading
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from harness import REPO, loadavg, write_json
+
 METHODS = {"asha_tpe": ("tpe", "asha", "ASHA+TPE"), "fifo_tpe": ("tpe", "fifo", "TPE+FIFO"),
            "asha_random": ("random", "asha", "random+ASHA"),
            "fifo_random": ("random", "fifo", "random+FIFO"),
@@ -170,6 +171,41 @@ class EpochLog:
     @property
     def spent(self) -> bool:
         return len(self.events) >= self.budget
+
+
+def peer_problem(seed: int):
+    """(space, data) of the problem as a peer (`peer_optuna.py`, `peer_dehb.py`) trains it with
+    training seed `seed`: one torch thread per process (two trials in threads, one core each),
+    the data loaded once."""
+    import torch
+    from digits_problem import problem_space
+
+    from trainers.loop import load_data
+
+    torch.set_num_threads(1)
+    space = problem_space(seed)
+    return space, load_data(space.base.data)
+
+
+def run_peer(description: str, method: str, run_seed, counts) -> None:
+    """A peer's whole run (`peer_optuna.py`, `peer_dehb.py`): per seed of `--seeds`,
+    `run_seed(seed, budget)` summarized as a row under `method`, a progress line (`counts(summary)`
+    says what it trained), and the `--json` rows written again after each seed, so a long run
+    that is stopped keeps what it did."""
+    ap = argparse.ArgumentParser(description=description.split("\n")[0])
+    ap.add_argument("--seeds", type=int, nargs="+", default=list(range(8)))
+    ap.add_argument("--budget", type=int, default=72)
+    ap.add_argument("--json", required=True)
+    args = ap.parse_args()
+    rows = []
+    for seed in args.seeds:
+        out = run_seed(seed, args.budget)
+        s = summarize(out["events"])
+        rows.append({"seed": seed, method: {**s, **out}})
+        print(f"seed {seed} {METHODS[method][2]}: best {s['best']:.4f} in {s['epochs']:g} epochs, "
+              f"{counts(s)} ({out['wall']:.0f} s, load {os.getloadavg()[0]:.1f})",
+              file=sys.stderr, flush=True)
+        write_json(args.json, rows)
 
 
 def summarize(events: list[dict]) -> dict:
@@ -303,7 +339,7 @@ def main() -> None:
     import ray
 
     storage = Path(tempfile.mkdtemp(prefix="gunn-efficiency-"))
-    load0 = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    load0 = loadavg()
     t_all = time.time()
     # "local": a fresh instance even if a `ray start` cluster is recorded in /tmp/ray.
     ray.init(address="local", include_dashboard=False, log_to_driver=False,
@@ -324,7 +360,7 @@ def main() -> None:
             row["target"] = row["fifo_random"]["best"] if "fifo_random" in row else None
             rows.append(row)
             if args.json:  # after every seed, so a long run that is stopped keeps what it did
-                Path(args.json).write_text(json.dumps(rows, indent=1, default=str))
+                write_json(args.json, rows)
     finally:
         ray.shutdown()
         import shutil
@@ -332,7 +368,7 @@ def main() -> None:
     print(tables(rows, args.methods, args.budget))
     print(f"\nbudget {args.budget} epochs, ASHA grace {args.grace}, reduction factor "
           f"{args.reduction_factor}; total {time.time() - t_all:.0f} s, load average {load0} -> "
-          + " ".join(f"{x:.2f}" for x in os.getloadavg()) + ".")
+          f"{loadavg()}.")
 
 
 if __name__ == "__main__":
