@@ -91,3 +91,37 @@ def test_the_counter_sees_a_parse_of_the_trial_config(lr_validations):
     parse_config(cfg.model_dump())
     OptimConfig.model_validate({"lr": 0.2})
     assert lr_validations == ["TrainConfig", "TrainConfig", "OptimConfig"]
+
+
+@pytest.mark.parametrize("settings", [
+    {"epochs": 2}, {"epochs": 12, "num_samples": 3, "seed": 4},
+    {"gpus_per_trial": 0.5, "cpus_per_trial": 2.0, "data_dir": "/data"}])
+def test_flags_as_typed_settings_give_the_space_that_reading_the_file_again_gives(settings):
+    """`with_settings` (typed updates) against `with_overrides` (the file edited and read again):
+    the same space, a first rung the file set cut to fewer epochs, unset defaults following."""
+    from gunn_search.space import with_overrides, with_settings
+
+    space = load_space("smoke.yaml")
+    paths = {"epochs": "epochs", "num_samples": "search.num_samples", "seed": "search.seed",
+             "gpus_per_trial": "resources.gpus_per_trial",
+             "cpus_per_trial": "resources.cpus_per_trial", "data_dir": "data.data_dir"}
+    over = {paths[k]: v for k, v in settings.items()}
+    if "epochs" in settings:
+        over["search.grace_period"] = min(space.search.grace_period, settings["epochs"])
+    typed, reread = with_settings(space, **settings), with_overrides(space, over)
+    assert typed.base == reread.base and typed.dims == reread.dims
+    assert typed.search == reread.search and typed.resources == reread.resources
+    assert typed.data == reread.data
+
+
+def test_a_bad_flag_is_one_line_naming_its_key():
+    from gunn_search.space import with_settings
+    from trainers.config_errors import ConfigError
+
+    space = load_space("smoke.yaml")
+    for settings, words in [({"epochs": 0}, "command line: epochs: "),
+                            ({"num_samples": 0}, "command line: search.num_samples: "),
+                            ({"cpus_per_trial": 0.0}, "command line: resources.cpus_per_trial: ")]:
+        with pytest.raises(ConfigError) as e:
+            with_settings(space, **settings)
+        assert str(e.value).startswith(words) and "\n" not in str(e.value), str(e.value)

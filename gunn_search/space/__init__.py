@@ -20,5 +20,5 @@ from gunn_search.space.sample import define_by_run, example_configs, trial_confi
 from gunn_search.space.schema import Space, fingerprint, parse_space
 
 __all__ = ["SpaceError", "Space", "bundled_spaces", "load_space", "resolve_space_path",
-           "with_overrides", "with_settings", "define_by_run", "example_configs", "trial_config", "fingerprint",
-           "parse_space"]
+           "with_overrides", "with_settings", "define_by_run", "example_configs", "trial_config",
+           "fingerprint", "parse_space"]
