@@ -37,27 +37,38 @@ def check_store_exists(uri: str) -> None:
                          "or pass --tracking-uri)")
 
 
-def gpus_request(text: str) -> float | str:
-    """``--gpus-per-trial``: auto or a number, checked by the rule of the space file's
-    `resources.gpus_per_trial` (`space.schema.Resources`); UsageError (one line) otherwise."""
-    from gunn_search.space.schema import Resources
-
+def gpus_value(text: str) -> float | str:
+    """``--gpus-per-trial``'s text as the value `resources.gpus_per_trial` takes: auto or a
+    number (ValueError otherwise). Whether it is a good one is the key's rule (below)."""
+    if text == "auto":
+        return text
     try:
-        value = text if text == "auto" else float(text)
+        return float(text)
     except ValueError:
-        raise UsageError(f"--gpus-per-trial: expected auto or a number (got {text!r})") from None
-    try:
-        return Resources(gpus_per_trial=value).gpus_per_trial
-    except ValidationError as e:
-        raise UsageError(f"--gpus-per-trial: {describe_error(e.errors()[0])[1]}") from None
+        raise ValueError(f"expected auto or a number (got {text!r})") from None
 
 
 def gpus_arg(text: str) -> float | str:
-    """`gpus_request` as an argparse type."""
+    """`gpus_value` as an argparse type; the search checks the value as the space file's key
+    (`space.with_settings`)."""
     try:
-        return gpus_request(text)
-    except UsageError as e:
-        raise argparse.ArgumentTypeError(str(e).removeprefix("--gpus-per-trial: ")) from None
+        return gpus_value(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def gpus_request(text: str) -> float | str:
+    """``--gpus-per-trial`` of a command without a space file (ablate): `gpus_value`, checked by
+    the rule of the space file's `resources.gpus_per_trial` (`space.schema.Resources`);
+    UsageError (one line) otherwise."""
+    from gunn_search.space.schema import Resources
+
+    try:
+        return Resources(gpus_per_trial=gpus_value(text)).gpus_per_trial
+    except ValueError as e:  # pydantic's ValidationError is a ValueError too
+        problem = (describe_error(e.errors()[0])[1] if isinstance(e, ValidationError)
+                   else str(e))
+        raise UsageError(f"--gpus-per-trial: {problem}") from None
 
 
 def check_gpus_here(gpus: float | str, address: str | None) -> None:
