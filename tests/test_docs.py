@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gunn_search.cli.main import export_parser, search_parser
+from gunn_search.cli.export import export_parser
+from gunn_search.cli.search import search_parser
 from gunn_search.space import bundled_spaces, load_space
 
 ROOT = Path(__file__).resolve().parents[1]

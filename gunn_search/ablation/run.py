@@ -103,16 +103,14 @@ def run_ablation(opts: AblationOptions) -> AblationResult:
     from gunn_search.results.export import safe_name
     from gunn_search.run.progress import ProgressCallback
 
-    from gunn_search.run.search import init_ray
+    from gunn_search.run.ray_session import init_ray
 
     init_ray(opts.address)
     interrupts.reclaim()
     try:
-        gpus = ray.cluster_resources().get("GPU", 0)
         # auto: a whole GPU per run where there are GPUs (each run is a full training; runs
         # queue for them), else the CPU.
-        per_gpu = resources.gpus_per_trial(opts.gpus_per_trial, gpus, 1)
-        log("resources: " + resources.describe(opts.gpus_per_trial, gpus, 1))
+        per_gpu = resources.resolve(opts.gpus_per_trial, 1, log)
         exp_id = client.get_experiment_by_name(opts.experiment).experiment_id
         space = ablation_space(base, opts.variants, seeds, opts.cpus_per_trial, per_gpu)
         trainable = tune.with_resources(tune.with_parameters(ablation_trial, space=space),

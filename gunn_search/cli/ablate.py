@@ -52,6 +52,7 @@ def ablate_parser() -> argparse.ArgumentParser:
 
 
 def cmd_ablate(argv: Sequence[str]) -> int:
+    from gunn_search.cli.flags import check_gpus_here, gpus_request
     from gunn_search.track.uri import check_tracking_uri, default_tracking_uri
 
     args = ablate_parser().parse_args(argv)
@@ -65,26 +66,15 @@ def cmd_ablate(argv: Sequence[str]) -> int:
         raise UsageError("--max-failures must be >= 0")
     if args.cpus_per_trial <= 0:
         raise UsageError(f"--cpus-per-trial must be > 0 (got {args.cpus_per_trial:g})")
-    gpus = args.gpus_per_trial
-    if gpus != "auto":
-        try:
-            gpus = float(gpus)
-        except ValueError:
-            raise UsageError(f"--gpus-per-trial: expected auto or a number (got {gpus!r})") from None
-        if gpus < 0:
-            raise UsageError(f"--gpus-per-trial must be >= 0 (got {gpus:g})")
-        if gpus > 0 and not args.address:  # a cluster's GPUs may be on other nodes
-            import torch
-            if not torch.cuda.is_available():
-                raise UsageError(f"--gpus-per-trial {gpus:g}: this machine has no GPU (use "
-                                 "--gpus-per-trial 0 to train on the CPU)")
+    gpus = gpus_request(args.gpus_per_trial)  # the search's rule for the flag
+    check_gpus_here(gpus, args.address)
     uri = args.tracking_uri or default_tracking_uri()
     check_tracking_uri(uri)
     if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
         raise UsageError(f"no MLflow store at {uri[len('sqlite:///'):]} (run a search first, "
                          "or pass --tracking-uri)")
     if args.address:
-        from gunn_search.run.search import check_cluster
+        from gunn_search.run.ray_session import check_cluster
         check_cluster(args.address, uri)
     opts = AblationOptions(args.experiment, uri, variants, args.seeds, args.run_id, args.epochs,
                            args.final, args.data_dir, gpus, args.cpus_per_trial,

@@ -1,7 +1,7 @@
 """Building, running and resuming the Tune search: OptunaSearch (TPE) + ASHA + MLflow.
 
 A search lives in `<storage>/<experiment>/`: Tune's experiment state plus `gunn_search.json`
-(the MLflow parent run, the space's fingerprint). `--resume` restores the Tuner from there
+(the MLflow parent run, the space's fingerprint: `state_file`). Joining Ray: `ray_session`. `--resume` restores the Tuner from there
 (`Tuner.restore`), so finished trials are not rerun, running ones continue from their last
 checkpoint and the Optuna searcher's state comes back.
 """
@@ -9,33 +9,30 @@ checkpoint and the Optuna searcher's state comes back.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import socket
 import sys
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
-from urllib.parse import urlparse
 
 from gunn_search.run import faults
 from gunn_search.run import interrupts
 from gunn_search.track import ui as mlflow_ui
 from gunn_search.results import pareto
-from gunn_search.errors import SearchError, UsageError
+from gunn_search.errors import SearchError
 from gunn_search.track import store as tr
 from gunn_search.track.tags import FINGERPRINT_TAG, SPACE_TAG
-from gunn_search.run.scheduler import ResumableASHA, branch_epochs_per_trial
-from gunn_search.run.scheduler import describe as describe_schedule
+from gunn_search.run.rungs import branch_epochs_per_trial
+from gunn_search.run.rungs import describe as describe_schedule
+from gunn_search.run.scheduler import ResumableASHA
+from gunn_search.run.ray_session import check_address, init_ray
+from gunn_search.run.state_file import changed_settings, read_state, resumed_settings, write_state
 from gunn_search.run.state_saves import adapt_state_saves, atomic_state_uploads
 from gunn_search.space import Space, define_by_run, fingerprint as space_fingerprint
 from gunn_search.run.trainable import train_trial
 from gunn_search.results.best import ranked as ranked_trials
 from gunn_search.results.status import METRIC, TrialStatus, status_of
-
-STATE_FILE = "gunn_search.json"
-
 
 @dataclass
 class SearchOptions:
@@ -71,51 +68,6 @@ class SearchOutcome:
     interrupted: interrupts.Interrupt | None = None
 
 
-def check_address(address: str, timeout: float = 5.0) -> None:
-    """Fail fast on an unreachable Ray address (ray.init would hang for minutes)."""
-    if address == "auto":
-        return
-    parsed = urlparse(address if "://" in address else f"tcp://{address}")
-    if not parsed.hostname or not parsed.port:
-        raise SearchError(f"--address {address!r}: expected auto, HOST:PORT or ray://HOST:PORT")
-    try:
-        with socket.create_connection((parsed.hostname, parsed.port), timeout=timeout):
-            pass
-    except OSError as e:
-        raise SearchError(f"--address {address}: cannot reach a Ray cluster there "
-                          f"({e.strerror or e})") from None
-
-
-def check_cluster(address: str, tracking_uri: str) -> None:
-    """The checks before joining a cluster at `address` that need no Ray: the address answers,
-    and with Ray Client (whose driver loop runs on the head node) the store is not local."""
-    if address.startswith("ray://") and tr.is_local_uri(tracking_uri):
-        raise UsageError(f"--address {address}: with Ray Client the driver loop runs on the head "
-                         f"node, where {tracking_uri} is not this machine's store; pass "
-                         "--tracking-uri http://... of a tracking server")
-    check_address(address)
-
-
-def init_ray(address: str | None, runtime_env: dict | None = None) -> None:
-    """Join the cluster at `address`, or start a Ray instance of our own ("local") without one:
-    never a cluster that happens to run on this machine, which Ray's default would join."""
-    import ray
-
-    from gunn_search.run.interrupts import sheltered_ray_node
-
-    try:
-        with sheltered_ray_node() if not address else contextlib.nullcontext():
-            ray.init(address=address or "local", include_dashboard=False, log_to_driver=False,
-                     configure_logging=True, logging_level="ERROR", runtime_env=runtime_env)
-    except (ConnectionError, ray.exceptions.RayError) as e:
-        if not address:
-            raise SearchError(f"could not start Ray on this machine ({tr.first_line(str(e))})"
-                              ) from None
-        raise SearchError(f"--address {address}: could not join the Ray cluster "
-                          f"({tr.first_line(str(e))}); if it uses token authentication, "
-                          "set RAY_AUTH_MODE=token and its token here too") from None
-
-
 def experiment_path(opts: SearchOptions) -> str:
     """`<storage>/<experiment>`: a local path or a URI (s3://, gs://, file://) all nodes see."""
     name = tr_safe(opts.experiment)
@@ -131,57 +83,6 @@ def storage_root(opts: SearchOptions) -> str:
 def tr_safe(name: str) -> str:
     from gunn_search.results.export import safe_name
     return safe_name(name)
-
-
-def _filesystem(path: str):
-    # pyarrow (a Ray dependency) is what Tune itself uses for storage URIs.
-    import pyarrow.fs as pafs
-    if "://" in path:
-        return pafs.FileSystem.from_uri(path)
-    return pafs.LocalFileSystem(), path
-
-
-def read_state(path: str) -> dict | None:
-    """The search's own state file next to Tune's, or None if there is none."""
-    import pyarrow.fs as pafs
-    fs, p = _filesystem(path)
-    f = f"{p}/{STATE_FILE}"
-    if fs.get_file_info(f).type != pafs.FileType.File:
-        return None
-    with fs.open_input_stream(f) as stream:
-        return json.loads(stream.read().decode())
-
-
-def write_state(path: str, state: dict) -> None:
-    """Written to a temporary name and moved into place: never half a file to resume from."""
-    from trainers.disk_full import disk_full, is_disk_full
-
-    fs, p = _filesystem(path)
-    tmp = f"{p}/{STATE_FILE}.tmp"
-    try:
-        fs.create_dir(p, recursive=True)
-        with fs.open_output_stream(tmp) as stream:
-            stream.write(json.dumps(state, indent=2).encode())
-        fs.move(tmp, f"{p}/{STATE_FILE}")
-    except OSError as e:
-        if is_disk_full(e):
-            raise SearchError(str(disk_full(f"{p}/{STATE_FILE}", e))) from None
-        raise
-
-
-def resumed_settings(space: Space) -> dict:
-    """What the command line may change in a space (the file's fingerprint leaves flags out)
-    and a resumed search cannot: Tune restores its trials, scheduler and sampler as they were,
-    so a new value would be ignored or, for the epochs, fail the resumed trials' checkpoints."""
-    return {"--max-epochs": space.max_epochs, "--num-samples": space.search.num_samples,
-            "--seed": space.search.seed}
-
-
-def _changed_settings(state: dict, space: Space) -> list[str]:
-    """"--max-epochs 4 (not 9)" for each setting this command changes; none for a state file
-    written before the settings were recorded."""
-    was, now = state.get("settings") or {}, resumed_settings(space)
-    return [f"{k} {was[k]} (not {now[k]})" for k in now if k in was and was[k] != now[k]]
 
 
 def open_experiment(opts: SearchOptions):
@@ -322,7 +223,7 @@ def run_search(space: Space, opts: SearchOptions,
         if state["fingerprint"] != fingerprint:
             raise SearchError(f"--resume: {opts.space_path} differs from the space this search "
                               f"started with ({state['space_path']}); resume with the same file")
-        changed = _changed_settings(state, space)
+        changed = changed_settings(state, space)
         if changed:
             raise SearchError(f"--resume: the search started with {', '.join(changed)}; resume "
                               "with the same (a resumed search keeps its trials' settings)")
@@ -459,14 +360,10 @@ def resolve_resources(space: Space) -> Space:
     (gunn_search.run.resources), said on stderr."""
     import dataclasses
 
-    import ray
-
     from gunn_search.run import resources
 
-    r, s = space.resources, space.search
-    gpus = ray.cluster_resources().get("GPU", 0)
-    log("resources: " + resources.describe(r.gpus_per_trial, gpus, s.max_concurrent))
-    per = resources.gpus_per_trial(r.gpus_per_trial, gpus, s.max_concurrent)
+    r = space.resources
+    per = resources.resolve(r.gpus_per_trial, space.search.max_concurrent, log)
     return dataclasses.replace(space, resources=r.model_copy(update={"gpus_per_trial": per}))
 
 

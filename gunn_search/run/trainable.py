@@ -20,7 +20,7 @@ from ray import tune
 from trainers.config import DataConfig
 
 from gunn_search.run import faults
-from gunn_search.run.scheduler import rung_epochs
+from gunn_search.run.rungs import rung_epochs
 from gunn_search.run.spare_cpus import LentThreads
 from gunn_search.space import Space, trial_config
 from gunn_search.space.sample import runtime_config
