@@ -51,3 +51,12 @@ def problem_space(train_seed: int, epochs: int = EPOCHS, schedule: str = "step",
     data = problem_data(train_seed, epochs, schedule)
     data["search"].update(search)
     return parse_space(data, "digits_problem")
+
+
+def run_config(space, values: dict):
+    """The trial config of `values` as the benchmarks train it outside Tune: one thread, on the
+    CPU, no checkpoints to write."""
+    from gunn_search.space import trial_config
+
+    return trial_config(space, values).model_copy(
+        update={"num_threads": 1, "device": "cpu", "out_dir": None})

@@ -28,29 +28,10 @@ What it measures
        reports 2.485 GB for training GUNN-15 on a GPU (total device memory, not comparable to CPU
        RSS).
 
-Machine and result (2026-11-23, shared 2-core x86-64 CPU, 23 GB RAM, Linux 6.18, torch
-2.14.1+cu130 on CPU, ``torch.set_num_threads(2)``, no GPU). Other workers kept the load average
-at 4-12 on the 2 cores, so times are noisy (best of 2 rounds of median-of-3; repeated
-interleaved runs gave GUNN recompute 5-7x and keep 3-4x SUNN). Saved bytes and peaks do not
-depend on the load.
-
-    | layer {240,20,2,1}+proj, b64 | saved MB (excl. x) | peak step MB | step s | time / SUNN |
-    |------------------------------|-------------------:|-------------:|-------:|------------:|
-    | SUNN (grouped)               |              630.3 |  881 (1.00x) |   2.72 |       1.00x |
-    | SUNN (per unit)              |              629.2 |  801 (0.91x) |  15.40 |       5.66x |
-    | GUNN naive                   |            1,824.5 |2,018 (2.29x) |  18.08 |       6.65x |
-    | GUNN recompute (Algorithm 1) |     62.9 (y only) |  398 (0.45x) |  18.30 |       6.73x |
-    | GUNN keep (Algorithm 1)      |  692.1 (629.2 + y) |1,026 (1.16x) |  11.43 |       4.20x |
-
-    GUNN-15 / SUNN-15, batch 64, one cross-entropy step: peak 684 MB (recompute) and
-    1,490 MB (keep) against 1,386 MB (SUNN-15): 0.49x and 1.07x; naive 3,227 MB (2.33x).
-
-    After fusing the state-reading convs (later the same day, idle machine): recompute peak 340 MB
-    (0.39x SUNN), keep 997 MB (1.13x); step time recompute 3.02x and keep 2.20x SUNN (NCHW),
-    2.11x / 1.93x with --channels-last. Details in benchmarks/RESULTS.md.
-
-    Session 2 (11:40, load < 2, `--rounds 3`), after the state-reading convs became matrix
-    products on the state's two pieces (trainers/model/state_conv.py, no N-channel temporaries):
+Machine and result (2026-11-23 11:40-11:47 UTC, the shared 2-core x86-64 CPU VM, 23 GB RAM,
+Linux 6.18, torch 2.14.1+cu130 on the CPU, ``torch.set_num_threads(2)``, no GPU; load < 2,
+``--rounds 3``), Algorithm 1 with the state-reading convs as matrix products on the state's two
+pieces (trainers/model/state_conv.py):
 
     | layer {240,20,2,1}+proj, b64 | peak step MB | peak / SUNN | step s | time / SUNN |
     |------------------------------|-------------:|------------:|-------:|------------:|
@@ -59,17 +40,11 @@ depend on the load.
     | GUNN keep                    |        786.9 |       0.89x |  1.084 |       0.97x |
 
     GUNN-15 peak: recompute 536 MB (0.39x SUNN-15), keep 1,476 MB (1.06x).
-    Targets (peak <= 1.0x SUNN, time <= 1.35x SUNN): met by both modes on this CPU. GPU numbers
-    not measured (no GPU lent). Details in benchmarks/RESULTS.md.
-
-    2026-11-30 (issue 14 part 5, batch 32): Algorithm 1 no longer slices one h0 leaf in the
-    segment graph (two leaves, one cat of their gradients) and concatenates the first-conv weights
-    once per layer: 978 -> 900 dispatched compute ops per recompute step (keep 720 -> 642; SUNN
-    132). The load average was 7-17 all session (other workers), so 2-thread times say little:
-    at batch 32 recompute 5.14x and keep 4.27x SUNN (best of 2 rounds), against 1.4-1.6x on a
-    quieter machine. Single-thread process CPU time, old vs new code interleaved, batch 32:
-    recompute 1.39x -> 1.33x SUNN, keep 1.12x -> 1.10x; batch 64 unchanged (1.1-1.2x). The 1.35x
-    goal at batch 32 with 2 threads is not shown. Details in benchmarks/RESULTS.md.
+    Targets (peak <= 1.0x SUNN, time <= 1.35x SUNN): met by both modes on this CPU. At batch 32
+    (2026-11-30, five quiet runs) recompute stepped at 1.30-1.38x SUNN (mean 1.34x). Full
+    tables: benchmarks/RESULTS.md, "Layer memory, step time and throughput"; the first
+    measurements (2026-11-23 08:32, load 4-12: recompute peak 0.45x, step 6.73x SUNN), the runs
+    in between and their reasons: benchmarks/HISTORY.md. GPU numbers: `gpu_check.py`.
 
 Usage::
 
@@ -94,9 +69,11 @@ import time
 import torch
 import torch.nn.functional as F
 
+from harness import megabytes, print_result, read_result, table_head, table_row
 from trainers.model.cost import estimate, layer_cost
-from trainers.model.layers import GUNNLayer, SUNNLayer
+from trainers.model.gunn_layer import GUNNLayer
 from trainers.model.network import build_model
+from trainers.model.sunn_layer import SUNNLayer
 from trainers.model.spec import model_spec
 
 LAYER = dict(N=240, P=20, K=2, M=1, projection=True)
@@ -109,7 +86,6 @@ LAYER_LABELS = {
     "keep": "GUNN keep (Alg. 1)",
 }
 NET_VARIANTS = ["sunn15", "gunn15:recompute", "gunn15:keep", "gunn15:naive"]
-MB = 1e6
 
 
 # --- building -----------------------------------------------------------------------------------
@@ -267,7 +243,7 @@ def child(variant: str, args) -> None:
         res["step_s"] = time.perf_counter() - t0
         res["peak_bytes"] = _status("VmHWM") - base
         res["baseline_rss_bytes"] = base
-    print("RESULT " + json.dumps(res), flush=True)
+    print_result(res)
 
 
 def run_child(variant: str, args, network: bool, timeout: float | None = None) -> dict:
@@ -284,15 +260,13 @@ def run_child(variant: str, args, network: bool, timeout: float | None = None) -
     cmd += ["--channels-last"] if args.channels_last else []
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True,
                          timeout=timeout).stdout
-    line = [ln for ln in out.splitlines() if ln.startswith("RESULT ")][-1]
-    return json.loads(line[len("RESULT "):])
+    res = read_result(out)
+    if res is None:
+        raise RuntimeError(f"layer_memory --child {variant} printed no RESULT line")
+    return res
 
 
 # --- driver -------------------------------------------------------------------------------------
-
-def fmt_mb(b: float) -> str:
-    return f"{b / MB:,.1f}"
-
 
 def layer_report(args) -> None:
     parts = args.parts
@@ -332,22 +306,21 @@ def layer_report(args) -> None:
         head += ["peak step MB", "peak / SUNN"]
     if "time" in parts:
         head += ["step s", "time / SUNN"]
-    print("| " + " | ".join(head) + " |")
-    print("|" + "---|" * len(head))
+    print(table_head(head))
     s = rows["sunn"]
     for v in LAYER_VARIANTS:
         r = rows[v]
         cells = [LAYER_LABELS[v]]
         if "saved" in parts:
             a = r["saved"]["activation"] + r["saved"]["other"]
-            cells += [fmt_mb(a), fmt_mb(a + r["saved"]["output"]), fmt_mb(r["est"]),
+            cells += [megabytes(a), megabytes(a + r["saved"]["output"]), megabytes(r["est"]),
                       f"{(a + r['saved']['output']) / (s['saved']['activation'] + s['saved']['other'] + s['saved']['output']):.2f}x"]
         if "peak" in parts:
-            cells += [fmt_mb(r["peak"]["peak_bytes"]),
+            cells += [megabytes(r["peak"]["peak_bytes"]),
                       f"{r['peak']['peak_bytes'] / s['peak']['peak_bytes']:.2f}x"]
         if "time" in parts:
             cells += [f"{r['time']:.3f}", f"{r['time'] / s['time']:.2f}x"]
-        print("| " + " | ".join(cells) + " |")
+        print(table_row(cells))
     if "saved" in parts:
         print("\nsaved-tensor detail (bytes): " + json.dumps(
             {v: rows[v]["saved"] for v in LAYER_VARIANTS}))
@@ -371,19 +344,18 @@ def network_report(args) -> None:
           f"{'bf16 autocast' if args.bf16 else 'float32'}, {args.device}\n")
     head = ["model", "saved MB (hooks)", "cost.py MB", "peak step MB", "peak / SUNN-15",
             "step s (1 warm step)"]
-    print("| " + " | ".join(head) + " |")
-    print("|" + "---|" * len(head))
+    print(table_head(head))
     base = rows["sunn15"].get("peak", {}).get("peak_bytes")
     for v in NET_VARIANTS:
         r = rows[v]
         saved = r.get("saved")
         a = (saved["activation"] + saved["other"] + saved["output"] + saved["input"]) if saved else None
         peak = r.get("peak", {})
-        cells = [v, fmt_mb(a) if a is not None else "-", fmt_mb(r["est"]),
-                 fmt_mb(peak["peak_bytes"]) if peak else "-",
+        cells = [v, megabytes(a) if a is not None else "-", megabytes(r["est"]),
+                 megabytes(peak["peak_bytes"]) if peak else "-",
                  f"{peak['peak_bytes'] / base:.2f}x" if peak and base else "-",
                  f"{peak['step_s']:.2f}" if peak else "-"]
-        print("| " + " | ".join(cells) + " |")
+        print(table_row(cells))
     if "peak" in args.parts:
         print("network peak detail: " + json.dumps({v: rows[v].get("peak") for v in NET_VARIANTS}))
 

@@ -47,71 +47,20 @@ mlflow 3.17.2; the machine was shared with other engineers' test runs, load aver
     No metric point lost, duplicated or altered with either backend (512 of 512 each: 32 runs x
     2 epochs x 8 keys), every run FINISHED with its status tag, no MLflow error on stderr.
     Wall times differ by the machine's load, not by backend (trials start in waves of 4 because
-    each one waits ~10 s for a new Ray worker process).
+    each one waits ~10 s for a new Ray worker process). Summary: benchmarks/RESULTS.md, "MLflow
+    load and search growth".
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from search_overhead import (BIN, derive_space, finish, loadavg, run_cli, search_runs,  # noqa: E402
-                             tune_results)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(work: Path) -> tuple[subprocess.Popen, str, float]:
-    port = free_port()
-    uri = f"http://127.0.0.1:{port}"
-    (work / "art").mkdir()
-    log = open(work / "server.log", "w")
-    env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true")
-    t0 = time.time()
-    proc = subprocess.Popen(
-        [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{work / 'srv.db'}",
-         "--default-artifact-root", str(work / "art"), "--workers", "1"],
-        stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    while True:
-        if proc.poll() is not None:
-            raise SystemExit(f"mlflow server exited {proc.returncode}; see {work / 'server.log'}")
-        try:
-            with urllib.request.urlopen(f"{uri}/health", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
-        if time.time() - t0 > 180:
-            stop_server(proc)
-            raise SystemExit("mlflow server not healthy after 180 s")
-        time.sleep(0.5)
-    return proc, uri, time.time() - t0
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    """SIGTERM the server's own process group (it was started in a new session), then SIGKILL."""
-    if proc.poll() is not None:
-        return
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
+from harness import (check_exit, column_table, derive_space, finish, loadavg,  # noqa: E402
+                     run_cli, search_runs, start_server, stop_server, tune_results)
 
 
 def count_points(uri: str, experiment: str, storage: Path, max_epochs: int) -> dict:
@@ -182,9 +131,7 @@ def run_backend(backend: str, root: Path, num_samples: int, epochs: int, concurr
         errors = [ln for _, ln in res["stderr"]
                   if "MLflow write failed" in ln or "could not be delivered" in ln
                   or "could not log" in ln or "Traceback" in ln]
-        if res["rc"] != 0:
-            tail = "\n".join(ln for _, ln in res["stderr"][-30:])
-            raise SystemExit(f"gunn-search exited {res['rc']}:\n{tail}")
+        check_exit(res)
         counts = count_points(uri, exp, work / "runs" / exp, epochs)
     finally:
         if server is not None:
@@ -213,10 +160,8 @@ def table(results: list[dict]) -> str:
          else f"{r['server_ready_s']:.1f}"),
         ("load average before -> after", lambda r: f"{r['load_before']} -> {r['load_after']}"),
     ]
-    head = "| | " + " | ".join(f"({chr(97 + i)}) {r['backend']}" for i, r in enumerate(results)) + " |"
-    sep = "|---|" + "---:|" * len(results)
-    body = ["| " + n + " | " + " | ".join(f(r) for r in results) + " |" for n, f in rows]
-    return "\n".join([head, sep] + body)
+    return column_table([f"({chr(97 + i)}) {r['backend']}" for i, r in enumerate(results)],
+                        rows, results)
 
 
 def main() -> None:

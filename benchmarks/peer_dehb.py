@@ -44,10 +44,7 @@ Machine and result: benchmarks/RESULTS.md, "Search efficiency".
 
 from __future__ import annotations
 
-import argparse
 import concurrent.futures as cf
-import json
-import os
 import shutil
 import sys
 import tempfile
@@ -123,24 +120,19 @@ def make_dehb(cs, seed: int, max_fidelity: int, out: str):
 
 
 def run_seed(seed: int, budget: int) -> dict:
-    import torch
-    from digits_problem import EPOCHS, problem_space
-    from search_efficiency import EpochLog
+    from digits_problem import EPOCHS, run_config
+    from search_efficiency import EpochLog, peer_problem
 
-    from gunn_search.space import trial_config
-    from trainers.loop import load_data, train
+    from trainers.loop import train
 
-    torch.set_num_threads(1)  # per process: two evaluations in threads, one core each
-    space = problem_space(seed)
-    data = load_data(space.base.data)
+    space, data = peer_problem(seed)  # two evaluations in threads, one core each
     cs, to_values = config_space(space, seed)
     out = tempfile.mkdtemp(prefix="gunn-dehb-")
     log, stop = EpochLog(budget), threading.Event()
 
     def evaluate(n: int, job: dict) -> dict | None:
         fidelity = max(1, int(round(job["fidelity"])))
-        cfg = trial_config(space, to_values(job["config"])).model_copy(
-            update={"num_threads": 1, "device": "cpu", "out_dir": None})
+        cfg = run_config(space, to_values(job["config"]))
         last = []
 
         def on_epoch(m: dict, _ckpt) -> bool:
@@ -181,25 +173,12 @@ def run_seed(seed: int, budget: int) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--seeds", type=int, nargs="+", default=list(range(8)))
-    ap.add_argument("--budget", type=int, default=72)
-    ap.add_argument("--json", required=True)
-    args = ap.parse_args()
-    import search_efficiency as eff
+    from search_efficiency import run_peer
 
     # dehb 0.1.2 calls ConfigSpace's deprecated names (get_hyperparameters, get_dictionary)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
-    rows = []
-    for seed in args.seeds:
-        out = run_seed(seed, args.budget)
-        s = eff.summarize(out["events"])
-        rows.append({"seed": seed, "dehb": {**s, **out}})
-        print(f"seed {seed} DEHB: best {s['best']:.4f} in {s['epochs']:g} epochs, "
-              f"{s['trials']} evaluations, {s['full_trials']} at 12 epochs ({out['wall']:.0f} s, "
-              f"load {os.getloadavg()[0]:.1f})", file=sys.stderr, flush=True)
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(rows, indent=1, default=str))
+    run_peer(__doc__, "dehb", run_seed,
+             lambda s: f"{s['trials']} evaluations, {s['full_trials']} at 12 epochs")
 
 
 if __name__ == "__main__":

@@ -21,9 +21,6 @@ Machine and result: benchmarks/RESULTS.md, "Search efficiency".
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -33,23 +30,18 @@ REPO = Path(__file__).resolve().parent.parent
 
 def run_seed(seed: int, budget: int) -> dict:
     import optuna
-    import torch
-    from digits_problem import EPOCHS, problem_space
-    from search_efficiency import EpochLog
+    from digits_problem import EPOCHS, run_config
+    from search_efficiency import EpochLog, peer_problem
 
-    from gunn_search.space import trial_config
     from gunn_search.space.sample import sample
-    from trainers.loop import load_data, train
+    from trainers.loop import train
 
-    torch.set_num_threads(1)  # per process: two trials in threads, one core each
-    space = problem_space(seed)
-    data = load_data(space.base.data)
+    space, data = peer_problem(seed)
     log = EpochLog(budget)
 
     def objective(trial: optuna.Trial) -> float:
         values = sample(trial, space)
-        cfg = trial_config(space, values).model_copy(
-            update={"num_threads": 1, "device": "cpu", "out_dir": None})
+        cfg = run_config(space, values)
         pruned = []
 
         def on_epoch(m: dict, _ckpt) -> bool:
@@ -78,22 +70,9 @@ def run_seed(seed: int, budget: int) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--seeds", type=int, nargs="+", default=list(range(8)))
-    ap.add_argument("--budget", type=int, default=72)
-    ap.add_argument("--json", required=True)
-    args = ap.parse_args()
-    import search_efficiency as eff
+    from search_efficiency import run_peer
 
-    rows = []
-    for seed in args.seeds:
-        out = run_seed(seed, args.budget)
-        s = eff.summarize(out["events"])
-        rows.append({"seed": seed, "optuna_hyperband": {**s, **out}})
-        print(f"seed {seed} Optuna TPE+Hyperband: best {s['best']:.4f} in {s['epochs']:g} epochs, "
-              f"{s['trials']} trials ({out['wall']:.0f} s, load {os.getloadavg()[0]:.1f})",
-              file=sys.stderr, flush=True)
-        Path(args.json).write_text(json.dumps(rows, indent=1, default=str))
+    run_peer(__doc__, "optuna_hyperband", run_seed, lambda s: f"{s['trials']} trials")
 
 
 if __name__ == "__main__":

@@ -28,10 +28,8 @@ Machine and result: see benchmarks/RESULTS.md, "Rank correlation".
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import csv
 import itertools
-import multiprocessing
 import os
 import statistics
 import sys
@@ -40,6 +38,7 @@ from pathlib import Path
 
 import rung_replay
 import search_efficiency as efficiency  # its spread
+from harness import spawn_pool
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "benchmarks" / "data"
@@ -68,13 +67,11 @@ _DATA = {}
 def problem_run(values: dict, seed: int, schedule: str = "step"):
     """(config, data) of configuration `values` trained with seed `seed` on the problem, one
     thread, no checkpoints; the data loaded once per process."""
-    from digits_problem import problem_space
+    from digits_problem import problem_space, run_config
 
-    from gunn_search.space import trial_config
     from trainers.loop import load_data
 
-    cfg = trial_config(problem_space(seed, schedule=schedule), values).model_copy(
-        update={"num_threads": 1, "device": "cpu", "out_dir": None})  # no checkpoints to write
+    cfg = run_config(problem_space(seed, schedule=schedule), values)
     key = cfg.data.model_dump_json()
     if key not in _DATA:
         _DATA[key] = load_data(cfg.data)
@@ -111,11 +108,7 @@ def record(n: int, sample_seed: int, seeds: list[int], workers: int, schedule: s
             w.writerow([i, *(c.get(k, "") for k in keys)])
     jobs = [(i, c, s, schedule) for s in seeds for i, c in enumerate(configs)]
     rows = []
-    # spawn: fresh interpreters, one torch thread each, no state inherited from this process.
-    # A ProcessPoolExecutor (not multiprocessing.Pool) raises if a worker dies instead of
-    # waiting for its result forever.
-    ctx = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+    with spawn_pool(workers) as pool:
         for part in pool.map(train_one, jobs):
             rows.extend(part)
     rows.sort(key=lambda r: (r["seed"], r["config"], r["epoch"]))
@@ -185,12 +178,19 @@ def analyse(curves: dict[int, dict[int, list[float]]]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--configs", type=int, default=32)
+def sample_arguments(description: str, configs: int) -> argparse.ArgumentParser:
+    """The arguments of a script that trains the sample to the end: how many configurations,
+    the seed that draws them, the training seeds, and the processes at a time."""
+    ap = argparse.ArgumentParser(description=description.split("\n")[0])
+    ap.add_argument("--configs", type=int, default=configs)
     ap.add_argument("--sample-seed", type=int, default=0)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--workers", type=int, default=2)
+    return ap
+
+
+def main() -> None:
+    ap = sample_arguments(__doc__, 32)
     ap.add_argument("--replay", action="store_true", help="analyse the recorded CSVs only")
     ap.add_argument("--budget", type=int, default=72, help="epochs per replayed search")
     ap.add_argument("--schedule", choices=["step", "cosine"], default="step",

@@ -25,14 +25,13 @@ Machine and result: benchmarks/RESULTS.md, "Rung results that predict the end".
 
 from __future__ import annotations
 
-import argparse
-import concurrent.futures
 import csv
-import multiprocessing
 import os
 import sys
 import time
 from pathlib import Path
+
+from harness import spawn_pool
 
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "benchmarks" / "data" / "rank_candidates.csv"
@@ -139,15 +138,12 @@ def run_tails(job: tuple[int, dict, int, int]) -> list[dict]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--configs", type=int, default=24)
-    ap.add_argument("--sample-seed", type=int, default=0)
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--workers", type=int, default=2)
+    import rank_correlation
+
+    ap = rank_correlation.sample_arguments(__doc__, 24)
     ap.add_argument("--tails", action="store_true",
                     help="record the tail_<L> branches (and the plain curve of seeds that lack it)")
     args = ap.parse_args()
-    import rank_correlation
 
     configs = rank_correlation.sample_configs(args.configs, args.sample_seed)
     if args.tails:
@@ -162,11 +158,9 @@ def main() -> None:
             csv.DictWriter(f, fieldnames=FIELDS).writeheader()
     jobs = [(i, c, s) for s in args.seeds for i, c in enumerate(configs) if (i, s) not in done]
     t, load0 = time.time(), os.getloadavg()[0]
-    ctx = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(args.workers, mp_context=ctx) as pool:
+    with spawn_pool(args.workers) as pool:
         for rows in pool.map(run_one, jobs):
-            with OUT.open("a", newline="") as f:
-                csv.DictWriter(f, fieldnames=FIELDS).writerows(rows)
+            append_rows(rows)
     print(f"{len(jobs)} runs in {time.time() - t:.0f} s, load average {load0:.1f} -> "
           f"{os.getloadavg()[0]:.1f}", file=sys.stderr)
 
@@ -181,12 +175,17 @@ def record_tails(configs: list[dict], seeds: list[int], workers: int) -> None:
             for s in seeds for i, c in enumerate(configs)
             if (i, s, f"tail_{TAIL_LENGTHS[-1]:g}", last) not in recorded]
     t = time.time()
-    ctx = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+    with spawn_pool(workers) as pool:
         for rows in pool.map(run_tails, jobs):
-            with OUT.open("a", newline="") as f:
-                csv.DictWriter(f, fieldnames=FIELDS).writerows(rows)
+            append_rows(rows)
     print(f"{len(jobs)} runs in {time.time() - t:.0f} s", file=sys.stderr)
+
+
+
+def append_rows(rows: list[dict]) -> None:
+    """One run's rows at the end of the CSV, as it finishes: a run cut short loses only itself."""
+    with OUT.open("a", newline="") as f:
+        csv.DictWriter(f, fieldnames=FIELDS).writerows(rows)
 
 
 if __name__ == "__main__":

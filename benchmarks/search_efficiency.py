@@ -44,7 +44,8 @@ import threading
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from harness import REPO, loadavg, write_json
+
 METHODS = {"asha_tpe": ("tpe", "asha", "ASHA+TPE"), "fifo_tpe": ("tpe", "fifo", "TPE+FIFO"),
            "asha_random": ("random", "asha", "random+ASHA"),
            "fifo_random": ("random", "fifo", "random+FIFO"),
@@ -76,7 +77,7 @@ def asha_trials(budget: int, grace: int, rf: int, max_t: int, branch: float = 0.
 def recorder_cls():
     from ray import tune
 
-    from gunn_search.results.status import TrialStatus
+    from gunn_search.results.status import TrialStatus, status_of
 
     class Recorder(tune.Callback):
         """Every per-epoch result in the order the driver receives it."""
@@ -86,7 +87,7 @@ def recorder_cls():
             self.t0 = time.time()
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
-            if result.get("trial_status") == TrialStatus.REJECTED:
+            if status_of(result) is TrialStatus.REJECTED:
                 return
             self.events.append({"t": round(time.time() - self.t0, 2), "trial": trial.trial_id,
                                 "epoch": int(result.get("epoch", 0)),
@@ -99,7 +100,7 @@ def recorder_cls():
 def budget_stopper_cls():
     from ray.tune.stopper import Stopper
 
-    from gunn_search.results.status import TrialStatus
+    from gunn_search.results.status import TrialStatus, status_of
 
     class EpochBudget(Stopper):
         """Stop the whole experiment once `budget` epochs have been reported: one per per-epoch
@@ -111,7 +112,7 @@ def budget_stopper_cls():
         def __call__(self, trial_id, result):
             # Tune hands the stopper the last result of a finished trial a second time (its
             # "duplicate" done result is replaced by trial.last_result): count each epoch once.
-            if result.get("trial_status") != TrialStatus.REJECTED:
+            if status_of(result) is not TrialStatus.REJECTED:
                 self.seen[(trial_id, result.get("training_iteration"))] = 1.0 + float(
                     result.get("branch_epochs") or 0.0)
             return False
@@ -170,6 +171,41 @@ class EpochLog:
     @property
     def spent(self) -> bool:
         return len(self.events) >= self.budget
+
+
+def peer_problem(seed: int):
+    """(space, data) of the problem as a peer (`peer_optuna.py`, `peer_dehb.py`) trains it with
+    training seed `seed`: one torch thread per process (two trials in threads, one core each),
+    the data loaded once."""
+    import torch
+    from digits_problem import problem_space
+
+    from trainers.loop import load_data
+
+    torch.set_num_threads(1)
+    space = problem_space(seed)
+    return space, load_data(space.base.data)
+
+
+def run_peer(description: str, method: str, run_seed, counts) -> None:
+    """A peer's whole run (`peer_optuna.py`, `peer_dehb.py`): per seed of `--seeds`,
+    `run_seed(seed, budget)` summarized as a row under `method`, a progress line (`counts(summary)`
+    says what it trained), and the `--json` rows written again after each seed, so a long run
+    that is stopped keeps what it did."""
+    ap = argparse.ArgumentParser(description=description.split("\n")[0])
+    ap.add_argument("--seeds", type=int, nargs="+", default=list(range(8)))
+    ap.add_argument("--budget", type=int, default=72)
+    ap.add_argument("--json", required=True)
+    args = ap.parse_args()
+    rows = []
+    for seed in args.seeds:
+        out = run_seed(seed, args.budget)
+        s = summarize(out["events"])
+        rows.append({"seed": seed, method: {**s, **out}})
+        print(f"seed {seed} {METHODS[method][2]}: best {s['best']:.4f} in {s['epochs']:g} epochs, "
+              f"{counts(s)} ({out['wall']:.0f} s, load {os.getloadavg()[0]:.1f})",
+              file=sys.stderr, flush=True)
+        write_json(args.json, rows)
 
 
 def summarize(events: list[dict]) -> dict:
@@ -303,7 +339,7 @@ def main() -> None:
     import ray
 
     storage = Path(tempfile.mkdtemp(prefix="gunn-efficiency-"))
-    load0 = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    load0 = loadavg()
     t_all = time.time()
     # "local": a fresh instance even if a `ray start` cluster is recorded in /tmp/ray.
     ray.init(address="local", include_dashboard=False, log_to_driver=False,
@@ -324,7 +360,7 @@ def main() -> None:
             row["target"] = row["fifo_random"]["best"] if "fifo_random" in row else None
             rows.append(row)
             if args.json:  # after every seed, so a long run that is stopped keeps what it did
-                Path(args.json).write_text(json.dumps(rows, indent=1, default=str))
+                write_json(args.json, rows)
     finally:
         ray.shutdown()
         import shutil
@@ -332,7 +368,7 @@ def main() -> None:
     print(tables(rows, args.methods, args.budget))
     print(f"\nbudget {args.budget} epochs, ASHA grace {args.grace}, reduction factor "
           f"{args.reduction_factor}; total {time.time() - t_all:.0f} s, load average {load0} -> "
-          + " ".join(f"{x:.2f}" for x in os.getloadavg()) + ".")
+          f"{loadavg()}.")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Search growth: does the driver's cost per trial stay flat as a search gets longer?
 
 What it measures
-    The real `gunn-search` CLI (`search_overhead.run_cli`: a subprocess, Ray Tune + Optuna TPE
+    The real `gunn-search` CLI (`harness.run_cli`: a subprocess, Ray Tune + Optuna TPE
     + ASHA + the MLflow callback, a SQLite store in a temporary directory) on a space derived
     from smoke.yaml whose trials are tiny and one epoch long: dataset `synthetic` with
     `--images` training images (default 64, 10 % of them the validation split), smoke's
@@ -84,7 +84,8 @@ scikit-learn 1.9.1; `python benchmarks/search_growth.py`, 64 training images, al
     - MLflow writes cost ~0.15 s per trial at every size (mostly SQLite commits), flat.
     The 24-trial column's per-trial numbers carry its ~25 s of start-up and its quarters are
     6 trials each; the plot-import thread (matplotlib, fANOVA: 0.8-1.5 s CPU) runs once every
-    trial has been sampled, in the last quarter on purpose.
+    trial has been sampled, in the last quarter on purpose. Summary: benchmarks/RESULTS.md,
+    "MLflow load and search growth".
 """
 
 from __future__ import annotations
@@ -102,9 +103,9 @@ from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from search_overhead import derive_space, finish, loadavg, run_cli, search_runs  # noqa: E402
+from harness import (REPO, check_exit, column_table, derive_space, finish,  # noqa: E402
+                     loadavg, run_cli, search_runs)
 
-REPO = Path(__file__).resolve().parent.parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -195,9 +196,7 @@ def run_size(n: int, root: Path, images: int, profile: bool) -> dict:
     if sampler.spy is not None:
         sampler.spy.wait(timeout=120)
     load1 = loadavg()
-    if res["rc"] != 0:
-        tail = "\n".join(ln for _, ln in res["stderr"][-30:])
-        raise SystemExit(f"gunn-search exited {res['rc']}:\n{tail}")
+    check_exit(res)
     timing = next((d for _, ln in res["stderr"]
                    if (d := _timing(ln)) is not None), None)
     _, parent, children = search_runs(uri, exp)
@@ -327,10 +326,7 @@ def table(results: list[dict]) -> str:
          else f"**{tm(r, 'finalize')['plots']:.2f}**"),
         ("load average before -> after", lambda r: f"{r['load_before']} -> {r['load_after']}"),
     ]
-    head = "| | " + " | ".join(f"{r['n']} trials" for r in results) + " |"
-    sep = "|---|" + "---:|" * len(results)
-    body = ["| " + name + " | " + " | ".join(f(r) for r in results) + " |" for name, f in rows]
-    return "\n".join([head, sep] + body)
+    return column_table([f"{r['n']} trials" for r in results], rows, results)
 
 
 def main() -> None:

@@ -105,96 +105,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
-import yaml
-
-REPO = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
-
-
-def loadavg() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
-def derive_space(dest: Path, name: str, **changes) -> Path:
-    """smoke.yaml with nested changes (dict values are merged), validated with parse_space."""
-    import copy
-
-    from gunn_search.space import load_space, parse_space
-
-    data = copy.deepcopy(load_space("smoke.yaml").data)
-    data["name"] = name
-    for key, val in changes.items():
-        if isinstance(val, dict) and isinstance(data.get(key), dict):
-            data[key] = {**data[key], **val}
-        else:
-            data[key] = val
-    parse_space(data, name)  # the same validation the CLI applies
-    dest.write_text(yaml.safe_dump(data, sort_keys=False))
-    return dest
-
-
-def run_cli(space: Path, workdir: Path, tracking_uri: str, experiment: str,
-            extra: list[str] | None = None, echo: bool = True) -> dict:
-    """Run `gunn-search` as a subprocess; returns wall time, exit code, timestamped stderr."""
-    env = dict(os.environ)
-    # A bare ray.init() joins the cluster in /tmp/ray/ray_current_cluster when a `ray start`
-    # left one behind (other people's tests on this machine); force a fresh local instance.
-    env["RAY_ADDRESS"] = "local"
-    env.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    cmd = [str(BIN / "gunn-search"), "--space", str(space), "--tracking-uri", tracking_uri,
-           "--storage", str(workdir / "runs"), "--experiment", experiment] + (extra or [])
-    lines: list[tuple[float, str]] = []
-    t0 = time.time()
-    proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, bufsize=1)
-
-    def pump():
-        for ln in proc.stderr:
-            lines.append((time.time(), ln.rstrip("\n")))
-            if echo and ln.startswith("gunn-search:"):
-                print(f"  [{time.time() - t0:6.1f}s] {ln.rstrip()}", file=sys.stderr, flush=True)
-
-    th = threading.Thread(target=pump, daemon=True)
-    th.start()
-    stdout = proc.stdout.read()
-    rc = proc.wait()
-    t1 = time.time()
-    th.join(timeout=10)
-    return {"t0": t0, "t1": t1, "wall": t1 - t0, "rc": rc, "stdout": stdout, "stderr": lines,
-            "cmd": cmd}
-
-
-def search_runs(tracking_uri: str, experiment: str):
-    """(parent run, [child runs]) of the (only) search in `experiment`."""
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri)
-    exp = client.get_experiment_by_name(experiment)
-    runs = client.search_runs([exp.experiment_id], max_results=10000)
-    parents = [r for r in runs if r.data.tags.get("gunn_search.role") == "search"]
-    assert len(parents) == 1, f"expected one search run in {experiment}, got {len(parents)}"
-    parent = parents[0]
-    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
-    return client, parent, children
-
-
-def tune_results(storage: Path) -> dict[str, list[dict]]:
-    """trial_id -> the results Tune recorded for it (result.json of each trial directory)."""
-    out: dict[str, list[dict]] = {}
-    for f in storage.glob("*/result.json"):
-        for ln in f.read_text().splitlines():
-            if ln.strip():
-                r = json.loads(ln)
-                out.setdefault(r["trial_id"], []).append(r)
-    return out
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import (REPO, check_exit, column_table, derive_space, finish,  # noqa: E402
+                     loadavg, run_cli, search_runs, tune_results)
 
 
 TAIL = "trial phase: idle slots in the tail (no trials left) / conc"
@@ -362,9 +280,7 @@ def run_case(case: str, root: Path, train_size: int) -> dict:
     print(f"case {case}: load {load0}", file=sys.stderr, flush=True)
     res = run_cli(space, work, uri, exp)
     load1 = loadavg()
-    if res["rc"] != 0:
-        tail = "\n".join(ln for _, ln in res["stderr"][-30:])
-        raise SystemExit(f"gunn-search exited {res['rc']}:\n{tail}")
+    check_exit(res)
     out = analyse(res, uri, exp, conc, storage=work / "runs" / exp)
     out.update(case=case, concurrency=conc, load_before=load0, load_after=load1,
                parts=trial_startup_parts(space),
@@ -414,10 +330,8 @@ def table(results: list[dict]) -> str:
          lambda r: f"{r['parts']['import']:.1f} / {r['parts']['data']:.2f} / {r['parts']['model']:.2f}"),
         ("load average before -> after", lambda r: f"{r['load_before']} -> {r['load_after']}"),
     ]
-    head = "| | " + " | ".join(f"({chr(97 + i)}) {r['case']}" for i, r in enumerate(results)) + " |"
-    sep = "|---|" + "---:|" * len(results)
-    body = ["| " + name + " | " + " | ".join(f(r) for r in results) + " |" for name, f in rows]
-    return "\n".join([head, sep] + body)
+    return column_table([f"({chr(97 + i)}) {r['case']}" for i, r in enumerate(results)], rows,
+                        results)
 
 
 def main() -> None:
@@ -434,18 +348,6 @@ def main() -> None:
     results = [run_case(c, root, args.train_size) for c in cases]
     print(table(results))
     finish(results, root, args.json, args.keep)
-
-
-def finish(results: list, root: Path, json_path: str | None, keep: bool) -> None:
-    """The end of a benchmark run: the raw results to `json_path` if given, and its temporary
-    directory removed unless `keep` (then named on stderr)."""
-    if json_path:
-        Path(json_path).write_text(json.dumps(results, indent=1, default=str))
-    if keep:
-        print(f"kept {root}", file=sys.stderr)
-    else:
-        import shutil
-        shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

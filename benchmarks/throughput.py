@@ -5,8 +5,9 @@ at batch 64 on 32x32 synthetic CIFAR-sized data, for SUNN-15 (grouped bottleneck
 Algorithm 1 in `recompute` and `keep` modes, and the naive GUNN for reference. On CUDA it uses
 bf16 autocast and channels_last (the trainer's defaults) and also reports peak memory.
 
-Machine and result: see the "Training throughput" section of benchmarks/RESULTS.md (filled
-from this script's output; the numbers there name the machine they came from).
+Machine and result: benchmarks/RESULTS.md, "Layer memory, step time and throughput" (2026-11-23,
+the 2-core CPU VM, batch 64: SUNN-15 22.0 images/s, GUNN-15 recompute 22.7, keep 25.0); on a
+GPU, `gpu_check.py` measures it (compile off and on) and writes its own section there.
 
     python benchmarks/throughput.py [--steps 6] [--device cpu|cuda] [--models sunn15,gunn15]
 """

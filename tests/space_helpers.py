@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from gunn_search.space import distributions as dist
-from gunn_search.space.schema import Space, get_path, parse_space
+from gunn_search.space.paths import get_path
+from gunn_search.space.schema import Space, parse_space
 from trainers.config_errors import ConfigError
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -12,8 +12,18 @@ import pytest
 import torch
 import yaml
 
-from gunn_search.ablation import run as ab
+from gunn_search.ablation.report import AblationResult, final_error, pairs_of, to_json, to_markdown
+from gunn_search.ablation.variants import (
+    ablation_space,
+    base_config,
+    cell_values,
+    check_pairing,
+    parse_variants,
+    seeds_of,
+    variant_config,
+)
 from gunn_search.cli.main import main
+from gunn_search.errors import UsageError
 from gunn_search.space import trial_config
 from tests.conftest import free_port
 from trainers.config import parse_config
@@ -33,26 +43,26 @@ def tiny_config(**over) -> dict:
 # --- configs ------------------------------------------------------------------------------------
 
 def test_variants_are_parsed_and_checked():
-    assert ab.parse_variants("gunn, SUNN,gunn-nores") == ["gunn", "sunn", "gunn-nores"]
+    assert parse_variants("gunn, SUNN,gunn-nores") == ["gunn", "sunn", "gunn-nores"]
     for text, words in [("gunn,resnet", "unknown variant 'resnet'"), ("gunn,gunn", "twice"),
                         ("gunn", "at least two")]:
-        with pytest.raises(ab.UsageError, match=words):
-            ab.parse_variants(text)
-    assert ab.pairs_of(["sunn", "gunn", "gunn-nores"]) == [("gunn", "sunn"), ("gunn", "gunn-nores")]
-    assert ab.pairs_of(["sunn", "sunn-nores"]) == [("sunn", "sunn-nores")]
+        with pytest.raises(UsageError, match=words):
+            parse_variants(text)
+    assert pairs_of(["sunn", "gunn", "gunn-nores"]) == [("gunn", "sunn"), ("gunn", "gunn-nores")]
+    assert pairs_of(["sunn", "sunn-nores"]) == [("sunn", "sunn-nores")]
 
 
 def test_each_cell_trains_the_trial_config_with_its_family_residual_and_seed(tmp_path):
     trial = parse_config(tiny_config(seed=7, epochs=5))
-    base = ab.base_config(trial, epochs=2, data_dir=str(tmp_path))
+    base = base_config(trial, epochs=2, data_dir=str(tmp_path))
     assert base.epochs == 2 and base.data.data_dir == str(tmp_path.resolve()) and base.tracking is None
-    seeds = ab.seeds_of(base, 3)
+    seeds = seeds_of(base, 3)
     assert seeds == [7, 8, 9]
-    space = ab.ablation_space(base, ["gunn", "sunn", "gunn-nores"], seeds)
+    space = ablation_space(base, ["gunn", "sunn", "gunn-nores"], seeds)
     for v, (family, residual) in [("gunn", ("gunn", True)), ("sunn", ("sunn", True)),
                                   ("gunn-nores", ("gunn", False))]:
         for s in seeds:
-            cfg = ab.variant_config(base, v, s)
+            cfg = variant_config(base, v, s)
             assert (cfg.model.family, cfg.model.residual, cfg.seed) == (family, residual, s)
             # only those three differ from the trial's config
             same = cfg.model_dump(exclude={"seed", "epochs"})
@@ -62,17 +72,17 @@ def test_each_cell_trains_the_trial_config_with_its_family_residual_and_seed(tmp
             want["data"]["data_dir"] = str(tmp_path.resolve())
             assert same == want
             # what the trainable trains (the search's train_trial on the ablation's space)
-            assert trial_config(space, ab.cell_values(v, s)) == cfg
-    final = ab.base_config(trial, final=True)
-    fspace = ab.ablation_space(final, ["gunn", "sunn"], [0, 1])
-    assert trial_config(fspace, ab.cell_values("sunn", 1)).data.split == "final"
+            assert trial_config(space, cell_values(v, s)) == cfg
+    final = base_config(trial, final=True)
+    fspace = ablation_space(final, ["gunn", "sunn"], [0, 1])
+    assert trial_config(fspace, cell_values("sunn", 1)).data.split == "final"
 
 
 def test_a_registered_model_is_ablated_as_its_stages():
     trial = parse_config({"model": {"name": "gunn15"}, "data": {"name": "cifar100"}})
-    base = ab.base_config(trial)
+    base = base_config(trial)
     assert base.model.name is None and [s.N for s in base.model.stages] == [240, 300, 360]
-    sunn = ab.variant_config(base, "sunn", 0).model.network_spec(100)
+    sunn = variant_config(base, "sunn", 0).model.network_spec(100)
     assert sunn.family == "sunn" and sunn.head_channels == 360 and sunn.projection
 
 
@@ -87,15 +97,15 @@ def initial_weights(cfg):
 
 
 def test_same_seed_same_initial_weights_different_seed_different():
-    base = ab.base_config(parse_config(tiny_config()))
-    w = {(v, s): initial_weights(ab.variant_config(base, v, s))
+    base = base_config(parse_config(tiny_config()))
+    w = {(v, s): initial_weights(variant_config(base, v, s))
          for v in ("gunn", "sunn", "gunn-nores") for s in (0, 1)}
     for v in ("sunn", "gunn-nores"):
         assert w[v, 0].keys() == w["gunn", 0].keys()
         assert all(torch.equal(w[v, 0][k], w["gunn", 0][k]) for k in w[v, 0])
     convs = [k for k in w["gunn", 0] if k.endswith("conv1.weight")]
     assert convs and not any(torch.equal(w["gunn", 0][k], w["gunn", 1][k]) for k in convs)
-    assert ab.check_pairing(base, ["gunn", "sunn", "gunn-nores"], 0) == 2 * len(w["gunn", 0])
+    assert check_pairing(base, ["gunn", "sunn", "gunn-nores"], 0) == 2 * len(w["gunn", 0])
 
 
 def test_training_pairs_initial_weights_and_data_order(monkeypatch):
@@ -107,10 +117,10 @@ def test_training_pairs_initial_weights_and_data_order(monkeypatch):
     real = loop.augment
     monkeypatch.setattr(loop, "augment", lambda *a, **k: seen.append(real(*a, **k)) or seen[-1])
     data = {"name": "synthetic", "synthetic_train_size": 96, "synthetic_test_size": 16}
-    base = ab.base_config(parse_config(tiny_config(data=data, batch_size=32, epochs=2)))
+    base = base_config(parse_config(tiny_config(data=data, batch_size=32, epochs=2)))
 
     def run(variant, seed):
-        cfg = ab.variant_config(base, variant, seed).model_copy(update={"out_dir": None,
+        cfg = variant_config(base, variant, seed).model_copy(update={"out_dir": None,
                                                                         "device": "cpu"})
         first = {}
 
@@ -134,8 +144,8 @@ def test_training_pairs_initial_weights_and_data_order(monkeypatch):
 
 # --- the table ----------------------------------------------------------------------------------
 
-def result() -> ab.AblationResult:
-    return ab.AblationResult(
+def result() -> AblationResult:
+    return AblationResult(
         "smoke", "abc123", "s1", "digits", "search", 4, ["gunn", "sunn", "gunn-nores"], [0, 1, 2],
         {"gunn": {0: 5.1, 1: 4.8, 2: 5.6}, "sunn": {0: 6.0, 1: 5.3, 2: 6.4},
          "gunn-nores": {0: 5.5, 1: None, 2: 6.3}},
@@ -143,7 +153,7 @@ def result() -> ab.AblationResult:
 
 
 def test_markdown_table():
-    md = ab.to_markdown(result())
+    md = to_markdown(result())
     assert md.splitlines()[0] == ("Paired ablation of trial run `abc123` (experiment smoke): "
                                   "digits, 4 epochs, final validation error (%), seeds 0, 1, 2")
     assert "| GUNN | 5.17 ± 0.40 | 5.10 | 4.80 | 5.60 |" in md
@@ -153,12 +163,12 @@ def test_markdown_table():
     # d = (-0.4, -0.7): sd 0.2121, sem 0.15, t_{0.975, 1} = 12.706: -0.55 ± 1.906
     assert "| GUNN - GUNN-NoRes | -0.55 (n=2) | [-2.46, +1.36] | -0.40 | n/a | -0.70 |" in md
     assert "GUNN-NoRes seed 1 (errored)" in md
-    test = ab.AblationResult(**{**result().__dict__, "split": "final"})
-    assert "final test error (%)" in ab.to_markdown(test)
+    test = AblationResult(**{**result().__dict__, "split": "final"})
+    assert "final test error (%)" in to_markdown(test)
 
 
 def test_json_holds_every_number():
-    j = json.loads(json.dumps(ab.to_json(result())))
+    j = json.loads(json.dumps(to_json(result())))
     assert j["variant_stats"]["gunn"]["mean"] == pytest.approx(15.5 / 3)
     assert j["variant_stats"]["gunn-nores"]["per_seed"] == {"0": 5.5, "1": None, "2": 6.3}
     assert j["variant_stats"]["gunn"]["run_ids"] == {"0": "r0", "1": "r1", "2": "r2"}
@@ -169,10 +179,10 @@ def test_json_holds_every_number():
 
 
 def test_final_error_reads_the_split_metric():
-    assert ab.final_error({"val_acc": 0.9}, "search") == pytest.approx(10.0)
-    assert ab.final_error({"val_acc": 0.9, "test_acc": 0.8}, "final") == pytest.approx(20.0)
-    assert ab.final_error({"val_acc": float("nan")}, "search") is None
-    assert ab.final_error({}, "search") is None
+    assert final_error({"val_acc": 0.9}, "search") == pytest.approx(10.0)
+    assert final_error({"val_acc": 0.9, "test_acc": 0.8}, "final") == pytest.approx(20.0)
+    assert final_error({"val_acc": float("nan")}, "search") is None
+    assert final_error({}, "search") is None
 
 
 # --- the command --------------------------------------------------------------------------------

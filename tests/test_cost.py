@@ -11,8 +11,9 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from trainers.model.cost import Cost, estimate, layer_cost
-from trainers.model.layers import GUNNLayer, SUNNLayer
+from trainers.model.gunn_layer import GUNNLayer
 from trainers.model.network import build_model
+from trainers.model.sunn_layer import SUNNLayer
 from trainers.model.spec import NetworkSpec, StageSpec, model_spec
 
 

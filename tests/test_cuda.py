@@ -19,7 +19,8 @@ import pytest
 import torch
 
 from trainers.config import parse_config
-from trainers.model.layers import GUNNLayer, SUNNLayer
+from trainers.model.gunn_layer import GUNNLayer
+from trainers.model.sunn_layer import SUNNLayer
 from trainers.loop import STATUS_COMPLETED, load_data, train
 
 pytestmark = pytest.mark.cuda

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gunn_search.cli.main import export_parser, search_parser
+from gunn_search.cli.export import export_parser
+from gunn_search.cli.search import search_parser
 from gunn_search.space import bundled_spaces, load_space
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,7 +74,7 @@ def gunn_search_argvs(commands: list[list[str]]) -> list[list[str]]:
 def parse_gunn_search(argv: list[str]):
     parser, args = (export_parser(), argv[1:]) if argv[:1] == ["export"] else (search_parser(), argv)
     if argv[:1] == ["ablate"]:
-        from gunn_search.ablation.run import ablate_parser
+        from gunn_search.cli.ablate import ablate_parser
         parser, args = ablate_parser(), argv[1:]
     try:
         return parser.parse_args(args)

@@ -12,44 +12,66 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "benchmarks" / "gpu_check.py"
+BENCHMARKS = REPO / "benchmarks"
+SCRIPT = BENCHMARKS / "gpu_check.py"
 
 
 @pytest.fixture(scope="module")
 def gc():
+    """gpu_check.py loaded as its command runs it: it puts benchmarks/ on sys.path to import its
+    parts (gpu_check_plan, gpu_check_steps, gpu_check_report); both are undone afterwards."""
+    path = list(sys.path)
     spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
     mod = importlib.util.module_from_spec(spec)
-    sys.modules["gpu_check"] = mod  # its dataclass looks its module up while being made
+    sys.modules["gpu_check"] = mod
     try:
         spec.loader.exec_module(mod)
         yield mod
     finally:
-        sys.modules.pop("gpu_check", None)
+        sys.path[:] = path
+        for name, m in list(sys.modules.items()):
+            if Path(getattr(m, "__file__", None) or "/").parent == BENCHMARKS:
+                sys.modules.pop(name)
 
 
-def test_the_section_replaces_the_old_one_and_keeps_the_rest(gc, tmp_path):
+@pytest.fixture(scope="module")
+def plan_mod(gc):
+    return sys.modules["gpu_check_plan"]
+
+
+@pytest.fixture(scope="module")
+def steps(gc):
+    return sys.modules["gpu_check_steps"]
+
+
+@pytest.fixture(scope="module")
+def rep(gc):
+    return sys.modules["gpu_check_report"]
+
+
+def test_the_section_replaces_the_old_one_and_keeps_the_rest(rep, tmp_path):
     f = tmp_path / "RESULTS.md"
-    f.write_text(f"# Results\n\nbefore\n\n{gc.BEGIN}\nold numbers\n{gc.END}\n\nafter\n")
-    gc.write_section(f, f"{gc.BEGIN}\nnew numbers\n{gc.END}\n")
-    assert f.read_text() == f"# Results\n\nbefore\n\n{gc.BEGIN}\nnew numbers\n{gc.END}\n\nafter\n"
-    gc.write_section(f, f"{gc.BEGIN}\nnewer\n{gc.END}\n")  # again: still one section
-    assert f.read_text().count(gc.BEGIN) == 1 and "newer" in f.read_text()
+    f.write_text(f"# Results\n\nbefore\n\n{rep.BEGIN}\nold numbers\n{rep.END}\n\nafter\n")
+    rep.write_section(f, f"{rep.BEGIN}\nnew numbers\n{rep.END}\n")
+    assert f.read_text() == f"# Results\n\nbefore\n\n{rep.BEGIN}\nnew numbers\n{rep.END}\n\nafter\n"
+    rep.write_section(f, f"{rep.BEGIN}\nnewer\n{rep.END}\n")  # again: still one section
+    assert f.read_text().count(rep.BEGIN) == 1 and "newer" in f.read_text()
 
 
-def test_a_file_without_the_section_gets_it_at_its_end(gc, tmp_path):
+def test_a_file_without_the_section_gets_it_at_its_end(rep, tmp_path):
     f = tmp_path / "RESULTS.md"
     f.write_text("# Results\n")
-    gc.write_section(f, f"{gc.BEGIN}\nx\n{gc.END}\n")
-    assert f.read_text() == f"# Results\n\n{gc.BEGIN}\nx\n{gc.END}\n"
+    rep.write_section(f, f"{rep.BEGIN}\nx\n{rep.END}\n")
+    assert f.read_text() == f"# Results\n\n{rep.BEGIN}\nx\n{rep.END}\n"
     new = tmp_path / "new.md"
-    gc.write_section(new, f"{gc.BEGIN}\nx\n{gc.END}\n")
-    assert new.read_text() == f"{gc.BEGIN}\nx\n{gc.END}\n"
+    rep.write_section(new, f"{rep.BEGIN}\nx\n{rep.END}\n")
+    assert new.read_text() == f"{rep.BEGIN}\nx\n{rep.END}\n"
 
 
-def test_pytest_summary_is_counted(gc):
+def test_pytest_summary_is_counted(steps):
     out = "....s\nFAILED tests/test_cuda.py::test_x - boom\n2 failed, 8 passed, 3 skipped, 1 error in 9.1s\n"
-    assert gc.count_outcomes(out) == {"failed": 2, "passed": 8, "skipped": 3, "error": 1}
-    assert gc.count_outcomes("10 skipped, 600 deselected in 12.0s") == \
+    assert steps.count_outcomes(out) == {"failed": 2, "passed": 8, "skipped": 3, "error": 1}
+    assert steps.count_outcomes("10 skipped, 600 deselected in 12.0s") == \
         {"skipped": 10, "deselected": 600}
 
 
@@ -61,8 +83,8 @@ def test_the_gpu_check_needs_a_gpu_and_the_dry_run_an_out_file(gc, monkeypatch, 
         assert e.value.code == 2 and words in capsys.readouterr().err
 
 
-def test_a_failed_step_is_reported_in_the_section(gc):
-    plan = gc.make_plan(cpu=False, budget_s=None)
+def test_a_failed_step_is_reported_in_the_section(plan_mod, rep):
+    plan = plan_mod.make_plan(cpu=False, budget_s=None)
     m = {"device": "NVIDIA X (80.0 GiB)", "cuda": "13.0", "torch": "2.x", "python": "3.11",
          "cpus": 16}
     results = {"tests": {"counts": {"passed": 9, "failed": 1}, "failed": ["FAILED tests/a.py::t"],
@@ -78,19 +100,19 @@ def test_a_failed_step_is_reported_in_the_section(gc):
                          {"model": "gunn15", "mode": "recompute", "compile": False,
                           "error": "timed out after 45 s"}],
                "search": {"error": "timed out after 150 s"}}
-    text = gc.report(plan, m, results, 400.0, "2026-12-01 10:00 UTC")
-    assert text.startswith(gc.BEGIN) and text.endswith(gc.END + "\n")
+    text = rep.report(plan, m, results, 400.0, "2026-12-01 10:00 UTC")
+    assert text.startswith(rep.BEGIN) and text.endswith(rep.END + "\n")
     assert "NVIDIA X" in text and "9 passed, 1 failed" in text and "pytest exit code 1" in text
     assert "| gunn15:recompute | float32 | 800 | 900 | 1,000 | 1,500 | 0.40x | 0.60x |" in text
     assert "timed out after 45 s" in text and "**timed out after 150 s**" in text
-    assert gc.failures(results) == ["tests: pytest exit code 1", "eager: gunn15 timed out after 45 s",
+    assert rep.failures(results) == ["tests: pytest exit code 1", "eager: gunn15 timed out after 45 s",
                                     "search: timed out after 150 s"]
     trial = {"status": "completed", "val_acc": 0.25, "peak_memory_bytes": 3e7, "lr": "0.1",
              "span": (0, 1)}
     results["search"] = {"wall_s": 61.0, "rc": 0, "trials": [trial] * 4,
                          "max_concurrent_trials": 4, "gpu_processes_max": 4,
                          "gpu_used_mib_max": 2000}
-    text = gc.report(plan, m, results, 400.0, "2026-12-01 10:00 UTC")
+    text = rep.report(plan, m, results, 400.0, "2026-12-01 10:00 UTC")
     assert ("**Four trials packed on one GPU (`--gpus-per-trial 0.25`)**, a tiny synthetic space, "
             "2 epoch(s) each: wall 61 s; 4 completed; at most 4 trials running at once (MLflow "
             "run spans); at most 4 processes (2000 MiB) on the GPU at once (nvidia-smi). Per "
@@ -98,7 +120,7 @@ def test_a_failed_step_is_reported_in_the_section(gc):
 
 
 @pytest.mark.slow
-def test_cpu_dry_run_runs_every_step_and_writes_its_section(gc, tmp_path):
+def test_cpu_dry_run_runs_every_step_and_writes_its_section(rep, tmp_path):
     """The whole check on the CPU with tiny sizes (5-8 minutes on 2 busy cores: GUNN-15's
     memory at batch 2 in six fresh processes, two compiles, a 4-trial search)."""
     out = tmp_path / "RESULTS.md"
@@ -123,5 +145,5 @@ def test_cpu_dry_run_runs_every_step_and_writes_its_section(gc, tmp_path):
     assert all(r["images_per_s"] > 0 for r in results["eager"] + results["compiled"])
     assert [r["compile"] for r in results["compiled"]] == [True, True]
     assert [t["status"] for t in results["search"]["trials"]] == ["completed"] * 4
-    assert gc.failures(results) == []
+    assert rep.failures(results) == []
     assert "4 completed" in text and "CPU dry run" in text

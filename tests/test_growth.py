@@ -11,7 +11,8 @@ import pytest
 
 from gunn_search.run import state_saves
 from gunn_search.run import timing
-from gunn_search.results.plots import TrialRecord, importance_sample, param_importances
+from gunn_search.results.importances import importance_sample, param_importances
+from gunn_search.results.search_axes import TrialRecord
 
 
 class FakeManager:
@@ -72,12 +73,12 @@ def test_auto_period_is_left_to_tune(fake_tune):
 
 
 def test_importances_use_a_fixed_sample_of_a_large_search(monkeypatch):
-    from gunn_search.results import plots
+    from gunn_search.results import importances
 
-    monkeypatch.setattr(plots, "IMPORTANCE_TRIALS", 20)
+    monkeypatch.setattr(importances, "IMPORTANCE_TRIALS", 20)
     seen = []
-    real = plots._fanova
-    monkeypatch.setattr(plots, "_fanova", lambda rows, *a: seen.append(len(rows)) or real(rows, *a))
+    real = importances._fanova
+    monkeypatch.setattr(importances, "_fanova", lambda rows, *a: seen.append(len(rows)) or real(rows, *a))
     recs = [TrialRecord(f"t{i}", {"lr": 0.01 * (i + 1), "wd": float(i % 7)}, [], "completed",
                         0.5 + 0.001 * i) for i in range(50)]
     assert param_importances(recs)

@@ -5,7 +5,8 @@ import copy
 import pytest
 import torch
 
-from trainers.model.layers import GUNNLayer, SUNNLayer
+from trainers.model.gunn_layer import GUNNLayer
+from trainers.model.sunn_layer import SUNNLayer
 
 SPECS = [  # N, P, K, M, projection
     (12, 3, 2, 1, True),

@@ -9,6 +9,7 @@ from mlflow.tracking import MlflowClient
 from gunn_search.track import ui
 from gunn_search.track import store as tr
 from gunn_search.track.search_runs import MLflowSearchCallback
+from gunn_search.track.tags import NOTE_TAG
 from gunn_search.space import example_configs, load_space
 
 
@@ -86,6 +87,6 @@ def test_search_writes_the_view_and_the_parent_description(tmp_path):
                                           "trial_status": "completed"})
         cb.on_trial_complete(0, trials, t)
     cb.on_experiment_end(trials)
-    note = client.get_run(parent).data.tags[ui.NOTE_TAG]
+    note = client.get_run(parent).data.tags[NOTE_TAG]
     assert note.startswith("**2 trials** (2 completed), best val_acc 0.5 (`trial-t1`)")
     assert note.index("| `t1` |") < note.index("| `t0` |")

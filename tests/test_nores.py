@@ -8,8 +8,9 @@ import torch
 
 from trainers.config import ModelConfig, dump_config, load_config, parse_config
 from trainers.model.cost import estimate
-from trainers.model.layers import GUNNLayer, SUNNLayer
+from trainers.model.gunn_layer import GUNNLayer
 from trainers.model.network import build_model
+from trainers.model.sunn_layer import SUNNLayer
 from trainers.model.spec import NetworkSpec, model_spec
 from tests.test_layers import max_diff  # outputs, gradients and BN buffers, compared
 

@@ -77,8 +77,8 @@ def test_multi_objective_search_logs_the_front_and_export_respects_a_cost(tmp_pa
     points = {c.info.run_id: [max(m.value for m in client.get_metric_history(c.info.run_id,
                                                                                "val_acc")),
                               c.data.metrics["cost.params"]] for c in children}
-    on = {c.info.run_id for c in children if c.data.tags.get("gunn_search.results.pareto") == "true"}
-    assert on and all(c.data.tags.get("gunn_search.results.pareto") in ("true", "false") for c in children)
+    on = {c.info.run_id for c in children if c.data.tags.get("gunn_search.pareto") == "true"}
+    assert on and all(c.data.tags.get("gunn_search.pareto") in ("true", "false") for c in children)
     ids = list(points)
     expected = {ids[i] for i in front([points[i] for i in ids], ACC_PARAMS)}
     assert on == expected

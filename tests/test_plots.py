@@ -18,11 +18,11 @@ from gunn_search.results.plots import (
     PARALLEL_FILE,
     STOPPED,
     TrialRecord,
-    _searched_axes,
-    param_importances,
     status_kind,
     write_search_plots,
 )
+from gunn_search.results.importances import param_importances
+from gunn_search.results.search_axes import searched_axes
 
 from gunn_search.results.status import TrialStatus
 
@@ -97,7 +97,7 @@ def test_importances_exclude_constant_and_derived_params():
 
 
 def test_searched_axes_scaling():
-    axes = {a.name: a for a in _searched_axes(synthetic_records())}
+    axes = {a.name: a for a in searched_axes(synthetic_records())}
     assert set(axes) == {"family", "stage1.N", "lr", "weight_decay", "batch_size"}
     assert axes["lr"].log and axes["weight_decay"].log  # > 1 decade
     assert not axes["stage1.N"].log and axes["stage1.N"].kind == "int"
@@ -122,7 +122,7 @@ def test_axes_follow_the_sampled_distributions():
              "model.stages.0.P": IntDistribution(10, 30),
              "model.family": CategoricalDistribution(["sunn", "gunn"]),
              "batch_size": CategoricalDistribution([64, 128, 256])}
-    axes = {a.name: a for a in _searched_axes(recs, dists)}
+    axes = {a.name: a for a in searched_axes(recs, dists)}
     lr = axes["optim.lr"]
     assert lr.kind == "float" and lr.log and (lr.low, lr.high) == (0.02, 0.3)
     assert lr.position(0.02) == 0.0 and lr.position(0.3) == 1.0

@@ -66,7 +66,7 @@ def test_the_search_scheduler_compares_rung_results_not_the_trials_own_val_acc(t
 
 
 def test_rung_epochs_and_a_trials_branch_cost_follow_asha():
-    from gunn_search.run.scheduler import branch_epochs_per_trial, rung_epochs
+    from gunn_search.run.rungs import branch_epochs_per_trial, rung_epochs
     from gunn_search.space.schema import SearchSettings
 
     assert rung_epochs(1, 3, 12) == [1, 3, 9]
@@ -78,7 +78,7 @@ def test_rung_epochs_and_a_trials_branch_cost_follow_asha():
 
 
 def test_the_search_says_where_its_rungs_are_and_what_they_compare():
-    from gunn_search.run.scheduler import describe
+    from gunn_search.run.rungs import describe
     from gunn_search.space.schema import SearchSettings
 
     s = SearchSettings(grace_period=2, reduction_factor=3, branch_epochs=2.0)

@@ -10,7 +10,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 
 from gunn_search.space import distributions as dist
 from gunn_search.space.distributions import Choice, Range
-from gunn_search.space.schema import coercer
+from gunn_search.space.extract import coercer
 from tests.space_helpers import new_study
 from trainers.config import DataConfig, OptimConfig, ScheduleConfig, StageConfig, TrainConfig
 

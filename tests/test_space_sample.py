@@ -11,7 +11,7 @@ import pytest
 
 from gunn_search.space import define_by_run, example_configs, load_space, trial_config
 from gunn_search.space.sample import runtime_config, sample
-from gunn_search.space.schema import get_path
+from gunn_search.space.paths import get_path
 from tests.space_helpers import (BASE, SEARCHABLE, TINY, assert_valid_sample, new_study, parse,
                                  patched)
 from trainers.config import TrainConfig

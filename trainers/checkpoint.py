@@ -15,10 +15,7 @@ import torch
 
 from trainers.config import ConfigError, TrainConfig, parse_config
 from trainers.disk_full import disk_full, is_disk_full
-
-
-class CheckpointError(Exception):
-    """A checkpoint that is missing, corrupt or not ours; str() is one line naming the file."""
+from trainers.errors import CheckpointError
 
 
 CHECKPOINT_NAME = "checkpoint.pt"

@@ -12,17 +12,10 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from trainers.checkpoint import CHECKPOINT_NAME, CheckpointError
-from trainers.disk_full import DiskFullError
-from trainers.config import ConfigError, TrainConfig, load_config, parse_config
-from trainers.data import DataError
+from trainers.checkpoint import CHECKPOINT_NAME
+from trainers.config import TrainConfig, load_config, parse_config
+from trainers.errors import DiskFullError, TrainerError, UsageError, report
 from trainers.loop import EpochCallback, TrainResult, train
-
-USER_ERRORS = (ConfigError, CheckpointError, DataError)
-
-
-class UsageError(Exception):
-    """A bad flag combination; one line."""
 
 
 def build_parser(prog: str = "gunn-train") -> argparse.ArgumentParser:
@@ -98,13 +91,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         cfg, result = run(args)
-    except USER_ERRORS + (UsageError,) as e:
-        print(f"gunn-train: error: {e}", file=sys.stderr)
-        return 2
     except DiskFullError as e:  # not the user's mistake: exit 1; the last checkpoint is kept
-        print(f"gunn-train: error: {e}; the last checkpoint is kept: free space, then --resume",
-              file=sys.stderr)
-        return 1
+        return report("gunn-train", e, "; the last checkpoint is kept: free space, then --resume")
+    except TrainerError as e:
+        return report("gunn-train", e)
     print(json.dumps(summary(cfg, result), indent=2))
     return 0 if result.status in ("completed", "stopped") else 1
 

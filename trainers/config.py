@@ -12,8 +12,10 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from trainers.config_errors import ConfigError, read_yaml, validation_error
-from trainers.model.spec import MODEL_REGISTRY, NetworkSpec, Transition, check_shape, model_spec
+from trainers.config_errors import read_yaml, validation_error
+from trainers.errors import ConfigError, DataError
+from trainers.model.spec import (Family, GunnMode, NetworkSpec, Stem, Transition, check_model_name,
+                                 check_shape, model_spec)
 
 __all__ = ["ConfigError", "DataError", "TrainConfig", "load_config", "parse_config", "dump_config",
            "read_yaml", "num_classes"]
@@ -23,14 +25,6 @@ DATASETS = {"cifar10": 10, "cifar100": 100, "digits": 10, "synthetic": None}  # 
 DatasetName = Literal["cifar10", "cifar100", "digits", "synthetic"]
 # A speed-up the trainer applies on CUDA (true), never (false) or on any device ("always").
 Speedup = Literal[True, False, "always"]
-
-
-class DataError(Exception):
-    """User-facing data problem; str(e) is ONE line naming the directory/dataset and the fix.
-
-    Raised by `trainers.data`; defined here, beside ConfigError, so a CLI can catch it without
-    importing torch.
-    """
 
 
 class _Strict(BaseModel):
@@ -53,14 +47,14 @@ class ModelConfig(_Strict):
     """A registered model (`name`) or an explicit architecture (`stages` ...)."""
 
     name: str | None = None
-    family: Literal["gunn", "sunn"] = "gunn"
-    stem: Literal["cifar", "imagenet"] = "cifar"
+    family: Family = "gunn"
+    stem: Stem = "cifar"
     stem_channels: int = Field(default=64, ge=1)
     head_channels: int | None = Field(default=None, ge=1)
     projection: bool = True
     residual: bool = True  # false: GUNN-NoRes / SUNN-NoRes, the paper's Table 5 ablation
     stages: list[StageConfig] | None = Field(default=None, min_length=1)
-    gunn_mode: Literal["recompute", "keep", "naive"] = "recompute"
+    gunn_mode: GunnMode = "recompute"
     # conv_pool | pool_conv between layers (trainers/model/spec.py); None: a registered model's own,
     # else the stem's (cifar: conv_pool, imagenet: pool_conv, as in the authors' code)
     transition: Transition | None = None
@@ -69,8 +63,8 @@ class ModelConfig(_Strict):
     def _one_of(self):
         if (self.name is None) == (self.stages is None):
             raise ValueError("give either name (a registered model) or stages, not both/neither")
-        if self.name is not None and self.name not in MODEL_REGISTRY:
-            raise ValueError(f"unknown model {self.name!r}; known: {', '.join(sorted(MODEL_REGISTRY))}")
+        if self.name is not None:
+            check_model_name(self.name)
         return self
 
     def network_spec(self, num_classes: int) -> NetworkSpec:

@@ -2,7 +2,7 @@
 
 Both commands use these: `gunn-train` for its configs, `gunn-search` for its space files (a space
 file is a training config whose values may be distributions). A problem is a `ConfigError` whose
-text is one line, ``file: field: problem``.
+text is one line, ``file: field: problem`` (the class is in `trainers.errors`).
 """
 
 from __future__ import annotations
@@ -16,21 +16,7 @@ from typing import Annotated, Any, Union
 import yaml
 from pydantic import BaseModel, ValidationError
 
-
-class ConfigError(Exception):
-    """A bad settings file or value; str() is one line: ``file: field: problem``."""
-
-    def __init__(self, problem: str, file: str | None = None, field: str | None = None):
-        self.problem = " ".join(str(problem).split("\n"))
-        self.file = file
-        self.field = field
-        super().__init__(str(self))
-
-    def with_file(self, file: str) -> "ConfigError":
-        return type(self)(self.problem, file=file, field=self.field)
-
-    def __str__(self) -> str:
-        return ": ".join(p for p in (self.file, self.field, self.problem) if p)
+from trainers.errors import ConfigError
 
 
 def read_yaml(path: str | Path) -> dict:

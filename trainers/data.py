@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from trainers.config import DATASETS as _DATASET_CLASSES
-from trainers.config import DataError  # defined without torch, for the CLIs
+from trainers.errors import DataError  # defined without torch, for the CLIs
 
 DATASETS = tuple(_DATASET_CLASSES)  # one list, in trainers.config
 SPLITS = ("search", "final")

@@ -10,13 +10,7 @@ import errno
 import os
 from pathlib import Path
 
-
-class DiskFullError(OSError):
-    """A write that found no room (no space, quota, file-size limit); str() is one line naming
-    where. The file it would have replaced is untouched."""
-
-    def __str__(self) -> str:
-        return self.strerror or super().__str__()
+from trainers.errors import DiskFullError
 
 
 # No space left, over quota, over the process's file-size limit (RLIMIT_FSIZE).

@@ -25,16 +25,26 @@ from typing import Sequence
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # an offline tool sends no telemetry
 
 from trainers import cli as base
-from trainers.disk_full import DiskFullError
 from trainers.config import TrainConfig
+from trainers.errors import DiskFullError, TrainerError, report
+from trainers.loop import STATUS_COMPLETED, STATUS_NONFINITE, STATUS_STOPPED
 
 from gunn_search.run import interrupts
-from gunn_search.errors import UsageError
-from gunn_search.results.status import TrialStatus
+from gunn_search.results.status import Kind, TrialStatus
+from gunn_search.track.tags import (ERROR_TAG, INTERRUPTED_AT_TAG, INTERRUPTED_BY_TAG, ROLE_TAG,
+                                    STATUS_TAG)
 from gunn_search.track.uri import check_tracking_uri, quiet_libraries
 
 
 RUN_FILE = "mlflow_run.json"  # beside the checkpoint: the MLflow run a --resume continues
+# How the trainer says a run ended, as the status every run of a search is tagged with.
+TRAINER_STATUS = {STATUS_COMPLETED: TrialStatus.COMPLETED, STATUS_STOPPED: TrialStatus.STOPPED,
+                  STATUS_NONFINITE: TrialStatus.NONFINITE}
+
+
+def exit_code(result) -> int:
+    """0 for a run that trained (to its end, or stopped by its callback), 1 for one that did not."""
+    return 0 if TRAINER_STATUS[result.status].kind in (Kind.COMPLETED, Kind.STOPPED) else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -57,15 +67,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             except DiskFullError as e:
                 return disk_full(cfg, argv, e)
             print(json.dumps(base.summary(cfg, result), indent=2))
-            return 0 if result.status in ("completed", "stopped") else 1
-        try:
-            check_tracking_uri(uri)
-        except UsageError as e:
-            raise base.UsageError(str(e)) from None
+            return exit_code(result)
+        check_tracking_uri(uri)
         return run_tracked(args, cfg, uri, argv)
-    except base.USER_ERRORS + (base.UsageError,) as e:
-        print(f"gunn-train: error: {e}", file=sys.stderr)
-        return 2
+    except TrainerError as e:
+        return report("gunn-train", e)
 
 
 class Progress:
@@ -127,13 +133,11 @@ def disk_full(cfg: TrainConfig, argv: Sequence[str], e: DiskFullError) -> int:
                 f"{resume_command(argv)}")
     else:
         then = "; free space and start again"
-    print(f"gunn-train: error: {e}{then}", file=sys.stderr)
-    return 1
+    return report("gunn-train", e, then)
 
 
 def run_tracked(args, cfg: TrainConfig, uri: str, argv: Sequence[str] = ()) -> int:
     from gunn_search.track import store as tr
-    from gunn_search.track.search_runs import INTERRUPTED_AT_TAG, INTERRUPTED_BY_TAG
     from gunn_search.space.budget import config_cost, cost_metrics
 
     client = tr.BufferedClient(tr.open_store(uri))
@@ -142,7 +146,7 @@ def run_tracked(args, cfg: TrainConfig, uri: str, argv: Sequence[str] = ()) -> i
     run_id = resumed_run(client.client, cfg, args, exp_id)
     if run_id is None:
         tags = dict(cfg.tracking.tags) if cfg.tracking else {}
-        tags[tr.ROLE_TAG] = "train"
+        tags[ROLE_TAG] = "train"
         run = client.client.create_run(exp_id, run_name=f"train-{cfg.model.name or 'searched'}",
                                        tags=tags)
         run_id = run.info.run_id
@@ -155,7 +159,7 @@ def run_tracked(args, cfg: TrainConfig, uri: str, argv: Sequence[str] = ()) -> i
                 {"tracking_uri": uri, "experiment_id": exp_id, "run_id": run_id}))
     else:  # a run that did not finish, continued from its checkpoint
         client.call("update_run", run_id, status="RUNNING")
-        tr.batch(client, run_id, tags={tr.STATUS_TAG: TrialStatus.RUNNING})
+        tr.batch(client, run_id, tags={STATUS_TAG: TrialStatus.RUNNING})
         log_missing_epochs(client, run_id, Path(cfg.out_dir) / base.CHECKPOINT_NAME)
     print(f"gunn-train: MLflow run {run_id} in experiment {experiment!r} at {uri}",
           file=sys.stderr, flush=True)
@@ -171,14 +175,13 @@ def run_tracked(args, cfg: TrainConfig, uri: str, argv: Sequence[str] = ()) -> i
     try:
         _, result = base.run(args, on_epoch=on_epoch)
     except DiskFullError as e:
-        tr.batch(client, run_id, tags={tr.STATUS_TAG: TrialStatus.ERRORED,
-                                       "gunn_search.error": str(e)})
+        tr.batch(client, run_id, tags={STATUS_TAG: TrialStatus.ERRORED, ERROR_TAG: str(e)})
         client.call("set_terminated", run_id, "FAILED")
         client.flush()
         return disk_full(cfg, argv, e)
     except KeyboardInterrupt:
         i = interrupts.received()
-        tags = {tr.STATUS_TAG: TrialStatus.INTERRUPTED}
+        tags = {STATUS_TAG: TrialStatus.INTERRUPTED}
         if i is not None:
             tags.update({INTERRUPTED_AT_TAG: i.at, INTERRUPTED_BY_TAG: i.name})
         tr.batch(client, run_id, tags=tags)
@@ -186,25 +189,26 @@ def run_tracked(args, cfg: TrainConfig, uri: str, argv: Sequence[str] = ()) -> i
         client.flush()
         return interrupted(cfg, argv, done, run_id)
     except BaseException as e:
-        tr.batch(client, run_id, tags={tr.STATUS_TAG: TrialStatus.ERRORED,
-                                       "gunn_search.error": tr.first_line(str(e) or type(e).__name__)})
+        tr.batch(client, run_id, tags={STATUS_TAG: TrialStatus.ERRORED,
+                                       ERROR_TAG: tr.first_line(str(e) or type(e).__name__)})
         client.call("set_terminated", run_id, "FAILED")
         raise
+    status = TRAINER_STATUS[result.status]
     final = result.final
     finals = {f"final_{k}": v for k, v in final.items() if k.endswith(("_acc", "_loss"))}
     finals.update(result.best)  # best_<eval>_acc and its epoch: what the paper reports
     tr.batch(client, run_id, metrics=tr.finite_metrics(finals, list(finals)),
-             step=result.epochs_completed, tags={tr.STATUS_TAG: result.status})
+             step=result.epochs_completed, tags={STATUS_TAG: status})
     if result.checkpoint:
         client.call("log_artifact", run_id, str(result.checkpoint), "final")
-    client.call("set_terminated", run_id, "FINISHED" if result.status != "non-finite loss" else "FAILED")
+    client.call("set_terminated", run_id, "FAILED" if status.kind is Kind.FAILED else "FINISHED")
     if cfg.out_dir:  # ended: a later --resume of this checkpoint is a new run
         (Path(cfg.out_dir) / RUN_FILE).unlink(missing_ok=True)
     client.flush()
     summary = base.summary(cfg, result)
     summary["mlflow_run_id"] = run_id
     print(json.dumps(summary, indent=2))
-    return 0 if result.status in ("completed", "stopped") else 1
+    return exit_code(result)
 
 
 def log_missing_epochs(client, run_id: str, checkpoint: Path) -> None:

@@ -18,9 +18,12 @@ from mlflow.tracking import MlflowClient
 
 from trainers.config import ConfigError, TrainConfig, dump_config, parse_config, read_yaml
 
-from gunn_search.track import store as tr
 from gunn_search.errors import ExportError
-from gunn_search.results.status import parse_status
+from gunn_search.results.best import best_trial, can_be_best
+from gunn_search.results.status import METRIC
+from gunn_search.track import store as tr
+from gunn_search.track.tags import (PARENT_TAG, ROLE_TAG, SEARCH_TAG, STATUS_TAG, TRIAL_RUN_TAG,
+                                    TRIAL_TAG)
 
 
 def export_config(cfg: TrainConfig, search_run_id: str = "", trial_run_id: str = "",
@@ -34,9 +37,9 @@ def export_config(cfg: TrainConfig, search_run_id: str = "", trial_run_id: str =
         data["data"]["split"] = "final"
     tags = {}
     if search_run_id:
-        tags[tr.SEARCH_TAG] = search_run_id
+        tags[SEARCH_TAG] = search_run_id
     if trial_run_id:
-        tags["gunn_search.trial_run_id"] = trial_run_id
+        tags[TRIAL_RUN_TAG] = trial_run_id
     data["tracking"] = {"uri": tracking_uri, "experiment": experiment, "tags": tags}
     return parse_config(data, "export")
 
@@ -53,22 +56,24 @@ def find_best_trial_run(client: MlflowClient, experiment: str, max_params: int |
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
         raise ExportError(f"experiment {experiment!r} not found in the tracking store")
-    parents = client.search_runs([exp.experiment_id], f"tags.`{tr.ROLE_TAG}` = 'search'",
+    parents = client.search_runs([exp.experiment_id], f"tags.`{ROLE_TAG}` = 'search'",
                                  order_by=["attributes.start_time DESC"], max_results=50)
     limits = {"cost.params": max_params, "cost.macs": max_macs}
     limits = {k: v for k, v in limits.items() if v is not None}
     for parent in parents:
         children = client.search_runs(
-            [exp.experiment_id], f"tags.`{tr.PARENT_TAG}` = '{parent.info.run_id}'",
+            [exp.experiment_id], f"tags.`{PARENT_TAG}` = '{parent.info.run_id}'",
             max_results=10000)
-        finished = [c for c in children if "val_acc" in c.data.metrics
-                    and _has_result(c.data.tags.get(tr.STATUS_TAG))]
+        finished = [c for c in children if METRIC in c.data.metrics
+                    and can_be_best(c.data.tags.get(STATUS_TAG))]
         within = [c for c in finished if all(_cost(c, k) is not None and _cost(c, k) <= v
                                              for k, v in limits.items())]
         if within:
-            best = max(within, key=lambda c: max(
-                m.value for m in client.get_metric_history(c.info.run_id, "val_acc")))
-            return parent.info.run_id, best.info.run_id
+            # A run's val_acc metric is its last epoch's: the trial's value is its best epoch's.
+            best = best_trial({"run": c, "status": c.data.tags.get(STATUS_TAG), METRIC: max(
+                m.value for m in client.get_metric_history(c.info.run_id, METRIC))}
+                for c in within)
+            return parent.info.run_id, best["run"].info.run_id
         if finished:
             cheapest = {k: min((_cost(c, k) for c in finished if _cost(c, k) is not None),
                                default=None) for k in limits}
@@ -89,11 +94,6 @@ def _cost(run, key: str) -> float | None:
         return None
 
 
-def _has_result(tag: str | None) -> bool:
-    status = parse_status(tag)
-    return status is not None and status.has_result
-
-
 def read_trial_config(client: MlflowClient, experiment: str, run_id: str | None = None,
                       max_params: int | None = None,
                       max_macs: int | None = None) -> tuple[str, str, TrainConfig]:
@@ -107,8 +107,8 @@ def read_trial_config(client: MlflowClient, experiment: str, run_id: str | None 
                 run = client.get_run(run_id)
             except MlflowException:
                 raise ExportError(f"run {run_id!r} not found in the tracking store") from None
-            search_id = run.data.tags.get(tr.PARENT_TAG, "")
-            if tr.TRIAL_TAG not in run.data.tags:
+            search_id = run.data.tags.get(PARENT_TAG, "")
+            if TRIAL_TAG not in run.data.tags:
                 raise ExportError(f"run {run_id!r} is not a gunn-search trial")
         with tempfile.TemporaryDirectory() as d:
             try:

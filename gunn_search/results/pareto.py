@@ -16,7 +16,6 @@ from pathlib import Path
 # metrics of the trial's run), or a measured cost.
 OBJECTIVE_METRICS = ("val_acc", "cost.params", "cost.macs", "cost.activation_bytes",
                      "epoch_seconds")
-PARETO_TAG = "gunn_search.results.pareto"
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,9 @@
 - ``learning_curves.png`` -- the metric against epoch for every trial with a history.
 
 A plot the records cannot support (e.g. fewer than two trials with a value for the importances)
-is skipped, never raised. The importances are computed by Optuna
-(`optuna.importance.get_param_importances` with `FanovaImportanceEvaluator`) on an in-memory study
-rebuilt from the records; all drawing is plain matplotlib. (Optuna's
+is skipped, never raised. This module draws; what it draws comes from
+`gunn_search.results.search_axes` (the trial records, the searched parameters as axes) and
+`gunn_search.results.importances` (Optuna's fANOVA). All drawing is plain matplotlib. (Optuna's
 `optuna.visualization.matplotlib` works without plotly, but every function in it emits an
 `ExperimentalWarning`, its history plot drops non-complete trials and cannot colour by our status
 kinds, and its parallel-coordinate plot neither normalises nor log-scales the axes.)
@@ -21,11 +21,7 @@ kinds, and its parallel-coordinate plot neither normalises nor log-scales the ax
 from __future__ import annotations
 
 import logging
-import math
-import numbers
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import matplotlib
 
@@ -39,6 +35,13 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from gunn_search.results.importances import importance_sample, param_importances  # noqa: E402
+from gunn_search.results.search_axes import (  # noqa: E402
+    TrialRecord,
+    finite,
+    searched_axes,
+    valued_records,
+)
 from gunn_search.results.status import Kind, parse_status  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -49,31 +52,12 @@ IMPORTANCES_FILE = "param_importances.png"
 PARALLEL_FILE = "parallel_coordinates.png"
 CURVES_FILE = "learning_curves.png"
 
-# derived parameters (functions of the architecture), never plotted as searched params
-DERIVED_PREFIXES = ("cost.",)
-
-# fANOVA's time grows faster than the trials it fits (Optuna's marginal variances walk every
-# split value of every tree, and a forest's trees have a leaf per trial): 1.7 s for 96 trials,
-# 5.4 s for 384 and 37 s for 1536 on the loaded 2-core VM (2026-11-30, search_growth.py).
-# A larger search's importances are computed on a seeded random sample of this many of its
-# trials with a value, which keeps the plot to seconds whatever the search's size.
-IMPORTANCE_TRIALS = 200
-
 COMPLETED, STOPPED, FAILED = "completed", "stopped early", "failed / rejected"
 _KIND_STYLE = {  # colour, marker, line style
     COMPLETED: ("tab:blue", "o", "-"),
     STOPPED: ("tab:orange", "v", "--"),
     FAILED: ("tab:red", "X", ":"),
 }
-
-
-@dataclass
-class TrialRecord:
-    trial_id: str
-    params: dict = field(default_factory=dict)  # searched values by path: {"optim.lr": 0.1, ...}
-    history: list[dict] = field(default_factory=list)  # per-epoch metric dicts with "epoch"
-    status: str = "completed"  # a TrialStatus ("completed", "stopped by ASHA", "errored", ...)
-    value: float | None = None  # the trial's best metric value, or None
 
 
 # --------------------------------------------------------------------------- helpers
@@ -85,22 +69,6 @@ def status_kind(status) -> str:
     if st is None:
         return FAILED
     return {Kind.COMPLETED: COMPLETED, Kind.STOPPED: STOPPED}.get(st.kind, FAILED)
-
-
-def _finite(x: Any) -> float | None:
-    """`x` as a float when it is a finite real number (not a bool), else None."""
-    if x is None or isinstance(x, bool) or not isinstance(x, numbers.Real):
-        return None
-    x = float(x)
-    return x if math.isfinite(x) else None
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, numbers.Real) and not isinstance(v, bool)
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
 
 
 def _infer_maximize(metric: str) -> bool:
@@ -124,228 +92,6 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def _fmt(x: float) -> str:
-    return f"{x:.3g}"
-
-
-@dataclass
-class _Axis:
-    """One searched parameter as an axis: how to put each observed value onto [0, 1]."""
-    name: str
-    kind: str                      # "int", "float" or "categorical"
-    low: float = 0.0
-    high: float = 1.0
-    log: bool = False
-    choices: list[str] = field(default_factory=list)
-    observed: list[float] = field(default_factory=list)  # distinct numeric values, sorted
-
-    def position(self, v: Any) -> float:
-        """Normalised [0, 1] position of a raw value, NaN when missing / not representable."""
-        if self.kind == "categorical":
-            if v is None:
-                return math.nan
-            s = str(v)
-            if s not in self.choices:
-                return math.nan
-            return self.choices.index(s) / (len(self.choices) - 1)
-        x = _finite(v)
-        if x is None:
-            return math.nan
-        if self.log:
-            return (math.log10(x) - math.log10(self.low)) / (math.log10(self.high) - math.log10(self.low))
-        return (x - self.low) / (self.high - self.low)
-
-    def ticks(self) -> list[tuple[float, str]]:
-        if self.kind == "categorical":
-            return [(i / (len(self.choices) - 1), c) for i, c in enumerate(self.choices)]
-        if 2 <= len(self.observed) <= 5:  # few distinct values (batch size, depth): label each
-            return [(self.position(x), _fmt(x)) for x in self.observed]
-        if self.log:
-            mid = 10 ** ((math.log10(self.low) + math.log10(self.high)) / 2)
-        else:
-            mid = (self.low + self.high) / 2
-        return [(0.0, _fmt(self.low)), (0.5, _fmt(mid)), (1.0, _fmt(self.high))]
-
-
-def _searched_axes(records: list[TrialRecord], distributions: dict | None = None) -> list[_Axis]:
-    """The searched parameters as axes.
-
-    With ``distributions`` (Optuna's, by parameter name) each axis follows its distribution: a
-    float or int range is a numeric axis over its bounds, log-scaled when it is sampled on a log
-    scale; a choice of numbers is a numeric axis over the choices; any other choice is
-    categorical, in the order written. Without them they are inferred from the observed values:
-    numeric when all are numbers (log-scaled when the positive range spans more than one
-    decade), else categorical over the observed values as strings. Parameters with fewer than
-    two distinct observed values are dropped either way.
-    """
-    if distributions:
-        axes = [_axis_of(name, d, records) for name, d in distributions.items()]
-        return [a for a in axes if a is not None]
-    names: list[str] = []
-    for r in records:
-        for k in (r.params or {}):
-            if k not in names and not k.startswith(DERIVED_PREFIXES):
-                names.append(k)
-    axes = []
-    for name in names:
-        observed = [r.params[name] for r in records
-                    if name in (r.params or {}) and r.params[name] is not None
-                    and not (isinstance(r.params[name], float) and not math.isfinite(r.params[name]))]
-        if not observed:
-            continue
-        if all(_is_number(v) for v in observed):
-            xs = [float(v) for v in observed]
-            low, high = min(xs), max(xs)
-            if not high > low:
-                continue
-            axes.append(_Axis(name, "int" if all(_is_int(v) for v in observed) else "float",
-                              low, high, log=low > 0 and high / low > 10,
-                              observed=sorted(set(xs))))
-        else:
-            choices = sorted({str(v) for v in observed})
-            if len(choices) < 2:
-                continue
-            axes.append(_Axis(name, "categorical", choices=choices))
-    return axes
-
-
-def _axis_of(name: str, d, records: list[TrialRecord]) -> _Axis | None:
-    from optuna.distributions import CategoricalDistribution, IntDistribution
-
-    observed = [r.params[name] for r in records if (r.params or {}).get(name) is not None]
-    if len({str(v) for v in observed}) < 2:
-        return None
-    if isinstance(d, CategoricalDistribution):
-        if all(_is_number(c) for c in d.choices):
-            xs = [float(c) for c in d.choices]
-            return _Axis(name, "int" if all(_is_int(c) for c in d.choices) else "float",
-                         min(xs), max(xs), observed=sorted(set(xs)))
-        return _Axis(name, "categorical", choices=[str(c) for c in d.choices])
-    kind = "int" if isinstance(d, IntDistribution) else "float"
-    xs = sorted({float(v) for v in observed if _finite(v) is not None})
-    return _Axis(name, kind, float(d.low), float(d.high), log=bool(d.log), observed=xs)
-
-
-def _valued(records: list[TrialRecord]) -> list[tuple[TrialRecord, float]]:
-    out = []
-    for r in records:
-        v = _finite(r.value)
-        if v is not None:
-            out.append((r, v))
-    return out
-
-
-# --------------------------------------------------------------------------- importances
-
-
-def param_importances(records: list[TrialRecord], maximize: bool = True,
-                      distributions: dict | None = None) -> dict[str, float]:
-    """Optuna fANOVA importances of the searched params; {} when they cannot be computed.
-
-    Builds an in-memory Optuna study from the trials with a finite value (at most
-    IMPORTANCE_TRIALS of them, see `importance_sample`), with the parameters'
-    own distributions when given (numbers stay numbers, log ranges stay log), else: numeric
-    params get a `FloatDistribution` (`IntDistribution` if all ints) over the observed
-    [min, max], others a `CategoricalDistribution` of the observed values (as strings); constant
-    and derived `cost.*` params are left out. Optuna assesses the params that every such trial
-    has (its intersection search space).
-    """
-    from optuna.distributions import (
-        CategoricalDistribution,
-        FloatDistribution,
-        IntDistribution,
-    )
-
-    valued = importance_sample(_valued(records))
-    if len(valued) < 2:
-        return {}
-    axes = _searched_axes([r for r, _ in valued], distributions)
-    if not axes:
-        return {}
-    if distributions:
-        return _importances(valued, {a.name: distributions[a.name] for a in axes}, maximize)
-    dists = {}
-    for a in axes:
-        if a.kind == "categorical":
-            dists[a.name] = CategoricalDistribution(a.choices)
-        elif a.kind == "int":
-            dists[a.name] = IntDistribution(int(a.low), int(a.high))
-        else:
-            dists[a.name] = FloatDistribution(a.low, a.high)
-
-    records_params = []
-    for r, value in valued:
-        params = {}
-        for a in axes:
-            v = (r.params or {}).get(a.name)
-            if a.kind == "categorical":
-                if v is None:
-                    continue
-                v = str(v)
-            else:
-                v = _finite(v)
-                if v is None:
-                    continue
-                v = int(v) if a.kind == "int" else v
-            params[a.name] = v
-        records_params.append((params, value))
-    return _fanova(records_params, dists, maximize)
-
-
-def importance_sample(valued: list, k: int | None = None) -> list:
-    """At most `k` (IMPORTANCE_TRIALS) of `valued`, a random sample with a fixed seed, in their
-    order; all of them when there are no more."""
-    import random
-
-    k = IMPORTANCE_TRIALS if k is None else k
-    if len(valued) <= k:
-        return valued
-    keep = sorted(random.Random(0).sample(range(len(valued)), k))
-    return [valued[i] for i in keep]
-
-
-def _importances(valued, dists: dict, maximize: bool) -> dict[str, float]:
-    """fANOVA over the searched values as sampled (each must lie in its distribution)."""
-    rows = []
-    for r, value in valued:
-        params = {k: r.params[k] for k in dists if _inside(dists[k], (r.params or {}).get(k))}
-        rows.append((params, value))
-    return _fanova(rows, dists, maximize)
-
-
-def _inside(d, v) -> bool:
-    if v is None:
-        return False
-    try:
-        return d._contains(d.to_internal_repr(v))
-    except (ValueError, TypeError):
-        return False
-
-
-def _fanova(rows: list[tuple[dict, float]], dists: dict, maximize: bool) -> dict[str, float]:
-    import optuna
-
-    verbosity = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        study = optuna.create_study(direction="maximize" if maximize else "minimize")
-        for params, value in rows:
-            study.add_trial(optuna.trial.create_trial(
-                params=params, distributions={k: dists[k] for k in params}, value=value))
-        try:
-            imp = optuna.importance.get_param_importances(
-                study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0))
-        except (RuntimeError, ValueError) as e:  # e.g. zero variance in every tree
-            logger.info("parameter importances not computable: %s", e)
-            return {}
-    finally:
-        optuna.logging.set_verbosity(verbosity)
-    imp = {k: float(v) for k, v in imp.items()}
-    if not imp or not all(math.isfinite(v) for v in imp.values()) or sum(imp.values()) <= 0:
-        return {}
-    return imp
-
-
 # --------------------------------------------------------------------------- plots
 
 
@@ -354,7 +100,7 @@ def plot_optimization_history(records: list[TrialRecord], path: Path, metric: st
     if not records:
         return None
     kinds = [status_kind(r.status) for r in records]
-    values = [_finite(r.value) for r in records]
+    values = [finite(r.value) for r in records]
     fig, ax = plt.subplots(figsize=(8, 5))
     for kind, (color, marker, _) in _KIND_STYLE.items():
         xs = [i for i, (k, v) in enumerate(zip(kinds, values)) if k == kind and v is not None]
@@ -422,7 +168,7 @@ def plot_param_importances(records: list[TrialRecord], path: Path, metric: str =
     ax.set_xlim(0, max(vals) * 1.15)
     ax.set_xlabel(f"importance for {metric} (fANOVA, sums to 1)")
     ax.set_ylabel("hyperparameter")
-    n = len(_valued(records))
+    n = len(valued_records(records))
     used = len(importance_sample(list(range(n))))
     ax.set_title(f"Hyperparameter importances ({n} trials)" if used == n else
                  f"Hyperparameter importances ({used} of {n} trials, a random sample)")
@@ -432,10 +178,10 @@ def plot_param_importances(records: list[TrialRecord], path: Path, metric: str =
 
 def plot_parallel_coordinates(records: list[TrialRecord], path: Path, metric: str = "val_acc",
                               maximize: bool = True, distributions: dict | None = None) -> Path | None:
-    valued = _valued(records)
+    valued = valued_records(records)
     if len(valued) < 2:
         return None
-    axes = _searched_axes([r for r, _ in valued], distributions)
+    axes = searched_axes([r for r, _ in valued], distributions)
     if not axes:
         return None
     n = len(axes)
@@ -494,10 +240,10 @@ def _curve(r: TrialRecord, metric: str) -> tuple[list[float], list[float]]:
     for j, h in enumerate(r.history or []):
         if not isinstance(h, dict):
             continue
-        y = _finite(h.get(metric))
+        y = finite(h.get(metric))
         if y is None:
             continue
-        x = _finite(h.get("epoch"))
+        x = finite(h.get("epoch"))
         xs.append(x if x is not None else float(j + 1))
         ys.append(y)
     return xs, ys
@@ -511,10 +257,10 @@ def plot_learning_curves(records: list[TrialRecord], path: Path, metric: str = "
         return None
     # best: the best value among trials that did not fail, else among all, else the best epoch
     kinds = [status_kind(r.status) for r, _, _ in curves]
-    ok_vals = [_finite(r.value) if k != FAILED else None for (r, _, _), k in zip(curves, kinds)]
+    ok_vals = [finite(r.value) if k != FAILED else None for (r, _, _), k in zip(curves, kinds)]
     best_i = _best_index(ok_vals, maximize)
     if best_i is None:
-        best_i = _best_index([_finite(r.value) for r, _, _ in curves], maximize)
+        best_i = _best_index([finite(r.value) for r, _, _ in curves], maximize)
     if best_i is None:
         best_i = _best_index([(max if maximize else min)(ys) for _, _, ys in curves], maximize)
 
@@ -537,7 +283,7 @@ def plot_learning_curves(records: list[TrialRecord], path: Path, metric: str = "
             ax.scatter(pts[:, 0], pts[:, 1], color=color, s=9, alpha=0.6, edgecolors="none")
     used = set(by_kind)
     r, xs, ys = curves[best_i]
-    best_val = _finite(r.value)
+    best_val = finite(r.value)
     best_val = best_val if best_val is not None else (max if maximize else min)(ys)
     ax.plot(xs, ys, color="black", lw=2.5, marker="o", ms=3, zorder=5)
     handles = [Line2D([], [], color=_KIND_STYLE[k][0], ls=_KIND_STYLE[k][2], label=k)

@@ -1,15 +1,23 @@
 """The metric a search optimises and the status of a trial, as data.
 
 A trial's status is one `TrialStatus`; its `kind` (completed, stopped early, failed, rejected,
-running, interrupted) is what the plots, the progress line, the export and the searcher decide on. MLflow
-holds the status in the tag `gunn_search.status`; the details go in their own tags
-(`gunn_search.stopped_at_epoch`, `gunn_search.error`). Kept apart from `gunn_search.run.trainable`
-so the driver can name them without importing torch.
+running, interrupted) is what the plots, the progress line, the export and the searcher decide on. A
+Tune result carries it under `STATUS_KEY`, and `status_of` is the one rule that turns a trial's
+last result (or its error) into its status; the best trial is `gunn_search.results.best`'s.
+MLflow holds the status in the tag `gunn_search.status`; the details go in their own tags
+(`gunn_search.stopped_at_epoch`, `gunn_search.error`; all named in gunn_search.track.tags).
+Kept apart from `gunn_search.run.trainable` so the driver can name them without importing torch.
 """
 
+from __future__ import annotations
+
 from enum import StrEnum
+from typing import Mapping
 
 METRIC = "val_acc"
+# The key of every Tune result the trainable reports that holds the trial's status so far
+# (gunn_search.run.trainable): `running` until its last epoch, then how it ended.
+STATUS_KEY = "trial_status"
 # What ASHA compares at a rung: the val_acc of an annealing branch there (trainers/anneal.py,
 # logged as `annealed_val_acc`); at other epochs (and without branches) the trial's own val_acc.
 RUNG_METRIC = "rung_val_acc"
@@ -62,3 +70,20 @@ def parse_status(text: str | None) -> TrialStatus | None:
         return TrialStatus(text)
     except ValueError:
         return None
+
+
+def status_of(last_result: Mapping | None, error: object = None, ended: bool = False
+              ) -> TrialStatus:
+    """A trial's status from its last Tune result and Tune's error, if it has one.
+
+    `error` (an exception, or True) means Tune saw the trial fail: `errored`, whatever its last
+    result said. `ended`: the trial is over. The trainable says `running` until its last epoch,
+    so a trial that ended still running had epochs left, and something (ASHA) stopped it early:
+    `stopped by ASHA`. A result without a status (none reported yet) counts as running.
+    """
+    if error is not None and error is not False:
+        return TrialStatus.ERRORED
+    status = TrialStatus((last_result or {}).get(STATUS_KEY, TrialStatus.RUNNING))
+    if ended and status.kind is Kind.RUNNING:
+        return TrialStatus.STOPPED
+    return status

@@ -23,12 +23,12 @@ from trainers.config import TrainConfig, parse_config
 from trainers.config_errors import ConfigError
 from trainers.model.spec import divides
 
-from gunn_search.track import store as tr
 from gunn_search.errors import SearchError
 from gunn_search.space import Space, trial_config
 from gunn_search.space.sample import sample
 from gunn_search.space.schema import PLACEMENT_KEYS
 from gunn_search.results.status import METRIC, Kind, parse_status
+from gunn_search.track.tags import ROLE_TAG, STATUS_TAG
 
 # Not compared: where a trial ran or logged, where its data lives, how long it trained.
 IGNORED = {"tracking": True, "epochs": True, "eval_batch_size": True,
@@ -69,11 +69,11 @@ def load_trials(client, experiment: str) -> list[PastTrial]:
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
         raise SearchError(f"--warm-start {experiment}: no such experiment in the tracking store")
-    runs = client.search_runs([exp.experiment_id], f"tags.`{tr.ROLE_TAG}` = 'trial'",
+    runs = client.search_runs([exp.experiment_id], f"tags.`{ROLE_TAG}` = 'trial'",
                               max_results=10000)
     out = []
     for r in runs:
-        status = parse_status(r.data.tags.get(tr.STATUS_TAG))
+        status = parse_status(r.data.tags.get(STATUS_TAG))
         if status is None or status.kind not in (Kind.COMPLETED, Kind.STOPPED):
             continue
         if METRIC not in r.data.metrics:

@@ -12,7 +12,7 @@ import time
 
 from ray import tune
 
-from gunn_search.results.status import METRIC, Kind, TrialStatus
+from gunn_search.results.status import METRIC, Kind, status_of
 
 
 def fmt_duration(seconds: float) -> str:
@@ -75,7 +75,7 @@ class ProgressCallback(tune.Callback):
         self._print(force=False)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        status = TrialStatus(result.get("trial_status", TrialStatus.RUNNING))
+        status = status_of(result)
         epoch = int(result.get("epoch", 0))
         if status.has_result and epoch > self.running.get(trial.trial_id, 0):
             self.epochs += epoch - self.running.get(trial.trial_id, 0)
@@ -89,8 +89,8 @@ class ProgressCallback(tune.Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self.running.pop(trial.trial_id, None)
-        last = TrialStatus((trial.last_result or {}).get("trial_status", TrialStatus.RUNNING))
-        if last.kind is Kind.RUNNING:  # epochs left: ASHA stopped it
+        last = status_of(trial.last_result, ended=True)
+        if last.kind is Kind.STOPPED:
             self.stopped += 1
         elif last.kind in (Kind.FAILED, Kind.REJECTED):
             self.failed += 1

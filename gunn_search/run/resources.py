@@ -27,6 +27,16 @@ def gpus_per_trial(requested: float | str, cluster_gpus: float, max_concurrent: 
     return 1.0 / math.ceil(max_concurrent / gpus)
 
 
+def resolve(requested: float | str, max_concurrent: int, log) -> float:
+    """The GPUs each trial asks Ray for on the cluster joined (`ray.init` done), said through
+    ``log`` in one line."""
+    import ray
+
+    cluster_gpus = ray.cluster_resources().get("GPU", 0)
+    log("resources: " + describe(requested, cluster_gpus, max_concurrent))
+    return gpus_per_trial(requested, cluster_gpus, max_concurrent)
+
+
 def local_gpu_count() -> int:
     """GPUs this machine shows, without importing torch or Ray (for --dry-run): the devices in
     CUDA_VISIBLE_DEVICES when it is set, else the NVIDIA device files."""

@@ -15,6 +15,8 @@ With several `search.objectives`, a rung compares trials by all of them (`Pareto
 non-dominated rank and crowding distance (`pareto.pareto_order`), the rung metric standing in
 for the first objective. Ranking by val_acc alone would leave which cheap configurations survive
 the first rung to chance, and with them the cheap end of the front.
+
+Where the rungs fall and their defaults are plain arithmetic, in `gunn_search.run.rungs`.
 """
 
 from __future__ import annotations
@@ -27,16 +29,6 @@ from ray.tune.schedulers.async_hyperband import _Bracket
 
 from gunn_search.results.pareto import Objective, pareto_keys
 from gunn_search.results.status import RUNG_METRIC
-
-
-def rung_epochs(grace_period: int, reduction_factor: int, max_t: int) -> list[int]:
-    """The epochs at which ASHA compares trials: grace, grace*rf, ... below max_t (Tune's
-    `_Bracket` milestones for one bracket)."""
-    out, t = [], grace_period
-    while t < max_t:
-        out.append(t)
-        t *= reduction_factor
-    return out
 
 
 def trial_results(trial) -> list[dict]:
@@ -55,30 +47,6 @@ def trial_results(trial) -> list[dict]:
         except json.JSONDecodeError:  # a line cut short by a kill
             continue
     return results
-
-
-def branch_epochs_per_trial(search, max_epochs: int) -> float:
-    """The epochs a trial trained to the end spends in annealing branches (one per rung), as
-    `search.branch_epochs` asks them (the trainer rounds a branch to whole steps)."""
-    if search.scheduler != "asha" or not search.branch_epochs:
-        return 0.0
-    return search.branch_epochs * len(rung_epochs(search.grace_period, search.reduction_factor,
-                                                  max_epochs))
-
-
-def describe(search, max_epochs: int) -> str:
-    """How long trials train, for the search's first line: "ASHA rungs at epochs 2, 6 (1/3 goes
-    on), each comparing a 2-epoch annealing branch"."""
-    if search.scheduler != "asha":
-        return "every trial trains to the end (fifo)"
-    at = rung_epochs(search.grace_period, search.reduction_factor, max_epochs)
-    if not at:
-        return "ASHA has no rung below the last epoch"
-    out = (f"ASHA rungs at epoch{'s' if len(at) > 1 else ''} {', '.join(map(str, at))} "
-           f"(1/{search.reduction_factor} goes on)")
-    if search.branch_epochs:
-        out += f", each comparing a {search.branch_epochs:g}-epoch annealing branch"
-    return out
 
 
 def promoted(recorded: list, new, rf: float, objectives: list[Objective]) -> bool:

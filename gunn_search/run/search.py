@@ -1,7 +1,7 @@
 """Building, running and resuming the Tune search: OptunaSearch (TPE) + ASHA + MLflow.
 
 A search lives in `<storage>/<experiment>/`: Tune's experiment state plus `gunn_search.json`
-(the MLflow parent run, the space's fingerprint). `--resume` restores the Tuner from there
+(the MLflow parent run, the space's fingerprint: `state_file`). Joining Ray: `ray_session`. `--resume` restores the Tuner from there
 (`Tuner.restore`), so finished trials are not rerun, running ones continue from their last
 checkpoint and the Optuna searcher's state comes back.
 """
@@ -9,32 +9,31 @@ checkpoint and the Optuna searcher's state comes back.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import socket
 import sys
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
-from urllib.parse import urlparse
 
 from gunn_search.run import faults
 from gunn_search.run import interrupts
 from gunn_search.run import study
 from gunn_search.track import ui as mlflow_ui
 from gunn_search.results import pareto
-from gunn_search.errors import SearchError, UsageError
+from gunn_search.errors import SearchError
 from gunn_search.track import store as tr
-from gunn_search.run.scheduler import ResumableASHA, branch_epochs_per_trial
-from gunn_search.run.scheduler import describe as describe_schedule
+from gunn_search.track.tags import FINGERPRINT_TAG, SPACE_TAG
+from gunn_search.run.rungs import branch_epochs_per_trial
+from gunn_search.run.rungs import describe as describe_schedule
+from gunn_search.run.scheduler import ResumableASHA
+from gunn_search.run.ray_session import check_address, init_ray
+from gunn_search.run.state_file import changed_settings, read_state, resumed_settings, write_state
 from gunn_search.run.state_saves import adapt_state_saves, atomic_state_uploads
 from gunn_search.space import Space, define_by_run, fingerprint as space_fingerprint
 from gunn_search.run.trainable import train_trial
-from gunn_search.results.status import METRIC, Kind, TrialStatus
-
-STATE_FILE = "gunn_search.json"
-
+from gunn_search.results.best import ranked as ranked_trials
+from gunn_search.results.status import METRIC, TrialStatus, status_of
 
 @dataclass
 class SearchOptions:
@@ -73,51 +72,6 @@ class SearchOutcome:
     interrupted: interrupts.Interrupt | None = None
 
 
-def check_address(address: str, timeout: float = 5.0) -> None:
-    """Fail fast on an unreachable Ray address (ray.init would hang for minutes)."""
-    if address == "auto":
-        return
-    parsed = urlparse(address if "://" in address else f"tcp://{address}")
-    if not parsed.hostname or not parsed.port:
-        raise SearchError(f"--address {address!r}: expected auto, HOST:PORT or ray://HOST:PORT")
-    try:
-        with socket.create_connection((parsed.hostname, parsed.port), timeout=timeout):
-            pass
-    except OSError as e:
-        raise SearchError(f"--address {address}: cannot reach a Ray cluster there "
-                          f"({e.strerror or e})") from None
-
-
-def check_cluster(address: str, tracking_uri: str) -> None:
-    """The checks before joining a cluster at `address` that need no Ray: the address answers,
-    and with Ray Client (whose driver loop runs on the head node) the store is not local."""
-    if address.startswith("ray://") and tr.is_local_uri(tracking_uri):
-        raise UsageError(f"--address {address}: with Ray Client the driver loop runs on the head "
-                         f"node, where {tracking_uri} is not this machine's store; pass "
-                         "--tracking-uri http://... of a tracking server")
-    check_address(address)
-
-
-def init_ray(address: str | None, runtime_env: dict | None = None) -> None:
-    """Join the cluster at `address`, or start a Ray instance of our own ("local") without one:
-    never a cluster that happens to run on this machine, which Ray's default would join."""
-    import ray
-
-    from gunn_search.run.interrupts import sheltered_ray_node
-
-    try:
-        with sheltered_ray_node() if not address else contextlib.nullcontext():
-            ray.init(address=address or "local", include_dashboard=False, log_to_driver=False,
-                     configure_logging=True, logging_level="ERROR", runtime_env=runtime_env)
-    except (ConnectionError, ray.exceptions.RayError) as e:
-        if not address:
-            raise SearchError(f"could not start Ray on this machine ({tr.first_line(str(e))})"
-                              ) from None
-        raise SearchError(f"--address {address}: could not join the Ray cluster "
-                          f"({tr.first_line(str(e))}); if it uses token authentication, "
-                          "set RAY_AUTH_MODE=token and its token here too") from None
-
-
 def experiment_path(opts: SearchOptions) -> str:
     """`<storage>/<experiment>`: a local path or a URI (s3://, gs://, file://) all nodes see."""
     name = tr_safe(opts.experiment)
@@ -133,57 +87,6 @@ def storage_root(opts: SearchOptions) -> str:
 def tr_safe(name: str) -> str:
     from gunn_search.results.export import safe_name
     return safe_name(name)
-
-
-def _filesystem(path: str):
-    # pyarrow (a Ray dependency) is what Tune itself uses for storage URIs.
-    import pyarrow.fs as pafs
-    if "://" in path:
-        return pafs.FileSystem.from_uri(path)
-    return pafs.LocalFileSystem(), path
-
-
-def read_state(path: str) -> dict | None:
-    """The search's own state file next to Tune's, or None if there is none."""
-    import pyarrow.fs as pafs
-    fs, p = _filesystem(path)
-    f = f"{p}/{STATE_FILE}"
-    if fs.get_file_info(f).type != pafs.FileType.File:
-        return None
-    with fs.open_input_stream(f) as stream:
-        return json.loads(stream.read().decode())
-
-
-def write_state(path: str, state: dict) -> None:
-    """Written to a temporary name and moved into place: never half a file to resume from."""
-    from trainers.disk_full import disk_full, is_disk_full
-
-    fs, p = _filesystem(path)
-    tmp = f"{p}/{STATE_FILE}.tmp"
-    try:
-        fs.create_dir(p, recursive=True)
-        with fs.open_output_stream(tmp) as stream:
-            stream.write(json.dumps(state, indent=2).encode())
-        fs.move(tmp, f"{p}/{STATE_FILE}")
-    except OSError as e:
-        if is_disk_full(e):
-            raise SearchError(str(disk_full(f"{p}/{STATE_FILE}", e))) from None
-        raise
-
-
-def resumed_settings(space: Space) -> dict:
-    """What the command line may change in a space (the file's fingerprint leaves flags out)
-    and a resumed search cannot: Tune restores its trials, scheduler and sampler as they were,
-    so a new value would be ignored or, for the epochs, fail the resumed trials' checkpoints."""
-    return {"--max-epochs": space.max_epochs, "--num-samples": space.search.num_samples,
-            "--seed": space.search.seed}
-
-
-def _changed_settings(state: dict, space: Space) -> list[str]:
-    """"--max-epochs 4 (not 9)" for each setting this command changes; none for a state file
-    written before the settings were recorded."""
-    was, now = state.get("settings") or {}, resumed_settings(space)
-    return [f"{k} {was[k]} (not {now[k]})" for k in now if k in was and was[k] != now[k]]
 
 
 def open_experiment(opts: SearchOptions):
@@ -203,8 +106,8 @@ def start_parent_run(space: Space, opts: SearchOptions, fingerprint: str, client
         client.update_run(state["parent_run_id"], status="RUNNING")
         return state["parent_run_id"]
     run = client.create_run(exp_id, run_name=f"search-{tr_safe(opts.experiment)}",
-                            tags={tr.ROLE_TAG: "search", "gunn_search.fingerprint": fingerprint,
-                                  "gunn_search.space": Path(opts.space_path).name})
+                            tags={tr.ROLE_TAG: "search", FINGERPRINT_TAG: fingerprint,
+                                  SPACE_TAG: Path(opts.space_path).name})
     # The search's settings under their space-file paths; `search.seed` seeds the searcher,
     # `seed` the trials' training (each trial's run logs its own).
     params = {f"{section}.{k}": v for section in ("search", "resources", "budget")
@@ -326,7 +229,7 @@ def run_search(space: Space, opts: SearchOptions,
         if state["fingerprint"] != fingerprint:
             raise SearchError(f"--resume: {opts.space_path} differs from the space this search "
                               f"started with ({state['space_path']}); resume with the same file")
-        changed = _changed_settings(state, space)
+        changed = changed_settings(state, space)
         if changed:
             raise SearchError(f"--resume: the search started with {', '.join(changed)}; resume "
                               "with the same (a resumed search keeps its trials' settings)")
@@ -336,7 +239,7 @@ def run_search(space: Space, opts: SearchOptions,
     elif state is not None:
         raise SearchError(f"a search of experiment {opts.experiment!r} already exists in {path}; "
                           "use --resume to continue it or --experiment NAME for a new one")
-    opts = replace(opts, optuna_storage=study_storage(opts, state))
+    opts = replace(opts, optuna_storage=study.storage_for(opts, state, storage_root(opts)))
     if opts.address:
         check_address(opts.address)
 
@@ -407,7 +310,7 @@ def run_search(space: Space, opts: SearchOptions,
             results = tuner.fit()
         interrupt = interrupts.received()
         if interrupt is None:
-            end_study(opts)
+            study.end(opts.optuna_storage, opts.experiment, log)
             out = outcome(results, opts, parent_id, client, space)
         else:  # the MLflow callback has closed the runs as interrupted (on_experiment_end)
             out = SearchOutcome(opts.experiment, parent_id, None, None, None, None, len(results),
@@ -427,44 +330,6 @@ def run_search(space: Space, opts: SearchOptions,
     return out
 
 
-def study_storage(opts: SearchOptions, state: dict | None) -> str:
-    """The study's storage URL, checked before Ray starts: a new search's study name must be
-    free in it, a resumed search's study must be there. A resumed search keeps its storage; a
-    storage whose password the state file does not keep is given again with --optuna-storage."""
-    url = opts.optuna_storage
-    if opts.resume and state is not None and state.get("optuna_storage"):
-        kept = state["optuna_storage"]
-        if url is None and "***" in kept:
-            raise SearchError(f"--resume: give --optuna-storage again ({kept}; its password is "
-                              "not kept)")
-        url = url or kept
-    url = url or study.default_storage(opts.tracking_uri, storage_root(opts))
-    try:
-        storage = study.open_storage(url)
-        exists = study.study_exists(storage, opts.experiment)
-    except Exception as e:  # a bad URL, a server down, no driver for it
-        raise SearchError(f"--optuna-storage {study.shown(url)}: cannot open it "
-                          f"({tr.first_line(str(e))})") from None
-    if opts.resume and state is not None and not exists:
-        raise SearchError(f"--resume: the Optuna storage {study.shown(url)} has no study "
-                          f"{opts.experiment!r}")
-    if not opts.resume and exists:
-        raise SearchError(f"the Optuna storage {study.shown(url)} already has a study "
-                          f"{opts.experiment!r}; use --experiment NAME, or delete it: optuna "
-                          f"delete-study --study-name {opts.experiment} --storage {study.shown(url)}")
-    return url
-
-
-def end_study(opts: SearchOptions) -> None:
-    """A finished search leaves no trial of its study RUNNING."""
-    import optuna
-
-    failed = study.fail_running(optuna.load_study(study_name=opts.experiment,
-                                                  storage=study.open_storage(opts.optuna_storage)))
-    if failed:
-        log(f"{failed} Optuna trial{'s' if failed != 1 else ''} left RUNNING marked FAIL")
-
-
 def outcome(results, opts: SearchOptions, parent_id: str, client, space: Space | None = None,
             top_n: int = 5) -> SearchOutcome:
     """The best trials, from Tune's results (so they are known even if MLflow is unreachable)."""
@@ -472,20 +337,14 @@ def outcome(results, opts: SearchOptions, parent_id: str, client, space: Space |
     for r in results:
         df = r.metrics_dataframe
         last = r.metrics or {}
-        status = TrialStatus(last.get("trial_status", TrialStatus.RUNNING))
+        status = status_of(last, r.error, ended=True)
         epochs = int(last.get("epoch", 0) or 0)
-        if r.error is not None:
-            status = TrialStatus.ERRORED
-        elif status.kind is Kind.RUNNING:
-            status = TrialStatus.STOPPED
-        value = None
-        if status.has_result and df is not None and METRIC in df:
-            value = float(df[METRIC].max())
+        value = float(df[METRIC].max()) if df is not None and METRIC in df else None
         rows.append({"trial_id": last.get("trial_id", "?"), "trial": last.get("trial_id", "?"),
                      "status": status, "val_acc": value, "epochs": epochs, "config": dict(r.config),
                      "epoch_seconds": last.get("epoch_seconds"),
                      **{k: v for k, v in r.config.items() if k.startswith("cost.")}})
-    ranked = sorted((x for x in rows if x["val_acc"] is not None), key=lambda x: -x["val_acc"])
+    ranked = ranked_trials(rows)
     best = ranked[0] if ranked else None
     best_run = None
     if best is not None:
@@ -511,14 +370,10 @@ def resolve_resources(space: Space) -> Space:
     (gunn_search.run.resources), said on stderr."""
     import dataclasses
 
-    import ray
-
     from gunn_search.run import resources
 
-    r, s = space.resources, space.search
-    gpus = ray.cluster_resources().get("GPU", 0)
-    log("resources: " + resources.describe(r.gpus_per_trial, gpus, s.max_concurrent))
-    per = resources.gpus_per_trial(r.gpus_per_trial, gpus, s.max_concurrent)
+    r = space.resources
+    per = resources.resolve(r.gpus_per_trial, space.search.max_concurrent, log)
     return dataclasses.replace(space, resources=r.model_copy(update={"gpus_per_trial": per}))
 
 

@@ -22,7 +22,7 @@ import warnings
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
-from gunn_search.results.status import RUNG_METRIC, Kind, TrialStatus
+from gunn_search.results.status import RUNG_METRIC, STATUS_KEY, TrialStatus, status_of
 from gunn_search.run import study
 
 
@@ -44,8 +44,9 @@ class StoppedAsPrunedOptunaSearch(OptunaSearch):
         self._link(trial_id)
         if not error and result is not None and trial_id not in self._completed_trials:
             self._report_last(trial_id, result)
-        stopped_early = (not error and result is not None
-                         and TrialStatus(result.get("trial_status", TrialStatus.COMPLETED)).kind is Kind.RUNNING)
+        # A result without a status is none of the trainable's: Tune's own rule applies to it.
+        stopped_early = (result is not None and STATUS_KEY in result
+                         and status_of(result, error, ended=True) is TrialStatus.STOPPED)
         if not stopped_early or trial_id in self._completed_trials:
             return super().on_trial_complete(trial_id, result, error)
         # Optuna takes the last reported intermediate value as the pruned trial's value.

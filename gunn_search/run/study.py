@@ -24,6 +24,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
+from gunn_search.errors import SearchError
+
 STUDY_FILE = "optuna.db"
 RUN_ID_ATTR = "mlflow_run_id"
 TRIAL_ID_ATTR = "tune_trial_id"
@@ -89,3 +91,39 @@ def fail_running(study, keep: set[int] = frozenset()) -> int:
             storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
             failed += 1
     return failed
+
+
+def storage_for(opts, state: dict | None, storage_root: str) -> str:
+    """The study's storage URL for a search (`SearchOptions`), checked before Ray starts: a new
+    search's study name must be free in it, a resumed search's study must be there. A resumed
+    search keeps its storage; one whose password the state file does not keep is given again
+    with --optuna-storage."""
+    url, name = opts.optuna_storage, opts.experiment
+    if opts.resume and state is not None and state.get("optuna_storage"):
+        kept = state["optuna_storage"]
+        if url is None and "***" in kept:
+            raise SearchError(f"--resume: give --optuna-storage again ({kept}; its password is "
+                              "not kept)")
+        url = url or kept
+    url = url or default_storage(opts.tracking_uri, storage_root)
+    try:
+        exists = study_exists(open_storage(url), name)
+    except Exception as e:  # a bad URL, a server down, no driver for it
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise SearchError(f"--optuna-storage {shown(url)}: cannot open it ({first})") from None
+    if opts.resume and state is not None and not exists:
+        raise SearchError(f"--resume: the Optuna storage {shown(url)} has no study {name!r}")
+    if not opts.resume and exists:
+        raise SearchError(f"the Optuna storage {shown(url)} already has a study {name!r}; use "
+                          f"--experiment NAME, or delete it: optuna delete-study --study-name "
+                          f"{name} --storage {shown(url)}")
+    return url
+
+
+def end(url: str, name: str, log: Callable[[str], None]) -> None:
+    """A finished search leaves no trial of its study RUNNING."""
+    import optuna
+
+    failed = fail_running(optuna.load_study(study_name=name, storage=open_storage(url)))
+    if failed:
+        log(f"{failed} Optuna trial{'s' if failed != 1 else ''} left RUNNING marked FAIL")

@@ -20,11 +20,11 @@ from ray import tune
 from trainers.config import DataConfig
 
 from gunn_search.run import faults
-from gunn_search.run.scheduler import rung_epochs
+from gunn_search.run.rungs import rung_epochs
 from gunn_search.run.spare_cpus import LentThreads
 from gunn_search.space import Space, trial_config
 from gunn_search.space.sample import runtime_config
-from gunn_search.results.status import ANNEALED_METRIC, METRIC, RUNG_METRIC, TrialStatus
+from gunn_search.results.status import ANNEALED_METRIC, METRIC, RUNG_METRIC, STATUS_KEY, TrialStatus
 
 if TYPE_CHECKING:
     from trainers.data import DataSplits
@@ -114,7 +114,7 @@ def train_trial(config: dict, space: Space) -> None:
     costs = {k: v for k, v in config.items() if k.startswith("cost.")}
     if not config.get("budget_ok", True):
         tune.report({METRIC: 0.0, RUNG_METRIC: 0.0, "epoch": space.max_epochs,
-                     "trial_status": TrialStatus.REJECTED, **costs})
+                     STATUS_KEY: TrialStatus.REJECTED, **costs})
         return
 
     workdir = Path(tempfile.mkdtemp(prefix="gunn-trial-"))
@@ -139,9 +139,9 @@ def train_trial(config: dict, space: Space) -> None:
             out[RUNG_METRIC] = rung_result(metrics)
             if metrics.get("status") == STATUS_NONFINITE:
                 out.update({METRIC: 0.0, RUNG_METRIC: 0.0,  # bad, not a crash
-                            "trial_status": TrialStatus.NONFINITE})
+                            STATUS_KEY: TrialStatus.NONFINITE})
             else:
-                out["trial_status"] = (TrialStatus.COMPLETED if metrics["epoch"] >= cfg.epochs
+                out[STATUS_KEY] = (TrialStatus.COMPLETED if metrics["epoch"] >= cfg.epochs
                                        else TrialStatus.RUNNING)
             ckpt = tune.Checkpoint.from_directory(str(ckpt_path.parent)) if ckpt_path else None
             try:
@@ -163,7 +163,7 @@ def train_trial(config: dict, space: Space) -> None:
                   on_step=on_step if hooks else None, after_epoch=branch)
         except torch.cuda.OutOfMemoryError as e:
             first = (str(e).strip().splitlines() or ["CUDA out of memory"])[0]
-            tune.report({METRIC: 0.0, RUNG_METRIC: 0.0, "epoch": 0, "trial_status": TrialStatus.OOM,
+            tune.report({METRIC: 0.0, RUNG_METRIC: 0.0, "epoch": 0, STATUS_KEY: TrialStatus.OOM,
                          "error": first[:250]})
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -3,18 +3,22 @@ own sections. One job per module:
 
     distributions   the {choice: [...]} and {low, high[, log][, step]} forms
     schema          the space file = TrainConfig + distributions + search/resources/budget
-    budget          prices of configs (trainers.model.cost) and the budget's feasibility
+    extract         moving the distributions out of the config (and back to YAML)
+    paths           dotted paths: get/set in a mapping, typed updates of a validated config
+    budget          the budget section, prices of configs (trainers.model.cost), feasibility
     sample          Optuna define-by-run sampling; the exact TrainConfig of a sample
-    load            finding and reading a space file (bundled names too), overrides
+    load            finding and reading a space file (bundled names too)
+    overrides       a read space with settings changed (flags, dotted paths)
     summary         the human summary of --dry-run
 """
 
 from trainers.config_errors import ConfigError as SpaceError
 
-from gunn_search.space.load import bundled_spaces, load_space, resolve_space_path, with_overrides
+from gunn_search.space.load import bundled_spaces, load_space, resolve_space_path
+from gunn_search.space.overrides import with_overrides, with_settings
 from gunn_search.space.sample import define_by_run, example_configs, trial_config
 from gunn_search.space.schema import Space, fingerprint, parse_space
 
 __all__ = ["SpaceError", "Space", "bundled_spaces", "load_space", "resolve_space_path",
-           "with_overrides", "define_by_run", "example_configs", "trial_config", "fingerprint",
-           "parse_space"]
+           "with_overrides", "with_settings", "define_by_run", "example_configs", "trial_config",
+           "fingerprint", "parse_space"]

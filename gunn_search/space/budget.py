@@ -12,16 +12,28 @@ import itertools
 import math
 import typing
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from trainers.config import DATASETS, TrainConfig, num_classes
 from trainers.config_errors import ConfigError
 from trainers.model.cost import Cost, estimate, layer_cost
-from trainers.model.spec import NetworkSpec, StageSpec, model_spec
+from trainers.model.spec import NetworkSpec, StageSpec, divides, model_spec
 
 from gunn_search.space import distributions as dist
-from gunn_search.space.schema import Budget, Space, divides
+
+if typing.TYPE_CHECKING:  # the schema imports this module to check a space's budget
+    from gunn_search.space.schema import Space
 
 # Exact budget check: largest number of whole-network candidates costed (after pruning).
 MAX_BUDGET_CANDIDATES = 200_000
+
+
+class Budget(BaseModel):
+    """A space's `budget` section: the most params and MACs a sampled config may cost."""
+
+    model_config = ConfigDict(extra="forbid")
+    max_params: int | None = Field(default=None, ge=1)
+    max_macs: int | None = Field(default=None, ge=1)
 
 
 def image_size(stem: str) -> int:

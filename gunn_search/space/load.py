@@ -1,16 +1,16 @@
 """Finding and reading a space file: a path, or the name of a bundled space.
 
 Errors are one line, ``file: field: problem`` (`trainers.config_errors`, shared with gunn-train).
+Changing a read space's settings: `gunn_search.space.overrides`.
 """
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 from trainers.config_errors import ConfigError, read_yaml
 
-from gunn_search.space.schema import Space, parse_space, set_path
+from gunn_search.space.schema import Space, parse_space
 
 BUNDLED_DIR = Path(__file__).resolve().parent.parent.parent / "search_spaces"
 
@@ -48,23 +48,4 @@ def load_space(path_or_name: str | Path) -> Space:
     return parse_space(data, str(path))
 
 
-def with_overrides(space: Space, overrides: dict, source: str = "command line") -> Space:
-    """The space with values set by dotted path (command-line flags), validated like the file."""
-    data = copy.deepcopy(space.data)
-    for path, value in overrides.items():
-        section = data
-        *head, last = path.split(".")
-        try:
-            for k in head:  # a list index (model.stages.0.K) picks an existing entry
-                section = (section[int(k)] if isinstance(section, list)
-                           else section.setdefault(k, {}))
-            section[int(last) if isinstance(section, list) else last] = value
-        except (ValueError, IndexError, TypeError, AttributeError):
-            raise ConfigError("no such setting to override", file=source, field=path) from None
-    out = parse_space(data, source)
-    object.__setattr__(out, "source", space.source)
-    return out
-
-
-__all__ = ["BUNDLED_DIR", "bundled_spaces", "resolve_space_path", "load_space", "with_overrides",
-           "set_path"]
+__all__ = ["BUNDLED_DIR", "bundled_spaces", "resolve_space_path", "load_space"]

@@ -19,12 +19,15 @@ from __future__ import annotations
 import functools
 from typing import Any, Callable
 
-from trainers.config import TrainConfig, parse_config
+from trainers.config import TrainConfig
+from trainers.model.spec import divides
 
 from gunn_search.space import distributions as dist
 from gunn_search.space.budget import config_cost, cost_metrics, within_budget
 from gunn_search.space.distributions import Range
-from gunn_search.space.schema import PLACEMENT_KEYS, Space, divides, reachable_N, set_path
+from gunn_search.space.extract import reachable_N
+from gunn_search.space.paths import with_values
+from gunn_search.space.schema import PLACEMENT_KEYS, Space
 
 
 def sample(trial, space: Space) -> dict[str, Any]:
@@ -72,13 +75,13 @@ def trial_config(space: Space, values: dict) -> TrainConfig:
     """The base config with the sampled values put in: what the trial trains, logs and exports.
 
     ``values`` may hold more than config paths (Tune's config also has Optuna's raw names and
-    the costs); only the space's config paths are read.
+    the costs); only the space's config paths are read. Nothing is validated again: the base
+    was, and each sampled value is one of its distribution's, whose values that key's own
+    validator checked when the space was read, as the space's checks did the rules across keys
+    (`schema.settle`) and the shape of every stage a sampler can draw.
     """
-    data = space.base.model_dump(mode="json", exclude={"tracking"})
-    for path in space.config_paths:
-        if path in values:
-            set_path(data, path, values[path])
-    return parse_config(data, "sampled config")
+    cfg = space.base.model_copy(update={"tracking": None})
+    return with_values(cfg, {p: values[p] for p in space.config_paths if p in values})
 
 
 def runtime_config(cfg: TrainConfig, device: str, out_dir: str, num_threads: int) -> TrainConfig:

@@ -7,34 +7,30 @@
 
 `parse_space` splits the file into the training config with every distribution replaced by one of
 its values (validated by `TrainConfig` itself, so defaults and checks live in one place) and the
-distributions by dotted path. A distribution's values are checked by the key's own validator.
-Stages may give the segment width `n` instead of `N` (N = n * P): then every sample is a valid layer.
+distributions by dotted path (`gunn_search.space.extract`). A distribution's values are checked by
+the key's own validator.
 """
 
 from __future__ import annotations
 
 import copy
-import functools
 import hashlib
 import json
-import math
-import typing
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import (BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator,
-                      model_validator)
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from trainers.config import StageConfig, TrainConfig, parse_config
-from trainers.config_errors import (ConfigError, core_type, describe_error, unknown_key,
-                                    validation_error)
-from trainers.model.spec import divides
+from trainers.config import TrainConfig, parse_config
+from trainers.config_errors import ConfigError, describe_error, unknown_key, validation_error
 
+from gunn_search.run.rungs import default_branch_epochs, default_grace_period
 from gunn_search.space import distributions as dist
-from gunn_search.space.distributions import Choice, Distribution, Range
+from gunn_search.space.budget import Budget, check_feasible
+from gunn_search.space.distributions import Choice, Distribution
+from gunn_search.space.extract import data_with_dims, extract, to_yaml
+from gunn_search.space.paths import get_path
 
-# Architecture ranges are enumerated (validity, budget); keep them to a sane size.
-MAX_RANGE_VALUES = 4096
 # Keys that say where a trial runs, not what it trains: the search sets them for each trial.
 PLACEMENT_KEYS = ("device", "out_dir", "num_threads")
 # Keys of the space format before it was one with the training config, and where they went.
@@ -112,11 +108,6 @@ class Resources(_Strict):
         return float(v)
 
 
-class Budget(_Strict):
-    max_params: int | None = Field(default=None, ge=1)
-    max_macs: int | None = Field(default=None, ge=1)
-
-
 class SearchSections(_Strict):
     name: str | None = Field(default=None, min_length=1)  # MLflow experiment (default: file stem)
     search: SearchSettings = Field(default_factory=SearchSettings)
@@ -173,10 +164,8 @@ def parse_space(data: dict, source: str = "space") -> Space:
         sections = SearchSections.model_validate(sections_data)
     except ValidationError as e:
         raise validation_error(e, source, SearchSections) from None
-    dims: dict[str, Distribution] = {}
-    forms: list[str] = []
     try:
-        _extract(data, TrainConfig, "", dims, forms)
+        dims, forms = extract(data)
     except ConfigError as e:
         raise e.with_file(source) from None
     base = parse_config(data, source)
@@ -184,11 +173,16 @@ def parse_space(data: dict, source: str = "space") -> Space:
             sections_data.get("search") or {}):
         # One point (a gunn-train config, an exported trial): train it once, not 32 times.
         sections.search.num_samples = 1
-    space = Space(sections.name, base, dims, tuple(forms), sections.search, sections.resources,
+    space = Space(sections.name, base, dims, forms, sections.search, sections.resources,
                   sections.budget, {**data_with_dims(data, dims), **_sections_data(sections)},
                   source)
-    # Resolved here, not written back into `space.data`: a changed `epochs` (--max-epochs)
-    # re-parses the data and moves the rung and the branch with it.
+    return settle(space, source)
+
+
+def settle(space: Space, source: str) -> Space:
+    """Resolve what the file left to ASHA's defaults (`gunn_search.run.rungs`) and check the rules
+    across keys; returns ``space``. Resolved here, not written back into `space.data`: a changed
+    `epochs` (--max-epochs) settles the space again and moves the rung and the branch with it."""
     if space.search.branch_epochs is None:
         space.search.branch_epochs = default_branch_epochs(space)
     if space.search.grace_period is None:
@@ -200,221 +194,8 @@ def parse_space(data: dict, source: str = "space") -> Space:
     return space
 
 
-# Measured on the digits problem of benchmarks/rank_correlation.py (12 epochs, step schedule):
-# a branch of 2 epochs (a sixth) at the schedule's lower rates after epoch 2 (a sixth) ranked
-# configurations as their final val_acc does (Spearman 0.94; the trial's own val_acc there:
-# -0.27), and in the replay of ASHA it was the cheapest first rung that kept the best
-# configurations (benchmarks/RESULTS.md, "Rung results that predict the end").
-BRANCH_SHARE = 1 / 6
-
-
-def default_branch_epochs(space: Space) -> float:
-    """The annealing branch's length when the space sets none: a sixth of the epochs; none in a
-    multi-objective search. There a rung compares points whose costs are exact from the start,
-    and a branch's epochs are trials not trained to the end: in the replay of the digits
-    problem, Pareto rungs at the lr drop on the trial's own val_acc left a larger front
-    (hypervolume 0.607 at 72 epochs, 0.680 at 144) than at a sixth with 2-epoch branches
-    (0.580, 0.643). RESULTS.md, "Multi-objective rungs"."""
-    if len(space.search.objective_list) > 1:
-        return 0.0
-    return round(space.max_epochs * BRANCH_SHARE, 2)
-
-
-def default_grace_period(space: Space) -> int:
-    """ASHA's first rung when the space sets none.
-
-    With annealing branches at the rungs (`search.branch_epochs` > 0): a sixth of the epochs,
-    where a branch's result already ranks configurations (see BRANCH_SHARE). Without them, the
-    trial's own val_acc is what a rung compares, and under a step schedule: the first epoch trained at the lower lr (epoch e of E is when
-    e >= milestones[0] * E; the latest over the space's samples). Before it, val_acc ranked
-    configurations backwards in benchmarks/rank_correlation.py (Spearman -0.44 at epoch 2 of
-    12, 0.88 at the drop, epoch 6). Under any other schedule: half of the epochs. Under
-    cosine, val_acc ranked by chance until epoch 5 of 12 (Spearman 0.51 at 6, 0.86 at 9), and
-    in the replay of ASHA on those curves a rung at half the epochs lost least to no early
-    stopping (mean best 0.902 against 0.893 at epoch 2 and FIFO's 0.908); a constant lr was not
-    measured. RESULTS.md, "Rank correlation".
-    """
-    if space.search.scheduler == "asha" and space.search.branch_epochs:
-        return max(1, math.ceil(space.max_epochs * BRANCH_SHARE - 1e-9))
-    half = max(1, math.ceil(space.max_epochs / 2))
-    if "step" not in space.values_at("schedule.kind"):
-        return half
-    firsts = [m[0] for m in space.values_at("schedule.milestones") if m]
-    if not firsts:
-        return half
-    return min(max(1, math.ceil(max(firsts) * space.max_epochs - 1e-9)), space.max_epochs)
-
-
 def _sections_data(sections: SearchSections) -> dict:
     return sections.model_dump(mode="json", exclude_none=True, exclude_defaults=False)
-
-
-def data_with_dims(data: dict, dims: dict[str, Distribution]) -> dict:
-    """The space as a YAML mapping again (distributions written back in place)."""
-    out = copy.deepcopy(data)
-    for path, d in dims.items():
-        stage_dim = path.rsplit(".", 1)[-1] if path.startswith("model.stages.") else None
-        if stage_dim == "n":
-            stage = get_path(out, path.rsplit(".", 1)[0])
-            stage.pop("N", None)
-        if isinstance(d, Choice) and len(d.values) == 1 and stage_dim in ("n", "N", "P"):
-            set_path(out, path, d.values[0])
-        else:
-            set_path(out, path, to_yaml(d))
-    return out
-
-
-def to_yaml(d: Distribution) -> dict:
-    if isinstance(d, Choice):
-        return {"choice": list(d.values)}
-    out = {"low": d.low, "high": d.high}
-    if d.log:
-        out["log"] = True
-    if d.step is not None:
-        out["step"] = d.step
-    return out
-
-
-# --- distributions inside the config ---------------------------------------------------------------
-
-def _extract(data: dict, model: type[BaseModel], prefix: str, dims: dict, forms: list) -> None:
-    """Move every distribution in ``data`` (a section validated by ``model``) into ``dims``,
-    leaving one of its values in its place."""
-    for key, value in list(data.items()):
-        info = model.model_fields.get(key)
-        if info is None or (model is TrainConfig and key == "tracking"):
-            continue  # an unknown key is reported by the schema; tracking is never searched
-        path = f"{prefix}{key}"
-        t = core_type(info.annotation)
-        if _is_model(t):
-            if dist.looks_like_distribution(value):
-                raise ConfigError("a section of settings cannot be a distribution; put "
-                                  "distributions on the values inside it", field=path)
-            if isinstance(value, dict):
-                _extract(value, t, f"{path}.", dims, forms)
-        elif model.__name__ == "ModelConfig" and key == "stages" and isinstance(value, list):
-            for i, stage in enumerate(value):
-                if isinstance(stage, dict):
-                    _extract_stage(stage, f"{path}.{i}", dims)
-                    forms.append("n" if "n" in stage else "N")
-                    stage.pop("n", None)
-        elif dist.looks_like_distribution(value):
-            kind = scalar_kind(t)
-            if kind is None:
-                raise ConfigError("cannot be searched: it takes a list or a mapping, not one "
-                                  "value", field=path)
-            d = _parse(value, kind, coercer(model, key), path)
-            dims[path] = d
-            data[key] = dist.first(d)
-
-
-def _extract_stage(stage: dict, path: str, dims: dict) -> None:
-    """A stage's n/N, P, K, M: N-form stages sample only N that an allowed P divides."""
-    if "n" in stage and "N" in stage:
-        raise ConfigError("set exactly one of N (layer width) or n (segment width, N = n*P), "
-                          "not both", field=path)
-    if "n" not in stage and "N" not in stage:
-        raise ConfigError("set one of N (layer width) or n (segment width, N = n*P)", field=path)
-    if "P" not in stage:
-        raise ConfigError("required key is missing", field=f"{path}.P")
-    width = "n" if "n" in stage else "N"
-    ds: dict[str, Distribution] = {}
-    for dim in (width, "P", "K", "M"):
-        if dim not in stage:
-            continue
-        v, where = stage[dim], f"{path}.{dim}"
-        coerce = coercer(StageConfig, "N" if dim == "n" else dim)
-        if dist.looks_like_distribution(v):
-            d = _parse(v, "int", coerce, where)
-            if isinstance(d, Range) and dist.size(d) > MAX_RANGE_VALUES:
-                raise ConfigError(f"range [{d.low}, {d.high}] has more than {MAX_RANGE_VALUES} "
-                                  "values; use a step or a choice list", field=where)
-        elif dim in ("K", "M"):
-            continue  # a plain value: the training config checks it
-        else:
-            try:
-                d = Choice((coerce(v),))
-            except ValueError as e:
-                raise ConfigError(str(e), field=where) from None
-        ds[dim] = d
-    Ps = dist.values(ds["P"])
-    if width == "N":
-        Ns = dist.values(ds["N"])
-        reach = reachable_N(ds["N"], ds["P"])
-        if not reach:
-            raise ConfigError(f"no allowed P divides any allowed N (N in {short_list(Ns)}, "
-                              f"P in {short_list(Ps)})", field=f"{path}.P")
-        # A value written in a choice that can never be sampled is surely a mistake.
-        if isinstance(ds["N"], Choice):
-            for N in Ns:
-                if not any(divides(P, N) for P in Ps):
-                    raise ConfigError(f"{N} is not divisible by any allowed P (P in "
-                                      f"{short_list(Ps)})", field=f"{path}.N")
-        if isinstance(ds["P"], Choice):
-            for P in Ps:
-                if not any(divides(P, N) for N in Ns):
-                    raise ConfigError(f"{P} divides no allowed N (N in {short_list(Ns)})",
-                                      field=f"{path}.P")
-        N0 = reach[0]
-        P0 = next(P for P in Ps if divides(P, N0))
-    else:
-        P0 = Ps[0]
-        N0 = dist.first(ds["n"]) * P0
-    stage.update({"N": N0, "P": P0})
-    for dim, d in ds.items():
-        dims[f"{path}.{dim}"] = d
-        if dim in ("K", "M"):
-            stage[dim] = dist.first(d)
-
-
-def reachable_N(N: Distribution, P: Distribution) -> list[int]:
-    """The allowed N of an N-form stage that some allowed P divides."""
-    Ps = dist.values(P)
-    return [n for n in dist.values(N) if any(divides(p, n) for p in Ps)]
-
-
-def short_list(vs: list, limit: int = 12) -> str:
-    if len(vs) <= limit:
-        return "[" + ", ".join(dist.fmt(v) for v in vs) + "]"
-    return "[" + ", ".join(dist.fmt(v) for v in vs[:limit]) + f", ... ({len(vs)} values)]"
-
-
-def _parse(value: dict, kind: str, coerce, path: str) -> Distribution:
-    try:
-        return dist.parse(value, kind, coerce)
-    except ValueError as e:
-        raise ConfigError(str(e), field=path) from None
-
-
-def _is_model(t) -> bool:
-    return isinstance(t, type) and issubclass(t, BaseModel)
-
-
-def scalar_kind(t) -> str | None:
-    """"int", "float" or "other" for a key holding one value; None for a list or mapping."""
-    if t is bool or t is str or typing.get_origin(t) is Literal:
-        return "other"
-    if t is int:
-        return "int"
-    if t is float:
-        return "float"
-    return None
-
-
-@functools.lru_cache(maxsize=None)
-def coercer(model: type[BaseModel], key: str):
-    """Validate one value as ``model``'s field ``key`` would; ValueError with the problem."""
-    info = model.model_fields[key]
-    t = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
-    adapter = TypeAdapter(t)
-
-    def coerce(x):
-        try:
-            return adapter.validate_python(x)
-        except ValidationError as e:
-            raise ValueError(describe_error(e.errors()[0])[1]) from None
-
-    return coerce
 
 
 # --- cross-field rules -------------------------------------------------------------------------------
@@ -432,44 +213,33 @@ def _check_cross_fields(space: Space) -> None:
         raise ConfigError("a search selects on a validation split; use split: search (final "
                           "trains on train + val and reports the test set)", field="data.split")
     _check_each_choice(space)
-    from gunn_search.space.budget import check_feasible
     check_feasible(space)
 
 
 def _check_each_choice(space: Space) -> None:
     """Every value of a choice outside the stages makes a valid config with the rest at the base:
-    rules across keys (model.name: a registered model, and not with stages) hold for each."""
-    base = space.base.model_dump(mode="json")
+    rules across keys (model.name: a registered model, and not with stages) hold for each.
+
+    Such rules are a section's model validators, so a choice is checked in its section only,
+    and only where the section has one; the section's other settings go in as the validated
+    objects they are (pydantic does not validate a model instance again). Each value itself was
+    checked by its key's validator when the choice was read (`extract`)."""
     for path, d in space.dims.items():
         if path.startswith("model.stages.") or not isinstance(d, Choice):
             continue
+        *head, key = path.split(".")
+        section = space.base
+        for k in head:
+            section = getattr(section, k)
+        model = type(section)
+        if not model.__pydantic_decorators__.model_validators:
+            continue
         for v in d.values[1:]:
-            data = copy.deepcopy(base)
-            set_path(data, path, v)
             try:
-                TrainConfig.model_validate(data)
+                model.model_validate({**dict(section), key: v})
             except ValidationError as e:
                 raise ConfigError(f"choice {v!r}: {describe_error(e.errors()[0])[1]}",
                                   field=path) from None
-
-
-# --- dotted paths --------------------------------------------------------------------------------
-
-def _keys(path: str) -> list:
-    return [int(k) if k.isdigit() else k for k in path.split(".")]
-
-
-def get_path(data, path: str):
-    for k in _keys(path):
-        data = data[k]
-    return data
-
-
-def set_path(data, path: str, value) -> None:
-    *head, last = _keys(path)
-    for k in head:
-        data = data[k]
-    data[last] = value
 
 
 def fingerprint(space: Space) -> str:

@@ -7,7 +7,8 @@ from gunn_search.run import resources
 from gunn_search.space import distributions as dist
 from gunn_search.space.budget import min_costs
 from gunn_search.space.sample import example_configs
-from gunn_search.space.schema import Space, fingerprint, reachable_N, short_list
+from gunn_search.space.extract import reachable_N, short_list
+from gunn_search.space.schema import Space, fingerprint
 
 
 def summarize(space: Space) -> str:

@@ -1,11 +1,12 @@
 """The Tune callback that writes a search to MLflow, in the driver.
 
-Child run per trial: its training config's dotted paths as params (the same names and values a
-`gunn-train` run of the exported config logs), that config as the artifact `train_config.yaml`,
-its price (`cost.*`) and per-epoch metrics (step = epoch), and a final status tag (a
-`TrialStatus`: completed, stopped by ASHA, errored, non-finite loss, oom, rejected by budget; the
-epoch or error in their own tags). A trial retried after an error continues its run. The parent run gets the running best and, at the end, the best
-trial's config and the search plots.
+Child run per trial (the bookkeeping of gunn_search.track.trial_runs): its training config's
+dotted paths as params (the same names and values a `gunn-train` run of the exported config
+logs), that config as the artifact `train_config.yaml`, its price (`cost.*`) and per-epoch
+metrics (step = epoch), and a final status tag (a `TrialStatus`: completed, stopped by ASHA,
+errored, non-finite loss, oom, rejected by budget; the epoch or error in their own tags). A
+trial retried after an error continues its run. The parent run gets the running best and, at the
+end, the best trial's config (gunn_search.results.best), the search plots and a description.
 
 A search stopped by Ctrl-C or SIGTERM (gunn_search.run.interrupts) ends differently: the trials it
 cut are `interrupted` and their runs KILLED, the parent run is KILLED with the signal and its
@@ -15,93 +16,39 @@ sets each run RUNNING again when its trial starts again.
 
 from __future__ import annotations
 
-import shutil
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-import yaml
-from mlflow.tracking import MlflowClient
-from ray import tune
-
-from gunn_search.run import interrupts
 from gunn_search.results import pareto
-from gunn_search.run import timing
-from gunn_search.track import ui as mlflow_ui
-from gunn_search.run import study
-from gunn_search.track import store as tr
-from gunn_search.space import trial_config
-from gunn_search.space.budget import config_cost, cost_metrics
+from gunn_search.results.best import best_trial
 from gunn_search.results.status import METRIC, Kind, TrialStatus
+from gunn_search.run import interrupts, study, timing
+from gunn_search.space import trial_config
+from gunn_search.track import store as tr
+from gunn_search.track import ui as mlflow_ui
+from gunn_search.track.tags import (BEST_RUN_TAG, BEST_TRIAL_TAG, EPOCHS_REDONE_TAG, ERROR_TAG,
+                                    INTERRUPTED_AT_TAG, INTERRUPTED_BY_TAG, NOTE_TAG, PARETO_TAG,
+                                    ROLE_TAG)
+from gunn_search.track.trial_runs import TrialRuns, epoch_metrics
 
-ERROR_TAG = "gunn_search.error"
-STOPPED_AT_TAG = "gunn_search.stopped_at_epoch"
-# On the parent run of an interrupted search: when (UTC) and by which signal. A resumed search
-# keeps them as the record of its last interruption.
-INTERRUPTED_AT_TAG = "gunn_search.interrupted_at"
-INTERRUPTED_BY_TAG = "gunn_search.interrupted_by"
 
-
-class MLflowSearchCallback(tune.Callback):
+class MLflowSearchCallback(TrialRuns):
     """Parent/child MLflow runs for one search. Picklable: Tune stores it with the experiment."""
+
+    SETTINGS = TrialRuns.SETTINGS + ("space", "space_path")
+    SPOOL_PREFIX = "gunn-search-spool"
 
     def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str, space,
                  space_path: str):
-        self.tracking_uri = tracking_uri
-        self.experiment_id = experiment_id
-        self.parent_run_id = parent_run_id
         self.space = space
         self.space_path = space_path
-        self._init_runtime()
+        super().__init__(tracking_uri, experiment_id, parent_run_id)
 
-    def _init_runtime(self) -> None:
-        self._client: tr.BufferedClient | None = None
-        self.runs: dict[str, str] = {}  # trial_id -> child run id
-        self.histories: dict[str, list[dict]] = {}
-        self.statuses: dict[str, str] = {}
-        self.closed: set[str] = set()  # trials whose run got its final status in this driver
-        self.started: set[str] = set()  # trials that (re)started in this driver
-        self.earlier: set[str] = set()  # trials whose run an earlier driver created (resume)
-        self.logged_upto: dict[str, int] = {}  # last epoch already in MLflow (resumed runs)
-        self.redone: dict[str, int] = {}
-        self.best: float | None = None
-        self.n_results = 0
-        # (MLflow seconds, driver CPU seconds) as each trial ended, under GUNN_SEARCH_TIMING
-        self._marks: list[tuple[float, float]] = []
-        self._preloading: threading.Thread | None = None
-
-    def __getstate__(self):
-        return {k: self.__dict__[k] for k in
-                ("tracking_uri", "experiment_id", "parent_run_id", "space", "space_path")}
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-        self._init_runtime()
-
-    @property
-    def client(self) -> tr.BufferedClient:
-        if self._client is None:
-            raw = MlflowClient(self.tracking_uri)
-            self._client = tr.BufferedClient(raw)
-            try:  # a resumed search: continue the runs its trials already have
-                self.runs.update(tr.child_runs(raw, self.experiment_id, self.parent_run_id))
-                self.earlier = set(self.runs)
-                for tid, run_id in self.runs.items():
-                    hist = raw.get_metric_history(run_id, "train_loss")
-                    self.logged_upto[tid] = max((m.step for m in hist), default=0)
-                best = raw.get_run(self.parent_run_id).data.metrics.get("best_val_acc")
-                self.best = best
-            except Exception as e:  # tracking down at start: carry on, writes are buffered
-                print(f"gunn-search: could not read existing MLflow runs: {tr.first_line(str(e))}",
-                      file=sys.stderr)
-        return self._client
-
-    # --- Tune hooks -----------------------------------------------------------------------------
     def setup(self, **info):
-        # A second Ctrl-C raises out of Tune at once: the runs are then closed from here.
-        interrupts.on_abort(self.abort)
+        super().setup(**info)
         # The Optuna study's trials carry their run ids (gunn_search.run.study).
         study.publish_run_ids(self.run_id)
 
@@ -110,16 +57,39 @@ class MLflowSearchCallback(tune.Callback):
         run_id = self.runs.get(trial_id)
         return None if run_id is None else self.client.known(run_id)
 
-    def on_trial_start(self, iteration, trials, trial, **info):
-        self._start(trial)
+    def _init_runtime(self) -> None:
+        super()._init_runtime()
+        self.histories: dict[str, list[dict]] = {}
+        self.logged_upto: dict[str, int] = {}  # last epoch already in MLflow (resumed runs)
+        self.redone: dict[str, int] = {}
+        self.best: float | None = None
+        self.n_results = 0
+        # (MLflow seconds, driver CPU seconds) as each trial ended, under GUNN_SEARCH_TIMING
+        self._marks: list[tuple[float, float]] = []
+        self._preloading: threading.Thread | None = None
 
-    def on_trial_restore(self, iteration, trials, trial, **info):
-        self._start(trial)
+    # --- a search's trials --------------------------------------------------------------------
+    def run_name(self, trial) -> str:
+        return f"trial-{trial.trial_id}"
 
+    def run_tags(self, trial) -> dict:
+        return {ROLE_TAG: "trial"}
+
+    def train_config(self, trial):
+        return trial_config(self.space, dict(trial.config))
+
+    def existing_runs(self, client) -> dict:
+        return tr.child_runs(client, self.experiment_id, self.parent_run_id)
+
+    def resumed(self, client) -> None:
+        for tid, run_id in self.runs.items():
+            hist = client.get_metric_history(run_id, "train_loss")
+            self.logged_upto[tid] = max((m.step for m in hist), default=0)
+        self.best = client.get_run(self.parent_run_id).data.metrics.get("best_val_acc")
+
+    # --- Tune hooks -----------------------------------------------------------------------------
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        run_id = self._ensure_run(trial)
-        status = TrialStatus(result.get("trial_status", TrialStatus.RUNNING))
-        self.statuses[trial.trial_id] = status
+        run_id, status = self._result(trial, result)
         if status in (TrialStatus.REJECTED, TrialStatus.OOM):
             if result.get("error"):
                 tr.batch(self.client, run_id, tags={ERROR_TAG: result["error"]})
@@ -129,10 +99,9 @@ class MLflowSearchCallback(tune.Callback):
             # Resumed from a checkpoint older than the epochs already logged (the driver died
             # before Tune saved its state): the epoch is trained again but logged once.
             self.redone[trial.trial_id] = self.redone.get(trial.trial_id, 0) + 1
-            tr.batch(self.client, run_id, tags={"gunn_search.epochs_redone": self.redone[trial.trial_id]})
+            tr.batch(self.client, run_id, tags={EPOCHS_REDONE_TAG: self.redone[trial.trial_id]})
             return
-        keys = [k for k in tr.EPOCH_METRICS if not (status == TrialStatus.NONFINITE and k == METRIC)]
-        metrics = tr.finite_metrics(result, keys)
+        metrics = epoch_metrics(result, status, tr.EPOCH_METRICS)
         tr.batch(self.client, run_id, metrics=metrics, step=epoch)
         self.histories.setdefault(trial.trial_id, []).append({"epoch": epoch, **metrics})
         if status != TrialStatus.NONFINITE and METRIC in metrics:
@@ -143,22 +112,12 @@ class MLflowSearchCallback(tune.Callback):
                          metrics={"best_val_acc": self.best}, step=self.n_results)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        last = trial.last_result or {}
-        status = TrialStatus(last.get("trial_status", TrialStatus.RUNNING))
-        tags = {}
-        if status.kind is Kind.RUNNING:  # it had epochs left: ASHA stopped it
-            status, tags = TrialStatus.STOPPED, {STOPPED_AT_TAG: int(last.get("epoch", 0))}
-        self._finish(trial, status, "FINISHED", tags)
+        super().on_trial_complete(iteration, trials, trial, **info)
         self._preload_plotting_if_idle(trials)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self._finish(trial, TrialStatus.ERRORED, "FAILED", {ERROR_TAG: tr.trial_error_line(trial)})
+        super().on_trial_error(iteration, trials, trial, **info)
         self._preload_plotting_if_idle(trials)
-
-    def on_trial_recover(self, iteration, trials, trial, **info):
-        run_id = self._ensure_run(trial)
-        tr.batch(self.client, run_id, tags={tr.STATUS_TAG: TrialStatus.RETRYING,
-                                            ERROR_TAG: tr.trial_error_line(trial)})
 
     def on_experiment_end(self, trials, **info):
         interrupt = interrupts.received()
@@ -184,84 +143,21 @@ class MLflowSearchCallback(tune.Callback):
                                             daemon=True)
         self._preloading.start()
 
-    def _start(self, trial) -> None:
-        run_id = self._ensure_run(trial)
-        tid = trial.trial_id
-        if tid in self.earlier and tid not in self.started:
-            # Resumed: a run an earlier driver ended (interrupted; errored and retried now)
-            # runs again. One that a killed driver left RUNNING is set so again, harmlessly.
-            self.client.call("update_run", run_id, status="RUNNING")
-            tr.batch(self.client, run_id, tags={tr.STATUS_TAG: TrialStatus.RUNNING})
-        self.started.add(tid)
-
     def close_interrupted(self, trials, interrupt: interrupts.Interrupt) -> None:
-        """The end of a search a signal stopped (Tune has saved its state for `--resume`).
+        """The end of a search a signal stopped: the trials it cut are `interrupted`, KILLED
+        (`close_cut`); trials that ended while a killed driver was down are closed as at a
+        normal end; the parent run is KILLED, tagged with the signal and its time."""
+        self.client.flush()
+        self.drop_unsaved(trials)
+        for t in self.close_cut(trials):
+            self.close_if_ended(t)
+        mark_killed(self.client, self.parent_run_id, interrupt)
 
-        A trial that started in this driver and did not end is cut (Tune's cleanup has marked
-        it TERMINATED), and so is one with a run that waits to start again: `interrupted`,
-        KILLED. Trials that ended while a killed driver was down are closed as at a normal
-        end; the parent run is KILLED, tagged with the signal and its time.
-        """
-        client = self.client
-        client.flush()
-        self._drop_unsaved_trials(trials)
-        for t in trials:
-            tid = t.trial_id
-            if tid in self.closed:
-                continue
-            if tid in self.started or (tid in self.runs and t.status not in ("TERMINATED", "ERROR")):
-                self._finish(t, TrialStatus.INTERRUPTED, "KILLED")
-            else:
-                self._close_if_ended(t)
-        mark_killed(client, self.parent_run_id, interrupt)
-
-    def abort(self) -> None:
-        """After a second signal cut Tune's own stop short: the runs of the trials that started
-        in this driver and did not end are `interrupted`, KILLED (the search closes its parent
-        run)."""
-        for tid in sorted(self.started - self.closed):
-            run_id = self.runs[tid]
-            self.closed.add(tid)
-            tr.batch(self.client, run_id, tags={tr.STATUS_TAG: TrialStatus.INTERRUPTED})
-            self.client.call("set_terminated", run_id, "KILLED")
-
-    def _ensure_run(self, trial) -> str:
-        tid = trial.trial_id
-        client = self.client  # on first use this also loads the runs a resumed search has
-        if tid in self.runs:
-            return self.runs[tid]
-        # While the store is unreachable this is a placeholder id that queued writes resolve.
-        run_id = client.create_run(self.experiment_id, run_name=f"trial-{tid}",
-                                   tags={tr.PARENT_TAG: self.parent_run_id, tr.TRIAL_TAG: tid,
-                                         tr.ROLE_TAG: "trial", tr.STATUS_TAG: TrialStatus.RUNNING})
-        self.runs[tid] = run_id
-        try:
-            cfg = trial_config(self.space, dict(trial.config))
-            tr.batch(client, run_id, params=tr.config_params(cfg),
-                     metrics=cost_metrics(config_cost(cfg)))
-            self._log_yaml(run_id, cfg.model_dump(mode="json"), "train_config.yaml")
-        except Exception as e:  # never let bookkeeping stop a search
-            print(f"gunn-search: could not log trial config: {e}", file=sys.stderr)
-        return run_id
-
-    def _finish(self, trial, status: TrialStatus, mlflow_status: str, tags: dict | None = None) -> None:
-        run_id = self._ensure_run(trial)
-        self.statuses[trial.trial_id] = status
-        self.closed.add(trial.trial_id)
-        tr.batch(self.client, run_id, tags={tr.STATUS_TAG: status, **(tags or {})})
-        self.client.call("set_terminated", run_id, mlflow_status)
+    def _finish(self, trial, status: TrialStatus, mlflow_status: str,
+                tags: dict | None = None) -> None:
+        super()._finish(trial, status, mlflow_status, tags)
         if timing.enabled():
             self._marks.append((self.client.busy_s, time.process_time()))
-
-    def _log_yaml(self, run_id: str, data: dict, name: str) -> None:
-        d = Path(tempfile.mkdtemp(dir=self._spool()))
-        p = d / name
-        p.write_text(yaml.safe_dump(data, sort_keys=False))
-        self.client.call("log_artifact", run_id, str(p))
-        # Delivered, the file is not needed again: removed now, not at the search's end (where
-        # 384 trials' folders took 1.1 s). A queued write keeps it for its retry.
-        if not self.client.pending:
-            shutil.rmtree(d, ignore_errors=True)
 
     def finalize(self, trials) -> None:
         """Close every trial's run, put the best config and the plots on the parent, end it.
@@ -278,21 +174,21 @@ class MLflowSearchCallback(tune.Callback):
         before = (client.calls, client.busy_s)  # the trial phase's MLflow calls
         with steps.step("flush"):
             client.flush()
-            self._drop_unsaved_trials(trials)
-        records, best = [], None
+            self.drop_unsaved(trials)
+        records, candidates = [], []
         with steps.step("records"):
             for t in trials:
-                status = self._close_if_ended(t)
+                status = self.close_if_ended(t)
                 hist = self._history(t)
                 vals = [h[METRIC] for h in hist if METRIC in h]
                 value = max(vals) if vals else None
                 records.append(TrialRecord(trial_id=t.trial_id, params=self._searched_values(t),
                                            history=hist, status=status, value=value))
-                if value is not None and status.has_result and (best is None or value > best[0]):
-                    best = (value, t)
+                candidates.append({"trial": t, "status": status, METRIC: value})
         with steps.step("best config"):
+            best = best_trial(candidates)
             if best is not None:
-                value, t = best
+                t, value = best["trial"], best[METRIC]
                 run_id = client.resolve(self.runs.get(t.trial_id, ""))
                 cfg = export_config(trial_config(self.space, dict(t.config)),
                                     search_run_id=self.parent_run_id, trial_run_id=run_id,
@@ -300,8 +196,7 @@ class MLflowSearchCallback(tune.Callback):
                 self._log_yaml(self.parent_run_id, cfg.model_dump(mode="json"),
                                "best_config.yaml")
                 tr.batch(client, self.parent_run_id,
-                         tags={"gunn_search.best_trial_id": t.trial_id,
-                               "gunn_search.best_run_id": run_id},
+                         tags={BEST_TRIAL_TAG: t.trial_id, BEST_RUN_TAG: run_id},
                          metrics={"best_val_acc": value}, step=self.n_results + 1)
             if len(self.space.search.objective_list) > 1:
                 self._log_pareto(trials)
@@ -326,7 +221,7 @@ class MLflowSearchCallback(tune.Callback):
                   file=sys.stderr)
         else:
             with steps.step("spool cleanup"):
-                shutil.rmtree(self._spool(), ignore_errors=True)
+                self.drop_spool()
         timing.report({"trials": len(trials), "mlflow_calls_trials": before[0],
                        "mlflow_s_trials": round(before[1], 4), "mlflow_calls": client.calls,
                        "mlflow_s": round(client.busy_s, 4),
@@ -342,7 +237,7 @@ class MLflowSearchCallback(tune.Callback):
         for t in trials:
             if t.trial_id in self.runs:
                 tr.batch(self.client, self.runs[t.trial_id],
-                         tags={pareto.PARETO_TAG: str(t.trial_id in on_front).lower()})
+                         tags={PARETO_TAG: str(t.trial_id in on_front).lower()})
         d = Path(tempfile.mkdtemp(dir=self._spool()))
         text = pareto.table([r for r in finished if r["trial"] in on_front], objectives)
         (d / "pareto.md").write_text(f"# Pareto front ({len(on_front)} of {len(finished)} "
@@ -356,34 +251,6 @@ class MLflowSearchCallback(tune.Callback):
                 self.client.call("log_artifact", self.parent_run_id, str(path), "plots")
             except Exception as e:  # a plot is a convenience
                 print(f"gunn-search: Pareto plot failed: {tr.first_line(str(e))}", file=sys.stderr)
-
-    def _drop_unsaved_trials(self, trials) -> None:
-        """Delete the runs of trials that a killed driver started but Tune never saved.
-
-        Tune writes its state once a second; a trial started inside that second before the kill
-        is unknown to the restored search, which samples a new trial in its place. Its run
-        would be a stray extra child, so it is closed, tagged and soft-deleted (`mlflow runs
-        restore` brings it back).
-        """
-        known = {t.trial_id for t in trials}
-        for tid in sorted(set(self.runs) - known):
-            run_id = self.runs.pop(tid)
-            tr.batch(self.client, run_id, tags={tr.STATUS_TAG: TrialStatus.ABANDONED})
-            self.client.call("set_terminated", run_id, "KILLED")
-            self.client.call("delete_run", run_id)
-            print(f"gunn-search: trial {tid} was started just before the driver stopped and was "
-                  f"not saved by Tune; its MLflow run {self.client.resolve(run_id)} is deleted "
-                  "(a new trial took its place)", file=sys.stderr)
-
-    def _close_if_ended(self, trial) -> str:
-        tid = trial.trial_id
-        if tid in self.closed:
-            return self.statuses[tid]
-        if trial.status == "ERROR":
-            self.on_trial_error(0, [], trial)
-        elif trial.status == "TERMINATED":
-            self.on_trial_complete(0, [], trial)
-        return self.statuses.get(tid, TrialStatus.RUNNING)
 
     def _searched_values(self, trial) -> dict:
         """The trial's values of the searched dimensions, as numbers where they are numbers."""
@@ -414,14 +281,8 @@ class MLflowSearchCallback(tune.Callback):
         except Exception as e:  # a description is a convenience
             print(f"gunn-search: run description failed: {tr.first_line(str(e))}", file=sys.stderr)
             return
-        tr.batch(self.client, self.parent_run_id, tags={mlflow_ui.NOTE_TAG: note})
+        tr.batch(self.client, self.parent_run_id, tags={NOTE_TAG: note})
 
-    def _spool(self) -> Path:
-        """Artifacts are written here, not to a temporary directory, so that a write queued
-        while the tracking store is unreachable still finds its file when it is retried."""
-        d = Path(tempfile.gettempdir()) / f"gunn-search-spool-{self.parent_run_id}"
-        d.mkdir(parents=True, exist_ok=True)
-        return d
 
 
 def mark_killed(client: tr.BufferedClient, run_id: str,

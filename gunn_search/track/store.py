@@ -30,12 +30,10 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from gunn_search.track import ui
-
-ROLE_TAG = "gunn_search.role"
-TRIAL_TAG = "gunn_search.trial_id"
-STATUS_TAG = "gunn_search.status"
-SEARCH_TAG = "gunn_search.search_run_id"
-PARENT_TAG = "mlflow.parentRunId"
+# The run tags, defined in gunn_search.track.tags; callers that hold this module name them
+# through it (tr.STATUS_TAG), so they are kept importable from here.
+from gunn_search.track.tags import (PARENT_TAG, ROLE_TAG, SEARCH_TAG,  # noqa: F401
+                                    STATUS_TAG, TRIAL_TAG)
 
 # Per-epoch metrics logged for each trial (anything else Tune adds is Ray's, not ours).
 EPOCH_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_seconds",

@@ -32,15 +32,11 @@ import json
 from typing import Any, Mapping, Sequence
 
 from gunn_search.results.status import METRIC
+from gunn_search.track.tags import (KIND_TAG, PARENT_TAG, PRIMARY_METRIC_TAG, STATUS_TAG,
+                                    VIEW_TAG_PREFIX)
 
-KIND_TAG = "mlflow.experimentKind"
 MODEL_TRAINING = "custom_model_development"
-PRIMARY_METRIC_TAG = "mlflow.experiment.primaryMetric.name"
 EXPERIMENT_TAGS = {KIND_TAG: MODEL_TRAINING, PRIMARY_METRIC_TAG: METRIC}
-VIEW_TAG_PREFIX = "mlflow.sharedViewState."
-NOTE_TAG = "mlflow.note.content"
-STATUS_TAG = "gunn_search.status"  # = tracking.STATUS_TAG (tracking imports this module)
-PARENT_TAG = "mlflow.parentRunId"
 NOTE_ROWS = 10
 MAX_NOTE = 7900
 

@@ -1,4 +1,5 @@
-"""Whole GUNN/SUNN networks built from a plain spec (`trainers.model.spec`), and `build_model`.
+"""Whole GUNN/SUNN networks (the paper's Tables 1-2) built from a plain spec
+(`trainers.model.spec`), and `build_model`.
 
 CIFAR layout (GUNN-15, Table 1 and the authors' code):
     conv3x3 3->stem, BN, ReLU; conv1x1 stem->N1, BN, ReLU; layer(N1)
@@ -17,8 +18,9 @@ from dataclasses import replace
 import torch
 from torch import nn
 
-from trainers.model.layers import GUNNLayer, SUNNLayer
+from trainers.model.gunn_layer import GUNNLayer
 from trainers.model.spec import GUNN_MODES, NetworkSpec, model_spec
+from trainers.model.sunn_layer import SUNNLayer
 
 
 class GUNNNet(nn.Module):

@@ -1,5 +1,6 @@
-"""Plain-data architecture specs: `StageSpec` <N, P, K, M>, `NetworkSpec`, and the paper's models
-by name.
+"""Plain-data architecture specs: `StageSpec` <N, P, K, M> (a layer of the paper's §5.1),
+`NetworkSpec`, and the paper's models by name (Tables 1-2: GUNN-15 and GUNN-24 for CIFAR,
+GUNN-18 and Wide-GUNN-18 for ImageNet, each with its SUNN).
 
 No torch here: the search driver validates spaces, samples architectures and prices them with the
 analytic cost model (`trainers.model.cost`) from these specs alone, without paying for importing torch
@@ -9,18 +10,21 @@ analytic cost model (`trainers.model.cost`) from these specs alone, without payi
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
-from typing import Callable, Literal
+from typing import Callable, Literal, get_args
 
+# The allowed values of an architecture's settings, defined once: `trainers.config.ModelConfig`
+# takes these types for its fields (a YAML config's errors), `NetworkSpec` checks the same lists
+# for callers that build a spec from plain data.
 # Algorithm 1 ("recompute", "keep") and plain autograd through the sequential updates ("naive").
-GUNN_MODES = ("recompute", "keep", "naive")
-
+GunnMode = Literal["recompute", "keep", "naive"]
+GUNN_MODES = get_args(GunnMode)
 Family = Literal["gunn", "sunn"]
 Stem = Literal["cifar", "imagenet"]
 # Between two layers: conv1x1 + BN + ReLU then 2x2 average pooling (the paper's text, the authors'
 # CIFAR models), or the pooling first (the authors' ImageNet models): same parameters, and the
 # conv at a quarter of the pixels. A spec without one takes its stem's, as in the authors' code.
 Transition = Literal["conv_pool", "pool_conv"]
-TRANSITIONS = ("conv_pool", "pool_conv")
+TRANSITIONS = get_args(Transition)
 DEFAULT_TRANSITION = {"cifar": "conv_pool", "imagenet": "pool_conv"}
 
 
@@ -76,12 +80,13 @@ class NetworkSpec:
         for i, s in enumerate(self.stages):
             if min(s.N, s.P, s.K, s.M) < 1:
                 raise ValueError(f"stages[{i}]: N, P, K, M must be >= 1, got {s}")
-            if s.N % s.P:
-                raise ValueError(f"stages[{i}]: N={s.N} is not divisible by P={s.P}")
-        if self.family not in ("gunn", "sunn"):
-            raise ValueError(f"family must be 'gunn' or 'sunn', got {self.family!r}")
-        if self.stem not in ("cifar", "imagenet"):
-            raise ValueError(f"stem must be 'cifar' or 'imagenet', got {self.stem!r}")
+            try:
+                check_shape(s.N, s.P)
+            except ValueError as e:
+                raise ValueError(f"stages[{i}]: {e}") from None
+        for name, allowed in (("family", get_args(Family)), ("stem", get_args(Stem))):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if not isinstance(self.residual, bool):
             raise ValueError(f"residual must be true or false, got {self.residual!r}")
         if self.transition is None:
@@ -151,9 +156,14 @@ MODEL_REGISTRY: dict[str, Callable[[int], NetworkSpec]] = {
 }
 
 
-def model_spec(name: str, num_classes: int | None = None) -> NetworkSpec:
-    """The spec of a registered paper model."""
+def check_model_name(name: str) -> None:
+    """ValueError unless ``name`` is a registered model (a config's `model.name` too)."""
     if name not in MODEL_REGISTRY:
         raise ValueError(f"unknown model {name!r}; known: {', '.join(sorted(MODEL_REGISTRY))}")
+
+
+def model_spec(name: str, num_classes: int | None = None) -> NetworkSpec:
+    """The spec of a registered paper model."""
+    check_model_name(name)
     factory = MODEL_REGISTRY[name]
     return factory() if num_classes is None else factory(num_classes)

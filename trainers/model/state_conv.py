@@ -1,4 +1,5 @@
-"""The 1x1 convolution over a GUNN state that is never built, and its gradients, in place.
+"""The 1x1 convolution over a GUNN state that is never built, and its gradients, in place: the
+part of Algorithm 1 (`trainers.model.gunn_layer`) that reads the whole state.
 
 Before segment i's update (channels [a, b)) the state is ``cat(y[:, :a], x[:, a:])``: the
 segments before it already updated (the layer output y), the rest as they came in (the input

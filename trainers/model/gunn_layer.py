@@ -1,13 +1,13 @@
-"""GUNN and SUNN layers: N channels in P segments, each updated by its own `SegmentUpdate`.
+"""GUNN, the paper's gradually updated layer, and its Algorithm 1 (memory-efficient backward).
 
-SUNN computes every segment from the layer input at once. GUNN updates the segments in order,
-each reading the state as the earlier updates left it (the paper's Eq. 3-4). Both hold the same
-modules under the same names, so a SUNN state_dict loads into the GUNN of the same spec.
+GUNN updates the P segments one after another, each reading the state as the earlier updates
+left it (the paper's Eq. 3-4); SUNN (`trainers.model.sunn_layer`) computes every segment from
+the layer input. Both hold the same modules under the same names (`trainers.model.segmented`).
 
 GUNN training memory (the paper's Algorithm 1): because every segment is updated exactly once,
 the value a segment held before its update is its value in the layer input. Keeping only the
 input x and the output y therefore gives backward the state before any update i: it is
-``cat(y[:, :a], x[:, a:])``, read in its two pieces (trainers/model/state_conv.py), never copied.
+``cat(y[:, :a], x[:, a:])``, read in its two pieces (`trainers.model.state_conv`), never copied.
 Backward walks the segments in reverse. Modes:
 
 - ``recompute``: forward keeps no unit activations; backward recomputes one segment at a time.
@@ -33,70 +33,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainers.model.spec import GUNN_MODES, check_shape
+from trainers.model.segmented import SegmentedLayer
+from trainers.model.spec import GUNN_MODES
 from trainers.model.state_conv import memory_format_of, state_conv, state_conv_backward
-from trainers.model.unit import SegmentUpdate
+from trainers.model.update_unit import SegmentUpdate
 
 
-class _SegmentedLayer(nn.Module):
-    """Shared structure of GUNN and SUNN layers: P segment updates over N channels."""
-
-    def __init__(self, N: int, P: int, K: int, M: int, projection: bool = False,
-                 residual: bool = True):
-        super().__init__()
-        check_shape(N, P)
-        if min(N, P, K, M) < 1:
-            raise ValueError(f"N, P, K, M must be positive, got {(N, P, K, M)}")
-        self.N, self.P, self.K, self.M, self.n = N, P, K, M, N // P
-        self.projection = projection
-        self.residual = residual
-        self.segments = nn.ModuleList(SegmentUpdate(N, self.n, K, M, projection, residual)
-                                      for _ in range(P))
-
-    def bounds(self, i: int) -> tuple[int, int]:
-        """Channel range [a, b) of segment i."""
-        return i * self.n, (i + 1) * self.n
-
-    def extra_repr(self) -> str:
-        return (f"N={self.N}, P={self.P}, K={self.K}, M={self.M}, projection={self.projection}"
-                + ("" if self.residual else ", residual=False"))
-
-
-class SUNNLayer(_SegmentedLayer):
-    """Simultaneously updated layer: every segment's update reads the same input.
-
-    ``grouped=True`` runs the P bottlenecks as one grouped bottleneck (same parameters, P times
-    fewer kernel launches); ``grouped=False`` runs them one by one (the reference).
-    """
-
-    def __init__(self, N, P, K, M, projection=False, grouped: bool = True,
-                 residual: bool = True):
-        super().__init__(N, P, K, M, projection, residual)
-        self.grouped = grouped
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.grouped:
-            return torch.cat([seg(x, *self.bounds(i)) for i, seg in enumerate(self.segments)], 1)
-        segs = self.segments
-        s = x
-        for m in range(self.M):
-            units = [seg.units[m] for seg in segs]
-            # The first unit reads all N channels; later ones read their own segment (groups=P).
-            groups = 1 if m == 0 else self.P
-            h = F.conv2d(s, torch.cat([u.conv1.weight for u in units]), groups=groups)
-            h = torch.relu(grouped_batch_norm(h, [u.bn1 for u in units]))
-            h = F.conv2d(h, torch.cat([u.conv2.weight for u in units]), padding=1, groups=self.P)
-            h = torch.relu(grouped_batch_norm(h, [u.bn2 for u in units]))
-            h = F.conv2d(h, torch.cat([u.conv3.weight for u in units]), groups=self.P)
-            h = grouped_batch_norm(h, [u.bn3 for u in units])
-            if m == 0 and self.projection:
-                p = F.conv2d(x, torch.cat([seg.proj.conv.weight for seg in segs]))
-                h = h + grouped_batch_norm(p, [seg.proj.bn for seg in segs])
-            s = s + h if self.residual else h
-        return s
-
-
-class GUNNLayer(_SegmentedLayer):
+class GUNNLayer(SegmentedLayer):
     """Gradually updated layer: segment i's update reads segments < i already updated."""
 
     def __init__(self, N, P, K, M, projection=False, mode: str = "recompute",
@@ -120,39 +63,6 @@ class GUNNLayer(_SegmentedLayer):
             return y
         params = [p for seg in self.segments for p in seg.parameters()]
         return _GradualUpdate.apply(x, self, self.mode == "keep", *params)
-
-
-def grouped_batch_norm(x: torch.Tensor, bns: list[nn.BatchNorm2d]) -> torch.Tensor:
-    """Apply P BatchNorms over consecutive channel groups of x as one BatchNorm call.
-
-    BN is per channel, so concatenating the P modules' parameters and statistics gives exactly
-    their separate results; the updated running statistics are copied back to each module.
-    """
-    bn0 = bns[0]
-    weight = torch.cat([bn.weight for bn in bns])
-    bias = torch.cat([bn.bias for bn in bns])
-    use_batch_stats = bn0.training or not bn0.track_running_stats
-    update_stats = bn0.training and bn0.track_running_stats
-    if bn0.track_running_stats:
-        running_mean = torch.cat([bn.running_mean for bn in bns])
-        running_var = torch.cat([bn.running_var for bn in bns])
-    else:
-        running_mean = running_var = None
-    momentum = bn0.momentum
-    if update_stats:
-        with torch.no_grad():
-            for bn in bns:
-                bn.num_batches_tracked.add_(1)
-        if momentum is None:  # cumulative moving average, as nn.BatchNorm2d does
-            momentum = 1.0 / float(bn0.num_batches_tracked)
-    out = F.batch_norm(x, running_mean, running_var, weight, bias, use_batch_stats,
-                       momentum or 0.0, bn0.eps)
-    if update_stats:
-        sizes = [bn.num_features for bn in bns]
-        with torch.no_grad():
-            torch._foreach_copy_([bn.running_mean for bn in bns], list(running_mean.split(sizes)))
-            torch._foreach_copy_([bn.running_var for bn in bns], list(running_var.split(sizes)))
-    return out
 
 
 @contextlib.contextmanager
@@ -314,7 +224,7 @@ def _first_conv_weight(seg: SegmentUpdate) -> torch.Tensor:
     return ws[0] if len(ws) == 1 else torch.cat(ws)
 
 
-def _first_conv_weights(layer: _SegmentedLayer) -> list[torch.Tensor]:
+def _first_conv_weights(layer: SegmentedLayer) -> list[torch.Tensor]:
     """`_first_conv_weight` of every segment, from one cat for the layer (not one per segment)."""
     ws = [w for seg in layer.segments for w in _first_conv_params(seg)]
     if len(ws) == len(layer.segments):

@@ -1,4 +1,10 @@
-"""The update unit of the paper (Figure 4) and the CIFAR models' projection shortcut."""
+"""One segment's update: the paper's update unit (Figure 4), M of them stacked, and the CIFAR
+models' projection shortcut (the authors' code).
+
+`UpdateUnit` is the bottleneck 1x1 conv N -> K*n, BN, ReLU; 3x3 conv, BN, ReLU; 1x1 conv -> n, BN.
+`SegmentUpdate` stacks M units (the first reads the whole state, the later ones the segment) and
+adds the result back to the segment; the GUNN and SUNN layers hold one per segment.
+"""
 
 from __future__ import annotations
 

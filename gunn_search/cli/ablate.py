@@ -1,0 +1,107 @@
+"""`gunn-search ablate`: the command's flags, their checks (one-line errors before Ray or MLflow
+is imported) and what it prints; the ablation itself is `gunn_search.ablation.run`.
+
+    gunn-search ablate --experiment smoke --variants gunn,sunn,gunn-nores --seeds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+from pathlib import Path
+from typing import Sequence
+
+from gunn_search.ablation.report import to_markdown
+from gunn_search.ablation.run import AblationOptions, log, run_ablation
+from gunn_search.ablation.variants import DEFAULT_VARIANTS, VARIANTS, parse_variants
+from gunn_search.errors import UsageError
+from gunn_search.run import interrupts
+
+
+def ablate_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="gunn-search ablate",
+        description="Train a searched trial's config as GUNN, SUNN and GUNN-NoRes with the same "
+                    "seeds (same initial weights and data order per seed) and report the paired "
+                    "differences, as the paper's Table 5.")
+    p.add_argument("--experiment", required=True, help="MLflow experiment of the search")
+    p.add_argument("--run-id", help="trial run whose config to ablate (default: the best trial)")
+    p.add_argument("--variants", default=DEFAULT_VARIANTS,
+                   help=f"comma-separated, of {', '.join(VARIANTS)} (default: {DEFAULT_VARIANTS})")
+    p.add_argument("--seeds", type=int, default=3,
+                   help="seeds per variant, >= 2: the trial's seed and the ones after it "
+                        "(default 3)")
+    p.add_argument("--epochs", type=int, help="epochs per run (default: the trial's)")
+    p.add_argument("--final", action="store_true",
+                   help="train on train + val and report the test error (data.split: final)")
+    p.add_argument("--data-dir", help="dataset directory (default: the trial's)")
+    p.add_argument("--gpus-per-trial", metavar="G|auto", default="auto",
+                   help="GPUs per run: a number, or auto (one per run where there are GPUs)")
+    p.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per run (default 1)")
+    p.add_argument("--max-failures", type=int, default=1,
+                   help="retries of a failed run from its last checkpoint (default 1)")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///./mlflow.db)")
+    p.add_argument("--storage", default="gunn-search-runs",
+                   help="where Tune keeps the runs' checkpoints (default: ./gunn-search-runs; "
+                        "on a cluster of several nodes, a URI every node reaches)")
+    p.add_argument("--address", help="join a Ray cluster: auto, HOST:PORT or ray://HOST:PORT")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the newest interrupted ablation of this trial, variants and "
+                        "seeds")
+    return p
+
+
+def cmd_ablate(argv: Sequence[str]) -> int:
+    from gunn_search.cli.flags import check_gpus_here, gpus_request
+    from gunn_search.track.uri import check_tracking_uri, default_tracking_uri
+
+    args = ablate_parser().parse_args(argv)
+    interrupts.install("gunn-search ablate")
+    variants = parse_variants(args.variants)
+    if args.seeds < 2:
+        raise UsageError(f"--seeds must be >= 2 for a confidence interval (got {args.seeds})")
+    if args.epochs is not None and args.epochs < 1:
+        raise UsageError(f"--epochs must be >= 1 (got {args.epochs})")
+    if args.max_failures < 0:
+        raise UsageError("--max-failures must be >= 0")
+    if args.cpus_per_trial <= 0:
+        raise UsageError(f"--cpus-per-trial must be > 0 (got {args.cpus_per_trial:g})")
+    gpus = gpus_request(args.gpus_per_trial)  # the search's rule for the flag
+    check_gpus_here(gpus, args.address)
+    uri = args.tracking_uri or default_tracking_uri()
+    check_tracking_uri(uri)
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
+        raise UsageError(f"no MLflow store at {uri[len('sqlite:///'):]} (run a search first, "
+                         "or pass --tracking-uri)")
+    if args.address:
+        from gunn_search.run.ray_session import check_cluster
+        check_cluster(args.address, uri)
+    opts = AblationOptions(args.experiment, uri, variants, args.seeds, args.run_id, args.epochs,
+                           args.final, args.data_dir, gpus, args.cpus_per_trial,
+                           args.max_failures, args.storage, args.address, args.resume)
+    resume = shlex.join(["gunn-search", "ablate", *[a for a in argv if a != "--resume"],
+                         "--resume"])
+    try:
+        result = run_ablation(opts)
+    except KeyboardInterrupt:  # a second signal, or one before Tune ran: stopped at once
+        i = interrupts.received()
+        print(f"ablation: interrupted ({i.name if i else 'SIGINT'}, stopped at once)")
+        print(f"resume:  {resume}")
+        return i.exit_code if i else 130
+    if result.interrupted is not None:  # nothing summarised: only how to go on
+        i = result.interrupted
+        done = sum(st == "completed" for v in result.statuses.values() for st in v.values())
+        print(f"ablation: interrupted by {i.name} at {i.at} ({done} of "
+              f"{len(variants) * len(result.seeds)} runs completed), MLflow run "
+              f"{result.parent_run_id}")
+        print(f"resume:  {resume}")
+        return i.exit_code
+    print(to_markdown(result))
+    print(f"\nMLflow: ablation run {result.parent_run_id} in experiment {opts.experiment} "
+          "(ablation.md, ablation.json; one nested run per variant and seed)")
+    failed = result.failed()
+    if failed:
+        log(f"{len(failed)} of {len(variants) * len(result.seeds)} runs gave no result; the "
+            "statistics leave them out")
+        return 1
+    return 0
