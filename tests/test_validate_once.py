@@ -11,7 +11,8 @@ import pytest
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 import trainers.loop
-from gunn_search.cli.search import apply_overrides, search_parser
+from gunn_search.api import load_searched_space
+from gunn_search.cli.search import search_parser, space_settings
 from gunn_search.run import trainable
 from gunn_search.space import define_by_run, extract, load_space
 from trainers.config import OptimConfig, TrainConfig
@@ -62,7 +63,7 @@ def test_optim_lr_is_validated_at_most_twice_from_the_space_file_to_the_trainer(
     args = search_parser().parse_args(["--space", "smoke.yaml", "--data-dir", str(tmp_path),
                                        "--max-epochs", "3", "--num-samples", "2", "--seed", "1",
                                        "--cpus-per-trial", "1", "--gpus-per-trial", "0"])
-    space = apply_overrides(load_space(args.space), args)
+    space, _, _ = load_searched_space(args.space, **space_settings(args))
     assert space.search.num_samples == 2 and space.max_epochs == 3
     assert space.base.data.data_dir == str(tmp_path.resolve())
     # the searcher's define-by-run sample

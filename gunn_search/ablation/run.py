@@ -105,7 +105,7 @@ def run_ablation(opts: AblationOptions) -> AblationResult:
 
     from gunn_search.run.ray_session import init_ray
 
-    init_ray(opts.address)
+    own_ray = init_ray(opts.address)
     interrupts.reclaim()
     try:
         # auto: a whole GPU per run where there are GPUs (each run is a full training; runs
@@ -168,7 +168,8 @@ def run_ablation(opts: AblationOptions) -> AblationResult:
         interrupts.abort()
         raise
     finally:
-        ray.shutdown()
+        if own_ray:
+            ray.shutdown()
     return result
 
 

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import argparse
 import shlex
-from pathlib import Path
 from typing import Sequence
 
 from gunn_search.ablation.report import to_markdown
-from gunn_search.ablation.run import AblationOptions, log, run_ablation
-from gunn_search.ablation.variants import DEFAULT_VARIANTS, VARIANTS, parse_variants
-from gunn_search.errors import UsageError
+from gunn_search.ablation.run import log, run_ablation
+from gunn_search.ablation.variants import DEFAULT_VARIANTS, VARIANTS
 from gunn_search.run import interrupts
 
 
@@ -52,33 +50,17 @@ def ablate_parser() -> argparse.ArgumentParser:
 
 
 def cmd_ablate(argv: Sequence[str]) -> int:
-    from gunn_search.cli.flags import check_gpus_here, gpus_request
-    from gunn_search.track.uri import check_tracking_uri, default_tracking_uri
+    from gunn_search import api
 
     args = ablate_parser().parse_args(argv)
     interrupts.install("gunn-search ablate")
-    variants = parse_variants(args.variants)
-    if args.seeds < 2:
-        raise UsageError(f"--seeds must be >= 2 for a confidence interval (got {args.seeds})")
-    if args.epochs is not None and args.epochs < 1:
-        raise UsageError(f"--epochs must be >= 1 (got {args.epochs})")
-    if args.max_failures < 0:
-        raise UsageError("--max-failures must be >= 0")
-    if args.cpus_per_trial <= 0:
-        raise UsageError(f"--cpus-per-trial must be > 0 (got {args.cpus_per_trial:g})")
-    gpus = gpus_request(args.gpus_per_trial)  # the search's rule for the flag
-    check_gpus_here(gpus, args.address)
-    uri = args.tracking_uri or default_tracking_uri()
-    check_tracking_uri(uri)
-    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
-        raise UsageError(f"no MLflow store at {uri[len('sqlite:///'):]} (run a search first, "
-                         "or pass --tracking-uri)")
-    if args.address:
-        from gunn_search.run.ray_session import check_cluster
-        check_cluster(args.address, uri)
-    opts = AblationOptions(args.experiment, uri, variants, args.seeds, args.run_id, args.epochs,
-                           args.final, args.data_dir, gpus, args.cpus_per_trial,
-                           args.max_failures, args.storage, args.address, args.resume)
+    opts = api.plan_ablation(
+        args.experiment, variants=args.variants, seeds=args.seeds, run_id=args.run_id,
+        epochs=args.epochs, final=args.final, data_dir=args.data_dir,
+        gpus_per_trial=args.gpus_per_trial, cpus_per_trial=args.cpus_per_trial,
+        max_failures=args.max_failures, tracking_uri=args.tracking_uri, storage=args.storage,
+        address=args.address, resume=args.resume)
+    variants = opts.variants
     resume = shlex.join(["gunn-search", "ablate", *[a for a in argv if a != "--resume"],
                          "--resume"])
     try:

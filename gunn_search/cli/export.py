@@ -8,8 +8,7 @@ from __future__ import annotations
 import argparse
 from typing import Sequence
 
-from gunn_search.cli.flags import add_tracking_uri, check_store_exists, tracking_uri
-from gunn_search.errors import UsageError
+from gunn_search.cli.flags import add_tracking_uri
 
 
 def export_parser() -> argparse.ArgumentParser:
@@ -31,19 +30,12 @@ def export_parser() -> argparse.ArgumentParser:
 
 
 def cmd_export(argv: Sequence[str]) -> int:
+    from gunn_search import api
+
     args = export_parser().parse_args(argv)
-    if args.epochs is not None and args.epochs < 1:
-        raise UsageError(f"--epochs must be >= 1 (got {args.epochs})")
-    uri = tracking_uri(args.tracking_uri)
-    check_store_exists(uri)
-    from gunn_search.results.export import export_run
-    for flag, v in (("--max-params", args.max_params), ("--max-macs", args.max_macs)):
-        if v is not None and v < 1:
-            raise UsageError(f"{flag} must be >= 1 (got {v})")
-        if v is not None and args.run_id:
-            raise UsageError(f"{flag} chooses a trial; it cannot be given with --run-id")
-    out = export_run(uri, args.experiment, args.out, run_id=args.run_id, epochs=args.epochs,
-                     final=args.final, max_params=args.max_params, max_macs=args.max_macs)
-    print(f"wrote {out}")
-    print(f"train: gunn-train --config {out}")
+    out = api.export(args.experiment, args.out, run_id=args.run_id,
+                     tracking_uri=args.tracking_uri, epochs=args.epochs, final=args.final,
+                     max_params=args.max_params, max_macs=args.max_macs)
+    print(f"wrote {out.path}")
+    print(f"train: gunn-train --config {out.path}")
     return 0

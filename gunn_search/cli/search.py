@@ -11,17 +11,12 @@ from __future__ import annotations
 
 import argparse
 import shlex
-from pathlib import Path
 from typing import Sequence
 
-from gunn_search.cli.flags import add_tracking_uri, check_gpus_here, gpus_arg, tracking_uri
-from gunn_search.errors import UsageError
+from gunn_search.api import DEFAULT_STORAGE
+from gunn_search.cli.flags import add_tracking_uri, gpus_arg
 from gunn_search.run import interrupts
-from gunn_search.space import fingerprint, load_space, with_settings
 from gunn_search.track.uri import default_tracking_uri
-
-DEFAULT_ARTIFACTS = "mlartifacts"
-DEFAULT_STORAGE = "gunn-search-runs"
 
 
 def search_parser() -> argparse.ArgumentParser:
@@ -64,60 +59,32 @@ def search_parser() -> argparse.ArgumentParser:
     return p
 
 
-def apply_overrides(space, args):
-    """The space with the command line's settings (`with_settings`: typed updates, each flag
-    checked by its key's rule). Relative data dirs are taken from where the user runs the
-    command, not a worker's cwd, so the data dir is always set."""
-    data_dir = args.data_dir if args.data_dir is not None else space.base.data.data_dir
-    return with_settings(space, epochs=args.max_epochs, num_samples=args.num_samples,
-                         seed=args.seed, gpus_per_trial=args.gpus_per_trial,
-                         cpus_per_trial=args.cpus_per_trial, data_dir=data_dir)
+def space_settings(args) -> dict:
+    """The flags that change the space (`api.load_searched_space`'s keywords)."""
+    return dict(num_samples=args.num_samples, max_epochs=args.max_epochs, data_dir=args.data_dir,
+                seed=args.seed, gpus_per_trial=args.gpus_per_trial,
+                cpus_per_trial=args.cpus_per_trial)
 
 
 def cmd_search(argv: Sequence[str]) -> int:
+    from gunn_search import api
+
     args = search_parser().parse_args(argv)
     interrupts.install("gunn-search")
-    space = load_space(args.space)
-    space_path = str(Path(space.source).resolve())
-    space_id = fingerprint(space)
-    space = apply_overrides(space, args)
+    settings = space_settings(args)
     if args.dry_run:
-        return dry_run(space)
-    if args.max_failures < 0:
-        raise UsageError("--max-failures must be >= 0")
-    if args.warm_start_top < 0:
-        raise UsageError("--warm-start-top must be >= 0")
-    if args.warm_start and args.resume:
-        raise UsageError("--warm-start starts a new search; a resumed one keeps what its "
-                         "sampler already knows")
-    check_gpus_here(space.resources.gpus_per_trial, args.address)
-    from gunn_search.run.ray_session import check_cluster
-    from gunn_search.run.search import SearchOptions, experiment_path, run_search
-    from gunn_search.run.state_file import read_state
-    from gunn_search.track.store import is_local_uri
-
-    experiment = args.experiment or space.name
-    storage = args.storage if "://" in args.storage else str(Path(args.storage).resolve())
-    uri = args.tracking_uri
-    if uri is None and args.resume:  # continue logging where the search started
-        state = read_state(experiment_path(SearchOptions("", experiment, "", storage)))
-        uri = state["tracking_uri"] if state else None
-    uri = tracking_uri(uri)
-    if args.address:
-        check_cluster(args.address, uri)
-    preflight_data(space)
-
-    opts = SearchOptions(
-        space_path=space_path, experiment=experiment, tracking_uri=uri, storage=storage,
-        address=args.address, resume=args.resume, max_failures=args.max_failures,
-        artifact_root=str(Path(DEFAULT_ARTIFACTS).resolve()) if is_local_uri(uri) else None,
-        fingerprint=space_id, warm_start=args.warm_start, warm_start_top=args.warm_start_top,
-        optuna_storage=args.optuna_storage)
+        return dry_run(api.load_searched_space(args.space, **settings)[0])
+    plan = api.plan_search(
+        args.space, experiment=args.experiment, tracking_uri=args.tracking_uri,
+        storage=args.storage, optuna_storage=args.optuna_storage, address=args.address,
+        max_failures=args.max_failures, warm_start=args.warm_start,
+        warm_start_top=args.warm_start_top, resume=args.resume, **settings)
+    opts = plan.options
+    space, uri, experiment = plan.space, opts.tracking_uri, opts.experiment
     # The outcome is printed as soon as it is known, before Ray shuts down.
     resume = resume_command(argv)
     try:
-        out = run_search(space, opts,
-                         on_outcome=lambda out: print_outcome(out, uri, space, resume))
+        out = api.run_plan(plan, on_outcome=lambda out: print_outcome(out, uri, space, resume))
     except KeyboardInterrupt:  # a second signal, or one before Tune ran: stopped at once
         interrupt = interrupts.received()
         name = interrupt.name if interrupt else "SIGINT"
@@ -127,7 +94,7 @@ def cmd_search(argv: Sequence[str]) -> int:
         else:
             print("resume:  nothing to resume (stopped before its first trial)")
         return interrupt.exit_code if interrupt else 130
-    return out.interrupted.exit_code if out.interrupted else 0
+    return interrupts.received().exit_code if out.interrupted else 0
 
 
 def resume_command(argv: Sequence[str]) -> str:
@@ -164,17 +131,6 @@ def resumable(opts) -> bool:
 
     from gunn_search.run.search import experiment_path
     return tune.Tuner.can_restore(experiment_path(opts))
-
-
-def preflight_data(space) -> None:
-    """Load (and, if allowed, download) the dataset once in the driver before Ray starts: a
-    missing dataset is a one-line error now, not N failed trials later. Only CIFAR can be
-    missing; the bundled digits and the generated synthetic data are skipped (1-2 s saved)."""
-    if space.base.data.name not in ("cifar10", "cifar100"):
-        return
-    from trainers.loop import load_data
-
-    load_data(space.base.data, "cpu")
 
 
 def print_outcome(out, uri: str, space, resume: str) -> None:

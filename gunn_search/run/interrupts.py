@@ -68,6 +68,29 @@ def install(prog: str) -> None:
     reclaim()
 
 
+@contextlib.contextmanager
+def installed(prog: str):
+    """`install` for the length of a call (the Python API's): the caller's handlers, and Tune's
+    SIGINT switch, are put back after it, as a notebook expects of a function."""
+    global _installed
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    saved = {s: signal.getsignal(s) for s in SIGNALS}
+    switch = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER")
+    install(prog)
+    try:
+        yield
+    finally:
+        _installed = False
+        for s, handler in saved.items():
+            signal.signal(s, handler)
+        if switch is None:
+            os.environ.pop("TUNE_DISABLE_SIGINT_HANDLER", None)
+        else:
+            os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = switch
+
+
 def reclaim() -> None:
     """Take SIGINT and SIGTERM back after `ray.init`, which sets a SIGTERM handler of its own
     (sys.exit) and whose core worker installs a C++ one that logs and aborts (exit -6, no

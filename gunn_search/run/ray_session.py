@@ -36,10 +36,15 @@ def check_cluster(address: str, tracking_uri: str) -> None:
     check_address(address)
 
 
-def init_ray(address: str | None, runtime_env: dict | None = None) -> None:
+def init_ray(address: str | None, runtime_env: dict | None = None) -> bool:
     """Join the cluster at `address`, or start a Ray instance of our own ("local") without one:
-    never a cluster that happens to run on this machine, which Ray's default would join."""
+    never a cluster that happens to run on this machine, which Ray's default would join.
+    Returns whether it started a session: one the caller already opened (a notebook's
+    `ray.init`) is used as it is, and left open after."""
     import ray
+
+    if ray.is_initialized():
+        return False
 
     from gunn_search.run.interrupts import sheltered_ray_node
 
@@ -54,3 +59,4 @@ def init_ray(address: str | None, runtime_env: dict | None = None) -> None:
         raise SearchError(f"--address {address}: could not join the Ray cluster "
                           f"({tr.first_line(str(e))}); if it uses token authentication, "
                           "set RAY_AUTH_MODE=token and its token here too") from None
+    return True

@@ -255,7 +255,7 @@ def run_search(space: Space, opts: SearchOptions,
     # Test failpoints (gunn_search.run.faults) travel to the workers through the runtime env.
     env_vars = {k: os.environ[k] for k in (faults.ENV_FAULTS, faults.ENV_DIR) if k in os.environ}
     try:
-        init_ray(opts.address, {"env_vars": env_vars} if env_vars else None)
+        own_ray = init_ray(opts.address, {"env_vars": env_vars} if env_vars else None)
         interrupts.reclaim()
     except BaseException:
         if store is not None:
@@ -326,7 +326,8 @@ def run_search(space: Space, opts: SearchOptions,
         interrupts.abort()
         raise
     finally:
-        ray.shutdown()
+        if own_ray:
+            ray.shutdown()
     return out
 
 
