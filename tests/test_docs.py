@@ -279,3 +279,13 @@ def test_no_file_points_at_notes_outside_the_project():
         text = path.read_text(encoding="utf-8", errors="replace")
         offenders += [f"{path.relative_to(ROOT)}: {n}" for n in names if n in text]
     assert not offenders, offenders
+
+
+def test_the_readme_layout_names_every_module():
+    """A new module gets its line in the README's Layout section."""
+    text = README.read_text()
+    layout = text[text.index("## Layout"):text.index("## Security defaults")]
+    modules = [p for pkg in ("trainers", "gunn_search") for p in (ROOT / pkg).rglob("*.py")
+               if p.stem not in ("__init__", "__main__")]
+    missing = [str(p.relative_to(ROOT)) for p in modules if f"{p.stem}.py" not in layout]
+    assert not missing, missing
