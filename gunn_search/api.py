@@ -140,9 +140,10 @@ def search(space: str | Path, **kwargs) -> SearchResult:
 
 
 def search_result(out, plan: SearchPlan) -> SearchResult:
-    from trainers.config import TrainConfig
+    from gunn_search.space import trial_config
 
-    best = None if out.best_config is None else TrainConfig.model_validate(out.best_config)
+    # The outcome holds the best trial's sampled values; its config is the space's with them in.
+    best = None if out.best_config is None else trial_config(plan.space, dict(out.best_config))
     return SearchResult(
         experiment=out.experiment, experiment_id=out.experiment_id,
         parent_run_id=out.parent_run_id, tracking_uri=plan.options.tracking_uri,
@@ -202,7 +203,7 @@ def export(experiment: str, out: str | Path, *, run_id: str | None = None,
 
     path = export_run(uri, experiment, out, run_id=run_id, epochs=epochs, final=final,
                       max_params=max_params, max_macs=max_macs)
-    return ExportResult(Path(path), load_config(path))
+    return ExportResult(Path(path).resolve(), load_config(path))
 
 
 def ablate(experiment: str, *, variants: str | list[str] = DEFAULT_VARIANTS,

@@ -26,7 +26,14 @@ def test_a_status_may_be_a_tags_text():
     assert not can_be_best("errored") and not can_be_best(None) and not can_be_best("no status")
 
 
-def test_ties_go_to_the_first_given_and_nothing_counts_gives_none():
+def test_ties_go_to_the_smallest_trial_id_whatever_the_order_given():
+    # The search's end (Tune's order) and export (MLflow's order) must name the same trial.
+    records = [{"trial_id": "t_00002", "status": "completed", METRIC: 0.7},
+               {"trial_id": "t_00001", "status": "completed", METRIC: 0.7}]
+    assert best_trial(records)["trial_id"] == best_trial(records[::-1])["trial_id"] == "t_00001"
+
+
+def test_ties_without_trial_ids_go_to_the_first_given_and_nothing_counts_gives_none():
     records = [rec("a", TrialStatus.COMPLETED, 0.5), rec("b", TrialStatus.COMPLETED, 0.7),
                rec("c", TrialStatus.STOPPED, 0.7)]
     assert [r["trial"] for r in ranked(records)] == ["b", "c", "a"]

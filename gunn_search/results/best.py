@@ -7,7 +7,9 @@ holds it, or None) and its value under `METRIC` (its best val_acc over its epoch
 
 The rule: only a trial whose val_acc is a real measurement counts (`TrialStatus.has_result`:
 completed, stopped early, still running or interrupted; not failed or rejected, whose val_acc
-is a stand-in 0), the highest value is the best, and of equal values the first one given.
+is a stand-in 0), the highest value is the best, and of equal values the one with the smallest
+`trial_id` (Tune numbers its trials in the order it creates them), so that the search's end,
+its parent run and `export` name the same trial whatever order they hold them in.
 """
 
 from __future__ import annotations
@@ -26,9 +28,9 @@ def can_be_best(status: TrialStatus | str | None) -> bool:
 
 
 def ranked(records: Iterable[R]) -> list[R]:
-    """The records that can be the best, best first (ties in the order given)."""
+    """The records that can be the best, best first (ties by trial id)."""
     return sorted((r for r in records if r.get(METRIC) is not None and can_be_best(r.get("status"))),
-                  key=lambda r: -r[METRIC])
+                  key=lambda r: (-r[METRIC], str(r.get("trial_id") or "")))
 
 
 def best_trial(records: Iterable[R]) -> R | None:

@@ -70,7 +70,8 @@ def find_best_trial_run(client: MlflowClient, experiment: str, max_params: int |
                                              for k, v in limits.items())]
         if within:
             # A run's val_acc metric is its last epoch's: the trial's value is its best epoch's.
-            best = best_trial({"run": c, "status": c.data.tags.get(STATUS_TAG), METRIC: max(
+            best = best_trial({"run": c, "status": c.data.tags.get(STATUS_TAG),
+                               "trial_id": c.data.tags.get(TRIAL_TAG), METRIC: max(
                 m.value for m in client.get_metric_history(c.info.run_id, METRIC))}
                 for c in within)
             return parent.info.run_id, best["run"].info.run_id

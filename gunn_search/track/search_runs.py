@@ -184,7 +184,8 @@ class MLflowSearchCallback(TrialRuns):
                 value = max(vals) if vals else None
                 records.append(TrialRecord(trial_id=t.trial_id, params=self._searched_values(t),
                                            history=hist, status=status, value=value))
-                candidates.append({"trial": t, "status": status, METRIC: value})
+                candidates.append({"trial": t, "trial_id": t.trial_id, "status": status,
+                                   METRIC: value})
         with steps.step("best config"):
             best = best_trial(candidates)
             if best is not None:
