@@ -89,19 +89,20 @@ def plan_search(space: str | Path, *, experiment: str | None = None,
         raise UsageError("--warm-start starts a new search; a resumed one keeps what its "
                          "sampler already knows")
     check_gpus_here(searched.resources.gpus_per_trial, address)
+    experiment = experiment or searched.name
+    storage = storage if "://" in storage else str(Path(storage).resolve())
+    uri = tracking_uri
+    if uri is not None or not resume:  # a bad URI or login: one line before Ray or MLflow
+        uri = checked_uri(uri)
     # Ray and MLflow are imported once the space and these flags are known to be good.
     from gunn_search.run.ray_session import check_cluster
     from gunn_search.run.search import SearchOptions, experiment_path
     from gunn_search.run.state_file import read_state
     from gunn_search.track.store import is_local_uri
 
-    experiment = experiment or searched.name
-    storage = storage if "://" in storage else str(Path(storage).resolve())
-    uri = tracking_uri
-    if uri is None and resume:  # continue logging where the search started
+    if uri is None:  # resumed: continue logging where the search started
         state = read_state(experiment_path(SearchOptions("", experiment, "", storage)))
-        uri = state["tracking_uri"] if state else None
-    uri = checked_uri(uri)
+        uri = checked_uri(state["tracking_uri"] if state else None)
     if address:
         check_cluster(address, uri)
     preflight_data(searched)

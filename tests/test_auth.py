@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -40,7 +41,9 @@ def server(tmp_path_factory):
     port = free_port()
     log = d / "server.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_TRACKING_")}
-    env.update(MLFLOW_AUTH_CONFIG_PATH=str(ini), MLFLOW_DISABLE_TELEMETRY="true")
+    # The auth app refuses to start without a CSRF secret (MLflow 3.17).
+    env.update(MLFLOW_AUTH_CONFIG_PATH=str(ini), MLFLOW_DISABLE_TELEMETRY="true",
+               MLFLOW_FLASK_SERVER_SECRET_KEY=secrets.token_hex(16))
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [str(BIN / "mlflow"), "server", "--app-name", "basic-auth", "--host", "127.0.0.1",
@@ -87,7 +90,8 @@ def test_a_refused_login_stops_every_command_in_one_line_before_ray(server, tmp_
     for env, words in ((login("wrong-one"), "refused the login"),
                        (without_login(), "needs a login")):
         for argv in (["gunn-search", "--space", "smoke.yaml", "--tracking-uri", server],
-                     ["gunn-search", "export", "--experiment", "smoke", "--tracking-uri", server],
+                     ["gunn-search", "export", "--experiment", "smoke", "--out", "b.yaml",
+                      "--tracking-uri", server],
                      ["gunn-search", "ablate", "--experiment", "smoke", "--tracking-uri", server]):
             assert_refused(run_cli(argv, tmp_path, timeout=120, env=env), server, words)
         cfg = write_config(tmp_path)
@@ -115,7 +119,7 @@ def test_search_export_train_and_ablate_work_behind_the_login(server, tmp_path):
     train = run_cli(["gunn-train", "--config", "best.yaml", "--epochs", "1"], tmp_path, env=env)
     assert train.returncode == 0, train.stderr[-3000:]
     ablate = run_cli(["gunn-search", "ablate", "--experiment", "smoke", "--variants", "gunn,sunn",
-                      "--seeds", "1", "--epochs", "1", "--tracking-uri", server], tmp_path, env=env)
+                      "--seeds", "2", "--epochs", "1", "--tracking-uri", server], tmp_path, env=env)
     assert ablate.returncode == 0, ablate.stderr[-3000:]
 
     # The password is nowhere: printed output, the state file, params, tags, exported config.
@@ -132,6 +136,6 @@ def test_search_export_train_and_ablate_work_behind_the_login(server, tmp_path):
     finally:
         for k in env:
             os.environ.pop(k, None)
-    assert len(runs) >= 2 + 1 + 1 + 2  # the search's, gunn-train's and the ablation's runs
+    assert len(runs) >= 3 + 1 + 5  # the search's, gunn-train's and the ablation's runs
     for r in runs:
         assert PASSWORD not in json.dumps([r.data.params, r.data.tags])
