@@ -52,3 +52,20 @@ def test_a_pruned_trials_value_is_the_rung_result_asha_compared():
     t = searcher._ot_study.get_trials(deepcopy=False)[0]
     assert t.state == TrialState.PRUNED and t.intermediate_values == {1: 0.1, 2: 0.6}
     assert t.value == 0.6
+
+
+def test_several_objectives_are_told_as_values_without_intermediate_ones():
+    """Optuna keeps no intermediate values for a multi-objective study: each trial's end is
+    told as its list of objective values, and nothing reports per epoch."""
+    searcher = StoppedAsPrunedOptunaSearch(
+        space=define_by_run(load_space("smoke.yaml")), metric=["val_acc", "cost.params"],
+        mode=["max", "min"], sampler=optuna.samplers.RandomSampler(0))
+    searcher.suggest("a")
+    last = {"val_acc": 0.6, "cost.params": 1200, "epoch": 2, "training_iteration": 2,
+            "trial_status": "completed"}
+    searcher.on_trial_result("a", {**last, "epoch": 1, "training_iteration": 1,
+                                   "trial_status": "running"})
+    searcher.on_trial_complete("a", last)
+    (trial,) = searcher._ot_study.get_trials(deepcopy=False)
+    assert trial.state == TrialState.COMPLETE and trial.values == [0.6, 1200]
+    assert trial.intermediate_values == {}

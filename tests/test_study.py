@@ -76,6 +76,28 @@ def test_a_restored_search_fails_the_trials_it_will_never_tell(tmp_path):
     assert sorted(t.state.name for t in s.trials) == ["COMPLETE", "COMPLETE", "FAIL"]
 
 
+def test_a_trial_that_ended_after_the_last_save_is_run_again_as_a_new_trial(tmp_path):
+    """A trial that failed after Tune's last state save (a full disk) is finished in the storage
+    but open in the restored search, and Tune runs it again: its results go to a new Optuna
+    trial with the same parameters (Optuna updates no finished trial)."""
+    url = f"sqlite:///{tmp_path}/optuna.db"
+    searcher = searcher_with(url)
+    searcher.suggest("t")
+    searcher.save(str(tmp_path / "searcher.pkl"))
+    searcher.on_trial_complete("t", None, error=True)  # after the save: not in the restored state
+
+    restored = searcher_with(url)
+    restored.restore(str(tmp_path / "searcher.pkl"))
+    last = {"val_acc": 0.7, "epoch": 1, "training_iteration": 1, "trial_status": "completed"}
+    restored.on_trial_result("t", last)
+    restored.on_trial_complete("t", last)
+    failed, rerun = optuna.load_study(study_name="exp", storage=url).trials
+    assert (failed.state, rerun.state) == (TrialState.FAIL, TrialState.COMPLETE)
+    assert rerun.params == failed.params and rerun.value == 0.7
+    assert rerun.user_attrs == {"rerun_of": failed.number, "tune_trial_id": "t"}
+    assert rerun.intermediate_values == {1: 0.7}
+
+
 def test_fail_running_spares_the_trials_still_to_be_told(tmp_path):
     s = optuna.create_study(storage=study.open_storage(f"sqlite:///{tmp_path}/o.db"))
     keep, drop = s.ask(), s.ask()

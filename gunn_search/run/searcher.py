@@ -57,22 +57,35 @@ class StoppedAsPrunedOptunaSearch(OptunaSearch):
         """Report the final epoch as an intermediate value too: Tune hands a trial's last
         result to `on_trial_complete` alone, so Ray's OptunaSearch never reports it and the
         study's curves (optuna-dashboard's intermediate values) would stop an epoch short."""
+        if isinstance(self.metric, list):
+            return  # Optuna keeps no intermediate values for several objectives
         step = result.get("training_iteration")
         value = result.get(RUNG_METRIC, result.get(self.metric))
         ot_trial = self._ot_trials.get(trial_id)
-        if isinstance(self.metric, list) or ot_trial is None or step is None or value is None:
-            return  # Optuna keeps no intermediate values for several objectives
+        if ot_trial is None or step is None or value is None:
+            return
         with warnings.catch_warnings():  # a step already reported (ASHA's stop) is ignored
             warnings.simplefilter("ignore")
             ot_trial.report(float(value), int(step))
 
     def restore(self, checkpoint_path: str):
         super().restore(checkpoint_path)
+        if self._storage is None:
+            return
         # Trials asked after Tune's last state save are RUNNING in a storage and unknown to the
         # restored search, which will never tell them: fail them (the others Tune runs again).
-        if self._storage is not None:
-            study.fail_running(self._ot_study, keep={
-                t.number for tid, t in self._ot_trials.items() if tid not in self._completed_trials})
+        open_ = {tid: t for tid, t in self._ot_trials.items() if tid not in self._completed_trials}
+        study.fail_running(self._ot_study, keep={t.number for t in open_.values()})
+        # A trial the restored search still holds open may have ended after Tune's last state
+        # save (an error, a full disk): the storage has it finished, and Optuna updates no
+        # finished trial. Tune runs it again, so it gets a new Optuna trial with its parameters.
+        stored = {t.number: t for t in self._ot_study.get_trials(deepcopy=False)}
+        linked = self.__dict__.setdefault("_linked", set())
+        for tid, t in open_.items():
+            old = stored.get(t.number)
+            if old is not None and old.state.is_finished():
+                self._ot_trials[tid] = study.rerun(self._ot_study, old)
+                linked.discard(tid)
 
     def _link(self, trial_id: str) -> None:
         """Put the Tune trial id and, once known, the MLflow run id on the Optuna trial."""

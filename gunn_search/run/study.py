@@ -16,7 +16,8 @@ an RDB storage will do: Tune pickles the searcher, and Optuna's RDB storage pick
   callback (same process) publishes the run ids through `publish_run_ids`.
 - No trial is left RUNNING: a resumed search fails the study's trials that Tune will not run
   again (a trial started after Tune's last state save: Optuna users know such zombies), and a
-  search that ended fails any trial still RUNNING.
+  search that ended fails any trial still RUNNING. A trial that ended after that save and
+  that Tune runs again goes on in a new Optuna trial with its parameters (`rerun_of`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from gunn_search.errors import SearchError
 STUDY_FILE = "optuna.db"
 RUN_ID_ATTR = "mlflow_run_id"
 TRIAL_ID_ATTR = "tune_trial_id"
+RERUN_OF_ATTR = "rerun_of"
 
 # trial id -> MLflow run id (None until known), set by the MLflow callback in the driver. A
 # module-level hook rather than a reference: Tune pickles the searcher and the callbacks apart,
@@ -91,6 +93,13 @@ def fail_running(study, keep: set[int] = frozenset()) -> int:
             storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
             failed += 1
     return failed
+
+
+def rerun(study, old):
+    """A new RUNNING trial with `old`'s parameters, for a trial Tune runs again after its Optuna
+    trial finished; it names the trial it repeats (`RERUN_OF_ATTR`)."""
+    study.enqueue_trial(old.params, user_attrs={RERUN_OF_ATTR: old.number})
+    return study.ask(fixed_distributions=old.distributions)
 
 
 def storage_for(opts, state: dict | None, storage_root: str) -> str:
