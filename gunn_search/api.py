@@ -19,6 +19,7 @@ continues it); the caller's signal handlers are put back afterwards.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable
 
@@ -40,11 +41,17 @@ class SearchResult:
     best_run_id: str | None
     best_value: float | None  # the best trial's val_acc
     best_config: Any | None  # the best trial's TrainConfig, as it trained
-    trials: Any  # one row per trial (trial_id, run_id, status, val_acc, the params): a
-    # pandas DataFrame when pandas is there, else a list of dicts
     front: list[dict] | None = None  # several objectives: the Pareto front
     interrupted: str | None = None  # the signal that stopped it (resume=True continues it)
     optuna_storage: str | None = None  # the study's storage (password masked)
+
+    @cached_property
+    def trials(self):
+        """One row per trial (trial_id, run_id, status, val_acc, the params): a pandas
+        DataFrame when pandas is there, else a list of dicts. Read from MLflow when first
+        asked for, not when the search ends: the CLI never asks, and a search whose tracking
+        server went away still ends well."""
+        return trials_table(self.tracking_uri, self.experiment_id, self.parent_run_id)
 
 
 @dataclass
@@ -150,7 +157,6 @@ def search_result(out, plan: SearchPlan) -> SearchResult:
         parent_run_id=out.parent_run_id, tracking_uri=plan.options.tracking_uri,
         best_trial_id=out.best_trial_id, best_run_id=out.best_run_id,
         best_value=out.best_val_acc, best_config=best,
-        trials=trials_table(plan.options.tracking_uri, out.experiment_id, out.parent_run_id),
         front=out.front, interrupted=out.interrupted.name if out.interrupted else None,
         optuna_storage=out.optuna_storage)
 
