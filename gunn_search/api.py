@@ -112,20 +112,14 @@ def plan_search(space: str | Path, *, experiment: str | None = None,
         uri = checked_uri(state["tracking_uri"] if state else None)
     if address:
         check_cluster(address, uri)
-    preflight_data(searched)
+    from trainers.loop import check_data_present
+    check_data_present(searched.base.data)
     return SearchPlan(searched, SearchOptions(
         space_path=path, experiment=experiment, tracking_uri=uri, storage=storage,
         address=address, resume=resume, max_failures=max_failures,
         artifact_root=str(Path(DEFAULT_ARTIFACTS).resolve()) if is_local_uri(uri) else None,
         fingerprint=fp, warm_start=warm_start, warm_start_top=warm_start_top,
         optuna_storage=optuna_storage))
-
-
-def preflight_data(space) -> None:
-    """A missing CIFAR dataset is one line before Ray starts, not an error in every trial."""
-    if space.base.data.name in ("cifar10", "cifar100"):
-        from trainers.loop import load_data
-        load_data(space.base.data, "cpu")
 
 
 def run_plan(plan: SearchPlan, on_outcome: Callable | None = None) -> SearchResult:

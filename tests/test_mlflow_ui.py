@@ -42,6 +42,8 @@ def test_trials_view_lists_one_searchs_trials_flat_best_first_with_status_and_va
     link = ui.runs_link("http://127.0.0.1:5000/", "7", "abc")
     assert link == ("http://127.0.0.1:5000/#/experiments/7/runs?workflowType=machine_learning"
                     "&viewStateShareKey=gunn-search-abc")
+    assert ui.run_link("http://h:1", "7", "r1") == \
+        "http://h:1/#/experiments/7/runs/r1?workflowType=machine_learning"
 
 
 def test_note_tables_the_best_trials_and_fits_a_run_tag():

@@ -3,7 +3,8 @@
 A finished tiny search, then the `mlflow ui` command it prints (on a free port), then Chromium
 (Debian's `chromium`; `.ci/run` installs it) through Playwright: the printed trials link lists
 every trial with its status and val_acc in view, a trial's val_acc chart draws, and the parent
-run shows its description (the best trials as a table) and its plots. Screenshots go to the
+run shows its description (the best trials as a table) and its plots, and the printed best-trial
+link opens that run in MLflow's "Model training" pages. Screenshots go to the
 test's tmp dir, and to `benchmarks/ui/` (or the directory named) when
 GUNN_SEARCH_SAVE_SCREENSHOTS is set, for a person to look at.
 """
@@ -78,11 +79,12 @@ def search(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def ui(search):
-    """The printed `mlflow ui` command running on a free port: (base URL, printed trials link
-    with that port)."""
+    """The printed `mlflow ui` command running on a free port: (base URL, the printed trials
+    and best-trial links with that port)."""
     d, lines = search
     inspect = next(ln for ln in lines if ln.startswith("inspect:"))
     link = next(ln for ln in lines if ln.startswith("trials:")).split(None, 1)[1]
+    best = next(ln for ln in lines if ln.startswith("best:")).split(None, 1)[1]
     port = free_port()
     argv = shlex.split(inspect.split(":", 1)[1])
     assert argv[:2] == ["mlflow", "ui"] and argv[-2:] == ["--port", "5000"], inspect
@@ -97,7 +99,8 @@ def ui(search):
     try:
         wait_healthy(base, proc, log)
         assert link.startswith("http://127.0.0.1:5000/#/experiments/"), link
-        yield base, link.replace("http://127.0.0.1:5000", base, 1)
+        yield (base, link.replace("http://127.0.0.1:5000", base, 1),
+               best.replace("http://127.0.0.1:5000", base, 1))
     finally:
         try:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -138,7 +141,7 @@ def in_view(page, selector: str) -> bool:
 def test_mlflow_ui_shows_the_search(search, ui, tmp_path):
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
     d, _ = search
-    base, link = ui
+    base, link, best_link = ui
     parent, trials = store_runs(d)
     assert len(trials) == 3
     exp_id = parent.info.experiment_id
@@ -209,5 +212,17 @@ def test_mlflow_ui_shows_the_search(search, ui, tmp_path):
             page.wait_for_function("img => img.complete && img.naturalWidth > 0",
                                    arg=img.element_handle())
             shoot(page, dirs, "4-search-plots.png")
+
+            # 5. The printed best-trial link, in a browser that never chose a page kind: the
+            # best trial's run page in the "Model training" pages (its tab link says "Runs";
+            # MLflow's GenAI pages say "Evaluations").
+            page = browser.new_page(viewport=VIEWPORT)
+            page.set_default_timeout(TIMEOUT_MS)
+            printed = next(t for t in trials if f"/runs/{t.info.run_id}?" in best_link)
+            page.goto(best_link)
+            page.get_by_role("heading", name=printed.info.run_name).first.wait_for()
+            tab_link = page.get_by_test_id("experiment-observatory-link-runs")
+            assert tab_link.inner_text().strip() == "Runs"
+            shoot(page, dirs, "5-best-trial.png")
         finally:
             browser.close()

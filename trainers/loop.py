@@ -139,6 +139,14 @@ def load_data(d: DataConfig, device: str | torch.device = "cpu") -> DataSplits:
                         synthetic_num_classes=d.synthetic_num_classes)
 
 
+def check_data_present(d: DataConfig) -> None:
+    """Load a dataset that lives in files (CIFAR) once, on the CPU, before a search or an
+    ablation starts Ray: a missing or damaged dataset is then one line, not an error in every
+    trial. Bundled and synthetic data cannot be missing."""
+    if d.name in ("cifar10", "cifar100"):
+        load_data(d, "cpu")
+
+
 def resolve_device(name: str) -> torch.device:
     """`auto` picks CUDA when present, else CPU."""
     if name == "auto":

@@ -81,9 +81,8 @@ def run_ablation(opts: AblationOptions) -> AblationResult:
     base = base_config(cfg, opts.epochs, opts.final, opts.data_dir)
     seeds = seeds_of(base, opts.num_seeds)
     configs = {(v, s): variant_config(base, v, s) for s in seeds for v in opts.variants}
-    if base.data.name in ("cifar10", "cifar100"):  # a missing dataset: one line, before Ray
-        from trainers.loop import load_data
-        load_data(base.data, "cpu")
+    from trainers.loop import check_data_present
+    check_data_present(base.data)
     n = check_pairing(base, opts.variants, seeds[0])
     log(f"ablating trial run {source_id}: {', '.join(LABELS[v] for v in opts.variants)} x seeds "
         f"{', '.join(map(str, seeds))}, {base.epochs} epoch{'s' if base.epochs != 1 else ''} each on "

@@ -159,8 +159,10 @@ def print_outcome(out, uri: str, space, resume: str) -> None:
     ui_base = ("http://127.0.0.1:5000" if uri.startswith("sqlite:")
                else uri if uri.startswith(("http://", "https://")) else None)
     if ui_base and out.experiment_id is not None:
-        from gunn_search.track.ui import runs_link
+        from gunn_search.track.ui import run_link, runs_link
         print(f"trials:  {runs_link(ui_base, out.experiment_id, out.parent_run_id)}")
+        if out.best_run_id is not None:
+            print(f"best:    {run_link(ui_base, out.experiment_id, out.best_run_id)}")
     if out.optuna_storage:
         print(f"study:   optuna-dashboard {out.optuna_storage} --host 127.0.0.1 --port 8080")
 

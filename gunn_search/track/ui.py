@@ -94,6 +94,17 @@ def runs_link(base_url: str, experiment_id: str, parent_run_id: str) -> str:
             f"?workflowType=machine_learning&viewStateShareKey={view_key(parent_run_id)}")
 
 
+def run_link(base_url: str, experiment_id: str, run_id: str) -> str:
+    """The UI address of one run's page, in the "Model training" pages.
+
+    MLflow 3.17 takes the pages' kind from the `workflowType` URL parameter, else from the
+    browser's last choice of the sidebar switch (local storage, default GenAI), and the runs
+    table's links to a run page carry no parameter: a run opened from the trials view follows
+    the browser's choice. A link gunn-search prints or writes carries the parameter."""
+    return (f"{base_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+            "?workflowType=machine_learning")
+
+
 def _cell(v) -> str:
     if v is None:
         return ""
