@@ -24,6 +24,8 @@ Usage
     python benchmarks/search_efficiency.py [--seeds 0 1 ... 7] [--budget 96]
         [--methods asha_tpe fifo_tpe asha_random fifo_random] [--grace 2] [--reduction-factor 3]
         [--json out.json]
+    (a run with other --grace/--branch-epochs records its rows under asha_tpe; rename the key, e.g.
+    to asha_tpe_plain, before joining it with the default's rows)
     python benchmarks/search_efficiency.py --budget 72 --tables-from a.json b.json
         [--events-csv benchmarks/data/efficiency_events.csv]
 
@@ -49,6 +51,9 @@ from harness import REPO, loadavg, write_json
 METHODS = {"asha_tpe": ("tpe", "asha", "ASHA+TPE"), "fifo_tpe": ("tpe", "fifo", "TPE+FIFO"),
            "asha_random": ("random", "asha", "random+ASHA"),
            "fifo_random": ("random", "fifo", "random+FIFO"),
+           # ASHA+TPE run with --grace 6 --branch-epochs 0 (plain rungs at the lr drop), its
+           # rows recorded under this key
+           "asha_tpe_plain": (None, None, "ASHA+TPE, plain rungs (grace 6)"),
            # peers, run by peer_optuna.py and peer_dehb.py (their rows join these with
            # --tables-from)
            "optuna_hyperband": (None, None, "Optuna TPE+Hyperband"),
