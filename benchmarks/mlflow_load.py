@@ -12,11 +12,11 @@ What it measures
     (ready when GET /health answers 200; stopped at the end).
 
     Counting, from MLflow (MlflowClient) after the search has exited: for every child run of the
-    search's parent run and every per-epoch metric key (`gunn_search.track.store.EPOCH_METRICS`,
-    8 keys), `len(get_metric_history(run, key))` against the number of epochs the trial ran.
+    search's parent run and every metric key logged every epoch (`gunn_search.track.store.EPOCH_METRICS`
+    less the rung-only RUNG_METRICS; 8 keys when the table below was measured), `len(get_metric_history(run, key))` against the number of epochs the trial ran.
     The epochs a trial ran come from its status tag (`completed` -> epochs, `stopped by ASHA`
     -> the tag `gunn_search.stopped_at_epoch`) and, independently, from Tune's own per-trial
-    `result.json`; the two must agree. expected points = sum over runs of epochs x 8; lost =
+    `result.json`; the two must agree. expected points = sum over runs of epochs x keys; lost =
     expected - logged (must be 0); extra = points beyond one per (run, key, epoch). The val_acc
     values are also compared with Tune's result.json, point by point.
 
@@ -64,7 +64,7 @@ from harness import (check_exit, column_table, derive_space, finish, loadavg,  #
 
 
 def count_points(uri: str, experiment: str, storage: Path, max_epochs: int) -> dict:
-    from gunn_search.track.store import EPOCH_METRICS
+    from gunn_search.track.store import EPOCH_METRICS, RUNG_METRICS
     from gunn_search.results.status import TrialStatus
 
     client, parent, children = search_runs(uri, experiment)
@@ -86,7 +86,7 @@ def count_points(uri: str, experiment: str, storage: Path, max_epochs: int) -> d
         if ep_tag is None or ep_tag != ep_tune:
             disagree += 1
         epochs = ep_tune if ep_tag is None else ep_tag
-        for k in EPOCH_METRICS:
+        for k in (k for k in EPOCH_METRICS if k not in RUNG_METRICS):  # those every epoch
             hist = client.get_metric_history(r.info.run_id, k)
             steps = {h.step for h in hist}
             expected += epochs

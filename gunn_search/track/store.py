@@ -36,10 +36,12 @@ from gunn_search.track.tags import (PARENT_TAG, ROLE_TAG, SEARCH_TAG,  # noqa: F
                                     STATUS_TAG, TRIAL_TAG)
 
 # Per-epoch metrics logged for each trial (anything else Tune adds is Ray's, not ours).
+# At ASHA's rungs only: the annealing branch's result (trainers/anneal.py); what each epoch's
+# branch cost (branch_epochs, 0 between rungs) is logged every epoch.
+RUNG_METRICS = ("annealed_val_acc", "annealed_val_loss")
 EPOCH_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_seconds",
                  "images_per_s", "peak_memory_bytes", "num_threads",  # num_threads: CPU only
-                 # at ASHA's rungs: the annealing branch's result and cost (trainers/anneal.py)
-                 "annealed_val_acc", "annealed_val_loss", "branch_epochs")
+                 "branch_epochs") + RUNG_METRICS
 
 
 def local_store_uri(path: str | Path) -> str:
