@@ -24,8 +24,9 @@ Usage
     python benchmarks/search_efficiency.py [--seeds 0 1 ... 7] [--budget 96]
         [--methods asha_tpe fifo_tpe asha_random fifo_random] [--grace 2] [--reduction-factor 3]
         [--json out.json]
-    (a run with other --grace/--branch-epochs records its rows under asha_tpe; rename the key, e.g.
-    to asha_tpe_plain, before joining it with the default's rows)
+        [--tpe-startup K]
+    (a run with other --grace/--branch-epochs/--tpe-startup records its rows under asha_tpe;
+    rename the key, e.g. to asha_tpe_plain, before joining it with the default's rows)
     python benchmarks/search_efficiency.py --budget 72 --tables-from a.json b.json
         [--events-csv benchmarks/data/efficiency_events.csv]
 
@@ -327,6 +328,9 @@ def main() -> None:
     ap.add_argument("--branch-epochs", type=float, default=None,
                     help="annealing branch at each rung (default: the search's default)")
     ap.add_argument("--reduction-factor", type=int, default=3)
+    ap.add_argument("--tpe-startup", type=int, default=None, metavar="K",
+                    help="TPE's random start-up trials (default: the search's, "
+                    "gunn_search.run.search.tpe_startup_trials)")
     ap.add_argument("--json", help="also write every search's per-epoch results here")
     ap.add_argument("--tables-from", nargs="+", metavar="JSON",
                     help="print the tables from earlier --json files (joined by seed) and exit")
@@ -340,6 +344,10 @@ def main() -> None:
             write_events_csv(rows, Path(args.events_csv))
         return
 
+    if args.tpe_startup is not None:
+        # Not a setting of a space (the share is the search's rule); replaced for this process.
+        from gunn_search.run import search
+        search.tpe_startup_trials = lambda num_samples: args.tpe_startup
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")  # as gunn-search does
     import ray
 

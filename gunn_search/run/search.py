@@ -191,13 +191,19 @@ def make_sampler(s):
         return optuna.samplers.RandomSampler(seed=s.seed)
     if s.sampler == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=s.seed)
-    # TPE (multi-objective too): the first trials are random, a quarter of the search (3-10).
+    # TPE (multi-objective too): the first trials are random (tpe_startup_trials).
     # multivariate: one joint density over all dimensions, so lr and weight decay (whose good
     # values go together) are modelled together; constant_liar: a trial still running counts
     # as a bad result, so parallel trials do not all draw the same point. Optuna 5 has both on
     # for one objective; said here so that a new Optuna's defaults do not change our searches.
     return optuna.samplers.TPESampler(seed=s.seed, multivariate=True, constant_liar=True,
-                                      n_startup_trials=min(10, max(3, s.num_samples // 4)))
+                                      n_startup_trials=tpe_startup_trials(s.num_samples))
+
+
+def tpe_startup_trials(num_samples: int) -> int:
+    """TPE's random start-up trials: a quarter of the search, 3 to 10 (measured against other
+    shares: benchmarks/RESULTS.md, "Search efficiency")."""
+    return min(10, max(3, num_samples // 4))
 
 
 def run_search(space: Space, opts: SearchOptions,
