@@ -13,6 +13,8 @@ from typing import Sequence
 from gunn_search.ablation.report import to_markdown
 from gunn_search.ablation.run import log, run_ablation
 from gunn_search.ablation.variants import DEFAULT_VARIANTS, VARIANTS
+from gunn_search.api import DEFAULT_STORAGE
+from gunn_search.cli.flags import add_address, add_tracking_uri
 from gunn_search.run import interrupts
 
 
@@ -38,11 +40,11 @@ def ablate_parser() -> argparse.ArgumentParser:
     p.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per run (default 1)")
     p.add_argument("--max-failures", type=int, default=1,
                    help="retries of a failed run from its last checkpoint (default 1)")
-    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///./mlflow.db)")
-    p.add_argument("--storage", default="gunn-search-runs",
+    add_tracking_uri(p)
+    p.add_argument("--storage", default=DEFAULT_STORAGE,
                    help="where Tune keeps the runs' checkpoints (default: ./gunn-search-runs; "
                         "on a cluster of several nodes, a URI every node reaches)")
-    p.add_argument("--address", help="join a Ray cluster: auto, HOST:PORT or ray://HOST:PORT")
+    add_address(p)
     p.add_argument("--resume", action="store_true",
                    help="continue the newest interrupted ablation of this trial, variants and "
                         "seeds")

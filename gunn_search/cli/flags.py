@@ -1,5 +1,6 @@
 """Flags more than one `gunn-search` command takes, each read and checked here once:
-``--tracking-uri`` (search, export, ablate) and ``--gpus-per-trial`` (search, ablate).
+``--tracking-uri`` (search, export, ablate), ``--address`` and ``--gpus-per-trial`` (search,
+ablate).
 
 Nothing here imports torch, Ray or MLflow before a flag is known to be good.
 """
@@ -21,6 +22,10 @@ TRACKING_URI_HELP = "MLflow tracking URI (default: sqlite:///./mlflow.db)"
 
 def add_tracking_uri(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tracking-uri", help=TRACKING_URI_HELP)
+
+
+def add_address(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--address", help="join a Ray cluster: auto, HOST:PORT or ray://HOST:PORT")
 
 
 def tracking_uri(given: str | None) -> str:

@@ -14,7 +14,7 @@ import shlex
 from typing import Sequence
 
 from gunn_search.api import DEFAULT_STORAGE
-from gunn_search.cli.flags import add_tracking_uri, gpus_arg
+from gunn_search.cli.flags import add_address, add_tracking_uri, gpus_arg
 from gunn_search.run import interrupts
 from gunn_search.track.uri import default_tracking_uri
 
@@ -38,7 +38,7 @@ def search_parser() -> argparse.ArgumentParser:
                    help="the Optuna study's storage, an SQLAlchemy URL (postgresql://..., "
                         "mysql://...; default: optuna.db beside a SQLite MLflow store, else in "
                         "--storage); optuna-dashboard opens it")
-    p.add_argument("--address", help="join a Ray cluster: auto, HOST:PORT or ray://HOST:PORT")
+    add_address(p)
     p.add_argument("--gpus-per-trial", type=gpus_arg, metavar="G|auto",
                    help="GPUs per trial: a number (fractions pack trials on a GPU) or auto "
                         "(the default: the cluster's GPUs shared by max_concurrent trials, "
