@@ -55,6 +55,8 @@ METHODS = {"asha_tpe": ("tpe", "asha", "ASHA+TPE"), "fifo_tpe": ("tpe", "fifo", 
            # ASHA+TPE run with --grace 6 --branch-epochs 0 (plain rungs at the lr drop), its
            # rows recorded under this key
            "asha_tpe_plain": (None, None, "ASHA+TPE, plain rungs (grace 6)"),
+           # ASHA+TPE run with --tpe-startup 5 (the default's 3 of ~8 trials: tpe_startup_trials)
+           "asha_tpe_startup5": (None, None, "ASHA+TPE, 5 random start-up trials"),
            # peers, run by peer_optuna.py and peer_dehb.py (their rows join these with
            # --tables-from)
            "optuna_hyperband": (None, None, "Optuna TPE+Hyperband"),
