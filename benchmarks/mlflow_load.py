@@ -12,8 +12,10 @@ What it measures
     (ready when GET /health answers 200; stopped at the end).
 
     Counting, from MLflow (MlflowClient) after the search has exited: for every child run of the
-    search's parent run and every metric key logged every epoch (`gunn_search.track.store.EPOCH_METRICS`
-    less the rung-only RUNG_METRICS; 8 keys when the table below was measured), `len(get_metric_history(run, key))` against the number of epochs the trial ran.
+    search's parent run and every metric key logged every epoch
+    (`gunn_search.track.store.EPOCH_METRICS` less the rung-only RUNG_METRICS; 8 keys when the
+    table below was measured), `len(get_metric_history(run, key))` against the number of epochs
+    the trial ran.
     The epochs a trial ran come from its status tag (`completed` -> epochs, `stopped by ASHA`
     -> the tag `gunn_search.stopped_at_epoch`) and, independently, from Tune's own per-trial
     `result.json`; the two must agree. expected points = sum over runs of epochs x keys; lost =
