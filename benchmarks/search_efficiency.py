@@ -24,9 +24,9 @@ Usage
     python benchmarks/search_efficiency.py [--seeds 0 1 ... 7] [--budget 96]
         [--methods asha_tpe fifo_tpe asha_random fifo_random] [--grace 2] [--reduction-factor 3]
         [--json out.json]
-        [--tpe-startup K]
-    (a run with other --grace/--branch-epochs/--tpe-startup records its rows under asha_tpe;
-    rename the key, e.g. to asha_tpe_plain, before joining it with the default's rows)
+        [--tpe-startup K] [--record-as KEY]
+    (a variant of one method, e.g. --methods asha_tpe --grace 6 --branch-epochs 0, is recorded
+    under a key of its own, --record-as asha_tpe_plain, to join the default's rows)
     python benchmarks/search_efficiency.py --budget 72 --tables-from a.json b.json
         [--events-csv benchmarks/data/efficiency_events.csv]
 
@@ -52,10 +52,9 @@ from harness import REPO, loadavg, write_json
 METHODS = {"asha_tpe": ("tpe", "asha", "ASHA+TPE"), "fifo_tpe": ("tpe", "fifo", "TPE+FIFO"),
            "asha_random": ("random", "asha", "random+ASHA"),
            "fifo_random": ("random", "fifo", "random+FIFO"),
-           # ASHA+TPE run with --grace 6 --branch-epochs 0 (plain rungs at the lr drop), its
-           # rows recorded under this key
+           # variants (--record-as): --methods asha_tpe with --grace 6 --branch-epochs 0 (plain
+           # rungs at the lr drop), and with --tpe-startup 5 (the default's 3 of ~8 trials)
            "asha_tpe_plain": (None, None, "ASHA+TPE, plain rungs (grace 6)"),
-           # ASHA+TPE run with --tpe-startup 5 (the default's 3 of ~8 trials: tpe_startup_trials)
            "asha_tpe_startup5": (None, None, "ASHA+TPE, 5 random start-up trials"),
            # peers, run by peer_optuna.py and peer_dehb.py (their rows join these with
            # --tables-from)
@@ -333,12 +332,17 @@ def main() -> None:
     ap.add_argument("--tpe-startup", type=int, default=None, metavar="K",
                     help="TPE's random start-up trials (default: the search's, "
                     "gunn_search.run.search.tpe_startup_trials)")
+    ap.add_argument("--record-as", choices=[m for m in METHODS if m not in SEARCHES],
+                    metavar="KEY", help="with one method: record its rows under KEY (a variant)")
     ap.add_argument("--json", help="also write every search's per-epoch results here")
     ap.add_argument("--tables-from", nargs="+", metavar="JSON",
                     help="print the tables from earlier --json files (joined by seed) and exit")
     ap.add_argument("--events-csv", help="with --tables-from: also write every per-epoch "
                     "result here")
     args = ap.parse_args()
+    if args.record_as and len(args.methods) != 1:
+        ap.error("--record-as: with one of --methods only")
+    key = {m: args.record_as or m for m in args.methods}  # where each method's rows go
     if args.tables_from:
         rows = merge(args.tables_from)
         print(tables(rows, [m for m in METHODS if any(m in r for r in rows)], args.budget))
@@ -366,10 +370,11 @@ def main() -> None:
             for m in args.methods:
                 out = run_method(m, seed, args.budget, args.grace, args.reduction_factor, storage,
                                  args.branch_epochs)
-                row[m] = {**summarize(out["events"]), "wall": out["wall"], "errors": out["errors"],
-                          "num_samples": out["num_samples"], "events": out["events"]}
-                print(f"seed {seed} {METHODS[m][2]}: best {row[m]['best']:.4f} in "
-                      f"{row[m]['epochs']} epochs, {row[m]['trials']} trials ({out['wall']:.0f} s, "
+                r = row[key[m]] = {**summarize(out["events"]), "wall": out["wall"],
+                                   "errors": out["errors"], "num_samples": out["num_samples"],
+                                   "events": out["events"]}
+                print(f"seed {seed} {METHODS[key[m]][2]}: best {r['best']:.4f} in "
+                      f"{r['epochs']} epochs, {r['trials']} trials ({out['wall']:.0f} s, "
                       f"load {os.getloadavg()[0]:.1f})" + (f"; errors: {out['errors']}" if out["errors"] else ""),
                       file=sys.stderr, flush=True)
             row["target"] = row["fifo_random"]["best"] if "fifo_random" in row else None
@@ -380,7 +385,7 @@ def main() -> None:
         ray.shutdown()
         import shutil
         shutil.rmtree(storage, ignore_errors=True)
-    print(tables(rows, args.methods, args.budget))
+    print(tables(rows, list(key.values()), args.budget))
     print(f"\nbudget {args.budget} epochs, ASHA grace {args.grace}, reduction factor "
           f"{args.reduction_factor}; total {time.time() - t_all:.0f} s, load average {load0} -> "
           f"{loadavg()}.")
