@@ -22,20 +22,28 @@ VAL_FRACTION = 0.3
 BATCH_SIZE = 32
 
 
-def problem_data(train_seed: int, epochs: int = EPOCHS, schedule: str = "step") -> dict:
-    """smoke.yaml's space file as a dict, set up as the problem above; trials train with
-    `train_seed`."""
+def problem_data(train_seed: int, epochs: int = EPOCHS, schedule: str = "step",
+                 space_file: str = "smoke.yaml", train_fraction: float = TRAIN_FRACTION,
+                 val_fraction: float = VAL_FRACTION, batch_size: int = BATCH_SIZE,
+                 gpus_per_trial: float = 0) -> dict:
+    """The space file (smoke.yaml: the problem above) as a dict, set up with these epochs,
+    schedule, data fractions and batch size; trials train with `train_seed`. smoke.yaml's data
+    becomes the reduced digits; another space keeps its data set."""
     from gunn_search.space import load_space
 
-    data = copy.deepcopy(load_space("smoke.yaml").data)
-    data["name"] = f"digits_reduced_s{train_seed}"
+    data = copy.deepcopy(load_space(space_file).data)
+    data["name"] = f"{'digits_reduced' if space_file == 'smoke.yaml' else data['name']}_s{train_seed}"
     data["epochs"] = epochs
-    data["batch_size"] = BATCH_SIZE
+    data["batch_size"] = batch_size
     data["seed"] = train_seed
-    data["data"].update(name="digits", val_fraction=VAL_FRACTION, train_fraction=TRAIN_FRACTION)
-    data["schedule"] = {"kind": schedule, "warmup_epochs": 0}
+    if space_file == "smoke.yaml":
+        data["data"]["name"] = "digits"
+    data["data"].update(val_fraction=val_fraction, train_fraction=train_fraction)
+    data["schedule"] = {**({"milestones": data["schedule"]["milestones"]}
+                           if schedule == "step" and "milestones" in data.get("schedule", {})
+                           else {}), "kind": schedule, "warmup_epochs": 0}
     # One CPU and no GPU per trial: two trials at a time on the 2-core machine.
-    data.setdefault("resources", {}).update(cpus_per_trial=1, gpus_per_trial=0)
+    data.setdefault("resources", {}).update(cpus_per_trial=1, gpus_per_trial=gpus_per_trial)
     data.pop("budget", None)
     # smoke.yaml's demo rungs (grace 1, rf 2) are not the problem's: a search on it starts
     # from the search's own defaults (search.grace_period, reduction_factor, branch_epochs).

@@ -64,17 +64,10 @@ SEARCHES = [m for m, (sampler, _, _) in METHODS.items() if sampler]  # what this
 
 
 def asha_epochs_per_trial(grace: int, rf: int, max_t: int, branch: float = 0.0) -> float:
-    """Expected epochs of one trial under ASHA: all reach grace, 1/rf of a rung the next one;
-    each rung reached costs `branch` epochs more (the annealing branch)."""
-    epochs, share, t = 0.0, 1.0, 0
-    rung = grace
-    while True:
-        top = min(rung, max_t)
-        epochs += share * (top - t)
-        if top >= max_t:
-            return epochs
-        epochs += share * branch
-        t, share, rung = top, share / rf, rung * rf
+    """Expected epochs of one trial under ASHA (`gunn_search.run.rungs.expected_epochs`)."""
+    from gunn_search.run.rungs import expected_epochs
+
+    return expected_epochs(grace, rf, max_t, branch)
 
 
 def asha_trials(budget: int, grace: int, rf: int, max_t: int, branch: float = 0.0) -> int:

@@ -79,6 +79,29 @@ def branch_epochs_per_trial(search, max_epochs: int) -> float:
                                                   max_epochs))
 
 
+def expected_epochs(grace: int, rf: int, max_t: int, branch: float = 0.0) -> float:
+    """Expected epochs of one trial under ASHA: all reach the first rung, 1/rf of a rung the
+    next one; each rung reached costs `branch` epochs more (its annealing branch). What a
+    compute budget is expected to buy (trials = budget / this)."""
+    epochs, share, t = 0.0, 1.0, 0
+    rung = grace
+    while True:
+        top = min(rung, max_t)
+        epochs += share * (top - t)
+        if top >= max_t:
+            return epochs
+        epochs += share * branch
+        t, share, rung = top, share / rf, rung * rf
+
+
+def expected_trial_epochs(search, max_epochs: int) -> float:
+    """`expected_epochs` for a search's settings (FIFO: every trial trains to the end)."""
+    if search.scheduler != "asha":
+        return float(max_epochs)
+    return expected_epochs(search.grace_period, search.reduction_factor, max_epochs,
+                           search.branch_epochs or 0.0)
+
+
 def describe(search, max_epochs: int) -> str:
     """How long trials train, for the search's first line: "ASHA rungs at epochs 2, 6 (1/3 goes
     on), each comparing a 2-epoch annealing branch"."""

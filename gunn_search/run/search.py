@@ -123,12 +123,7 @@ def start_parent_run(space: Space, opts: SearchOptions, fingerprint: str, client
 
 def build_tuner(space: Space, opts: SearchOptions, callbacks: list, on_searcher=None, stop=None):
     """The Tuner a search runs; `stop` is Tune's experiment stopper (benchmarks use one)."""
-    import optuna
     from ray import tune
-    from ray.tune.schedulers import FIFOScheduler
-    from ray.tune.search import ConcurrencyLimiter
-
-    from gunn_search.run.searcher import StoppedAsPrunedOptunaSearch
 
     s = space.search
     # Of Tune's default loggers only the JSON one is read (result.json: Result.metrics_dataframe,
@@ -143,26 +138,9 @@ def build_tuner(space: Space, opts: SearchOptions, callbacks: list, on_searcher=
     if opts.resume:
         # Callbacks, searcher and scheduler come back from the pickled experiment state.
         return tune.Tuner.restore(path, trainable=trainable, resume_errored=True)
-    # Optuna's INFO notes ("A new study created in memory") are noise beside the progress lines.
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    objectives = s.objective_list
-    if len(objectives) > 1:  # Optuna's multi-objective study: one value per objective
-        metric, mode = [o.metric for o in objectives], [o.mode for o in objectives]
-    else:
-        metric, mode = METRIC, s.mode
-    optuna_search = StoppedAsPrunedOptunaSearch(
-        space=define_by_run(space), metric=metric, mode=mode, sampler=make_sampler(s),
-        storage=study.open_storage(opts.optuna_storage) if opts.optuna_storage else None,
-        study_name=opts.experiment)
-    if on_searcher is not None:
-        on_searcher(optuna_search)
-    searcher = ConcurrencyLimiter(optuna_search, max_concurrent=s.max_concurrent)
-    if s.scheduler == "asha":
-        scheduler = ResumableASHA(time_attr="epoch", max_t=space.max_epochs,
-                                  grace_period=s.grace_period, reduction_factor=s.reduction_factor,
-                                  objectives=pareto.objectives_of(s))
-    else:
-        scheduler = FIFOScheduler()
+    searcher, scheduler = search_parts(
+        space, study.open_storage(opts.optuna_storage) if opts.optuna_storage else None,
+        opts.experiment, on_searcher)
     from ray.tune.logger import JsonLoggerCallback
 
     from gunn_search.run.spare_cpus import SpareCPUs
@@ -181,6 +159,39 @@ def build_tuner(space: Space, opts: SearchOptions, callbacks: list, on_searcher=
             failure_config=tune.FailureConfig(max_failures=opts.max_failures), stop=stop,
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2), verbose=0),
     )
+
+
+def search_parts(space: Space, storage=None, study_name: str | None = None, on_searcher=None):
+    """The searcher (Optuna's, in a ConcurrencyLimiter) and the scheduler (ASHA or FIFO) a
+    search of `space` makes its decisions with; the simulator of benchmarks/simulate.py drives
+    these same objects. `on_searcher` sees the Optuna searcher before it is wrapped."""
+    import optuna
+    from ray.tune.schedulers import FIFOScheduler
+    from ray.tune.search import ConcurrencyLimiter
+
+    from gunn_search.run.searcher import StoppedAsPrunedOptunaSearch
+
+    s = space.search
+    # Optuna's INFO notes ("A new study created in memory") are noise beside the progress lines.
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    objectives = s.objective_list
+    if len(objectives) > 1:  # Optuna's multi-objective study: one value per objective
+        metric, mode = [o.metric for o in objectives], [o.mode for o in objectives]
+    else:
+        metric, mode = METRIC, s.mode
+    optuna_search = StoppedAsPrunedOptunaSearch(
+        space=define_by_run(space), metric=metric, mode=mode, sampler=make_sampler(s),
+        storage=storage, study_name=study_name)
+    if on_searcher is not None:
+        on_searcher(optuna_search)
+    searcher = ConcurrencyLimiter(optuna_search, max_concurrent=s.max_concurrent)
+    if s.scheduler == "asha":
+        scheduler = ResumableASHA(time_attr="epoch", max_t=space.max_epochs,
+                                  grace_period=s.grace_period, reduction_factor=s.reduction_factor,
+                                  objectives=pareto.objectives_of(s))
+    else:
+        scheduler = FIFOScheduler()
+    return searcher, scheduler
 
 
 def make_sampler(s):

@@ -81,6 +81,25 @@ def rung_result(metrics: dict) -> float | None:
     return metrics.get(ANNEALED_METRIC, metrics.get(METRIC))
 
 
+def epoch_report(metrics: dict, epochs: int, costs: dict) -> dict:
+    """What a trial reports to Tune after an epoch of its `epochs`: the loop's metrics, the
+    config's costs, the branch epochs it spent, the rung result and its status (the simulator
+    of benchmarks/simulate.py reports through this too)."""
+    from trainers.anneal import BRANCH_EPOCHS
+    from trainers.loop import STATUS_NONFINITE
+
+    out = {k: v for k, v in metrics.items() if k != "status"} | costs
+    out.setdefault(BRANCH_EPOCHS, 0.0)
+    out[RUNG_METRIC] = rung_result(metrics)
+    if metrics.get("status") == STATUS_NONFINITE:
+        out.update({METRIC: 0.0, RUNG_METRIC: 0.0,  # bad, not a crash
+                    STATUS_KEY: TrialStatus.NONFINITE})
+    else:
+        out[STATUS_KEY] = (TrialStatus.COMPLETED if metrics["epoch"] >= epochs
+                           else TrialStatus.RUNNING)
+    return out
+
+
 def storage_path(ctx) -> str:
     """Where Tune keeps this search's trials (`<storage>/<experiment>`), to name in an error."""
     try:
@@ -93,10 +112,9 @@ def train_trial(config: dict, space: Space) -> None:
     """Tune function trainable (bind `space` with `tune.with_parameters`)."""
     import torch
 
-    from trainers.anneal import BRANCH_EPOCHS
     from trainers.checkpoint import CHECKPOINT_NAME
     from trainers.disk_full import disk_full, is_disk_full
-    from trainers.loop import STATUS_NONFINITE, train
+    from trainers.loop import train
 
     ctx = tune.get_context()
     resources = ctx.get_trial_resources().required_resources if ctx else {}
@@ -134,15 +152,7 @@ def train_trial(config: dict, space: Space) -> None:
         branch = annealing_branch(space, cfg.epochs)
 
         def on_epoch(metrics: dict, ckpt_path: Path | None) -> bool:
-            out = {k: v for k, v in metrics.items() if k != "status"} | costs
-            out.setdefault(BRANCH_EPOCHS, 0.0)
-            out[RUNG_METRIC] = rung_result(metrics)
-            if metrics.get("status") == STATUS_NONFINITE:
-                out.update({METRIC: 0.0, RUNG_METRIC: 0.0,  # bad, not a crash
-                            STATUS_KEY: TrialStatus.NONFINITE})
-            else:
-                out[STATUS_KEY] = (TrialStatus.COMPLETED if metrics["epoch"] >= cfg.epochs
-                                       else TrialStatus.RUNNING)
+            out = epoch_report(metrics, cfg.epochs, costs)
             ckpt = tune.Checkpoint.from_directory(str(ckpt_path.parent)) if ckpt_path else None
             try:
                 tune.report(out, checkpoint=ckpt)

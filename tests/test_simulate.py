@@ -1,0 +1,135 @@
+"""The recorded-curve table, the simulator's clock and the methods it drives (benchmarks/
+curve_table.py, sim_engine.py, sim_methods.py, simulate.py), on tiny synthetic tables: the real
+table is data recorded over hours, never in CI."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(REPO / "benchmarks")]
+
+import curve_table as ct  # noqa: E402
+import sim_engine  # noqa: E402
+import simulate  # noqa: E402
+
+META = {"space": "smoke.yaml", "epochs": 12, "schedule": "step", "train_fraction": 0.5,
+        "val_fraction": 0.3, "batch_size": 32, "configs": 32, "sample_seed": 0,
+        "branch_at": [1, 2, 3, 4, 6, 8], "branch_lengths": [1.0, 2.0]}
+
+
+def quality(values: dict) -> float:
+    """A synthetic landscape: best near lr 0.1, wide stages."""
+    lr = values["optim.lr"]
+    width = values["model.stages.0.N"] + values["model.stages.1.N"]
+    return 0.9 - 0.25 * abs(math.log(lr / 0.1)) - 0.004 * (64 - width)
+
+
+def synthetic_table(folder: Path, n: int = 32, seeds=(0, 1)) -> ct.Table:
+    """A table in the recorder's format: curves rising to each config's quality, the step
+    schedule's jumps at epochs 6 and 9, branches previewing the end."""
+    meta = {**META, "configs": n}
+    space = simulate.table_space(meta, 0, 0)
+    configs = ct.space_filling_sample(space, n, 0)
+    ct.write_meta(folder, meta)
+    ct.write_configs(folder, configs)
+    for seed in seeds:
+        for i, c in enumerate(configs):
+            q = quality(c) + 0.01 * ((i * 7 + seed * 3) % 5 - 2)
+            rows = []
+            for e in range(1, 13):
+                # mid-schedule val_acc ranks backwards (high lr looks bad before the drop)
+                acc = q * (0.5 + 0.04 * e) if e < 6 else q * (0.9 + 0.01 * (e - 6))
+                if e < 6:
+                    acc -= 0.2 * math.log(c["optim.lr"] / 0.02) / 2.7
+                row = {"config": i, "seed": seed, "epoch": e, "val_acc": round(max(acc, 0), 6),
+                       "train_loss": 1.0 / e, "seconds": 1.0 + 0.01 * i, "status": ""}
+                for L in meta["branch_lengths"]:
+                    if e in meta["branch_at"]:
+                        row[ct.anneal_col(L)] = round(q * (0.8 + 0.05 * L + 0.01 * e), 6)
+                        row[ct.anneal_col(L) + "_seconds"] = L
+                rows.append(row)
+            ct.append_run(folder, meta["branch_lengths"], rows)
+    return ct.load_table(folder)
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory):
+    return synthetic_table(tmp_path_factory.mktemp("table"))
+
+
+def test_unit_coordinates_invert_the_sample(table):
+    space = simulate.table_space(table.meta, 0, 0)
+    lookup = sim_engine.Lookup(table, 0, space)
+    for cid, values in table.configs.items():
+        assert lookup.nearest(values) == cid
+        assert all(0 <= u <= 1 for u in ct.coordinates(space, values))
+
+
+def test_sample_is_space_filling_and_seeded(table):
+    space = simulate.table_space(table.meta, 0, 0)
+    a = ct.space_filling_sample(space, 16, 3)
+    assert a == ct.space_filling_sample(space, 16, 3)
+    assert a != ct.space_filling_sample(space, 16, 4)
+    # each choice of a 2-valued dimension drawn about half the time (Sobol balance)
+    assert sum(c["model.stages.0.n"] == 4 for c in a) == 8
+
+
+def test_a_run_cut_short_is_dropped(tmp_path):
+    t = synthetic_table(tmp_path, n=4, seeds=(0,))
+    with (tmp_path / "curves.csv").open("a") as f:
+        f.write("3,1,1,0.5,1.0,1.0,,0.6,1")  # seed 1's first epoch, cut mid-line by a kill
+    assert set(ct.completed_runs(tmp_path, 12)) == set(t.runs)
+
+
+def test_budget_is_honoured_and_branch_epochs_count(table):
+    space = simulate.table_space(table.meta, 0, 0, max_concurrent=2)
+    method = simulate.make_method("default", table.meta, 0, 0, 360, 2)
+    rec = sim_engine.simulate(method, sim_engine.Lookup(table, 0, method.space), 2, 360)
+    assert 360 <= rec.spent < 360 + 1 + 2  # stops at the epoch that spends it (one branch more)
+    assert rec.trials > 30 * 12 / 360 * 12  # saved epochs bought more trials than full trainings
+    fifo = simulate.make_method("random_fifo", table.meta, 0, 0, 120, 2)
+    rec = sim_engine.simulate(fifo, sim_engine.Lookup(table, 0, space), 2, 120)
+    # New trials start while budget is left; the ones still training when it runs out stop.
+    assert rec.spent == 120 and rec.trials >= 10 and len(rec.finals) < rec.trials
+
+
+def test_default_stops_trials_at_its_rungs_with_branch_results(table):
+    method = simulate.make_method("default", table.meta, 0, 0, 240, 2)
+    assert method.branch_at == frozenset({2, 6}) and method.branch_length == 2
+    rec = sim_engine.simulate(method, sim_engine.Lookup(table, 0, method.space), 2, 240)
+    last = {}
+    for _, _, tid, epoch, _, _ in rec.events:
+        last[tid] = epoch
+    assert set(last.values()) <= {2, 6, 12} and 2 in last.values() and 12 in last.values()
+
+
+@pytest.mark.parametrize("key", ["optuna_hyperband", "optuna_sha", "topk_1epoch"])
+def test_peers_run_on_the_table(table, key):
+    row = simulate.run_one((str(table.folder), key, 1, 5, 2))
+    assert row["train_seed"] == 1 and row["spent"] >= 60 and row["best_final"] is not None
+
+
+def test_cli_rows_and_target(table, tmp_path, capsys):
+    out = tmp_path / "sim.json"
+    rc = simulate.main(["--table", str(table.folder), "--methods", "default", "topk_1epoch",
+                        "--budget-trainings", "4", "--search-seeds", "0-3", "--workers", "1",
+                        "--json", str(out)])
+    assert rc == 0
+    import json
+
+    data = json.loads(out.read_text())
+    fifo = sorted(r["best_final"] for r in data["rows"] if r["method"] == "random_fifo")
+    assert data["target"] == pytest.approx((fifo[1] + fifo[2]) / 2)
+    keys = {"method", "search_seed", "epochs_to_target", "best_final", "budget_epochs"}
+    assert all(keys <= set(r) for r in data["rows"])
+    assert "| default |" in capsys.readouterr().out
+
+
+def test_unknown_method_is_one_line(table, capsys):
+    assert simulate.main(["--table", str(table.folder), "--methods", "nope"]) == 2
+    assert "unknown method 'nope'" in capsys.readouterr().err
