@@ -133,3 +133,17 @@ def test_cli_rows_and_target(table, tmp_path, capsys):
 def test_unknown_method_is_one_line(table, capsys):
     assert simulate.main(["--table", str(table.folder), "--methods", "nope"]) == 2
     assert "unknown method 'nope'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_simulator_decides_as_the_real_search():
+    """A real search (Ray Tune, the real trainable) replayed into the simulator's TuneSearch:
+    the same suggestions and the same stops, rung by rung."""
+    import sim_check
+
+    space = sim_check.check_space(epochs=4, samples=6, seed=3)
+    log = sim_check.run_real(space)
+    suggestions, decisions, bad = sim_check.replay(space, log)
+    assert suggestions == 6 and decisions >= 12
+    assert any(k == "complete" and d["epoch"] < 4 for k, _, d in log)  # a rung stopped one
+    assert bad == []
