@@ -44,6 +44,7 @@ class SearchResult:
     front: list[dict] | None = None  # several objectives: the Pareto front
     interrupted: str | None = None  # the signal that stopped it (resume=True continues it)
     optuna_storage: str | None = None  # the study's storage (password masked)
+    budget: str | None = None  # with a compute budget: what it spent, on how many trials
 
     @cached_property
     def trials(self):
@@ -64,7 +65,9 @@ class SearchPlan:
 def load_searched_space(space: str | Path, *, num_samples: int | None = None,
                         max_epochs: int | None = None, data_dir: str | None = None,
                         seed: int | None = None, gpus_per_trial: float | str | None = None,
-                        cpus_per_trial: float | None = None):
+                        cpus_per_trial: float | None = None,
+                        budget_epochs: float | None = None, time_budget: str | None = None,
+                        budget_gpu_hours: float | None = None):
     """The space file (a path or a bundled name) with these settings, validated once:
     (space, its resolved path, the fingerprint of the file as written)."""
     from gunn_search.space import fingerprint, load_space, with_settings
@@ -75,7 +78,8 @@ def load_searched_space(space: str | Path, *, num_samples: int | None = None,
     data = data_dir if data_dir is not None else loaded.base.data.data_dir
     return with_settings(loaded, epochs=max_epochs, num_samples=num_samples, seed=seed,
                          gpus_per_trial=gpus_per_trial, cpus_per_trial=cpus_per_trial,
-                         data_dir=data), path, fp
+                         data_dir=data, budget_epochs=budget_epochs, time_budget=time_budget,
+                         budget_gpu_hours=budget_gpu_hours), path, fp
 
 
 def plan_search(space: str | Path, *, experiment: str | None = None,
@@ -132,6 +136,7 @@ def run_plan(plan: SearchPlan, on_outcome: Callable | None = None) -> SearchResu
 
 def search(space: str | Path, **kwargs) -> SearchResult:
     """Run a search: `gunn-search --space SPACE` with the flags as keywords (num_samples,
+    budget_epochs, time_budget, budget_gpu_hours,
     max_epochs, data_dir, seed, gpus_per_trial, cpus_per_trial, experiment, tracking_uri,
     storage, optuna_storage, address, max_failures, warm_start, warm_start_top, resume)."""
     from gunn_search.run import interrupts
@@ -152,7 +157,7 @@ def search_result(out, plan: SearchPlan) -> SearchResult:
         best_trial_id=out.best_trial_id, best_run_id=out.best_run_id,
         best_value=out.best_val_acc, best_config=best,
         front=out.front, interrupted=out.interrupted.name if out.interrupted else None,
-        optuna_storage=out.optuna_storage)
+        optuna_storage=out.optuna_storage, budget=out.budget)
 
 
 def trials_table(tracking_uri: str, experiment_id: str | None, parent_run_id: str):

@@ -26,7 +26,15 @@ def search_parser() -> argparse.ArgumentParser:
                     "(Optuna TPE + ASHA), tracked in MLflow. `gunn-search export -h` for export, "
                     "`gunn-search ablate -h` for the paired GUNN/SUNN/NoRes ablation.")
     p.add_argument("--space", required=True, help="space file, or a bundled name (smoke.yaml)")
-    p.add_argument("--num-samples", type=int, help="number of trials (overrides search.num_samples)")
+    p.add_argument("--num-samples", type=int, help="number of trials (overrides search.num_samples; "
+                   "with a budget, the most trials)")
+    p.add_argument("--budget-epochs", type=float, metavar="N",
+                   help="stop once all trials together trained N epochs, annealing branches "
+                   "included (search.budget_epochs)")
+    p.add_argument("--time-budget", metavar="DURATION",
+                   help="stop after this much wall time: 90m, 2h, 1.5d (search.time_budget)")
+    p.add_argument("--budget-gpu-hours", type=float, metavar="H",
+                   help="stop once the trials held H GPU-hours (search.budget_gpu_hours)")
     p.add_argument("--max-epochs", type=int, help="max epochs per trial (overrides epochs)")
     p.add_argument("--data-dir", help="dataset directory (overrides data.data_dir)")
     add_tracking_uri(p)
@@ -63,7 +71,8 @@ def space_settings(args) -> dict:
     """The flags that change the space (`api.load_searched_space`'s keywords)."""
     return dict(num_samples=args.num_samples, max_epochs=args.max_epochs, data_dir=args.data_dir,
                 seed=args.seed, gpus_per_trial=args.gpus_per_trial,
-                cpus_per_trial=args.cpus_per_trial)
+                cpus_per_trial=args.cpus_per_trial, budget_epochs=args.budget_epochs,
+                time_budget=args.time_budget, budget_gpu_hours=args.budget_gpu_hours)
 
 
 def cmd_search(argv: Sequence[str]) -> int:
@@ -138,11 +147,13 @@ def print_outcome(out, uri: str, space, resume: str) -> None:
         # Nothing was decided: no best trial and no export, only how to go on.
         i = out.interrupted
         print(f"search: {out.experiment} interrupted by {i.name} at {i.at} "
-              f"({out.num_trials} of {space.search.num_samples} trials started; state saved), "
+              f"({started(out, space)}; state saved), "
               f"MLflow parent run {out.parent_run_id}")
         print(f"resume:  {resume}")
         return
     print(f"search: {out.experiment} ({out.num_trials} trials), MLflow parent run {out.parent_run_id}")
+    if out.budget:
+        print(f"budget:  {out.budget}")
     if out.best_trial_id is None:
         print("best trial: none finished")
         return
@@ -165,6 +176,13 @@ def print_outcome(out, uri: str, space, resume: str) -> None:
             print(f"best:    {run_link(ui_base, out.experiment_id, out.best_run_id)}")
     if out.optuna_storage:
         print(f"study:   optuna-dashboard {out.optuna_storage} --host 127.0.0.1 --port 8080")
+
+
+def started(out, space) -> str:
+    """"5 of 32 trials started", or under a budget "5 trials started, spent 40/120 epochs"."""
+    if out.budget:
+        return f"{out.num_trials} trials started, {out.budget.split(' on ')[0]}"
+    return f"{out.num_trials} of {space.search.num_samples} trials started"
 
 
 def top_table(top: list[dict], space) -> str:

@@ -38,6 +38,7 @@ class TrialStatus(StrEnum):
     RETRYING = "retrying after error"
     COMPLETED = "completed"
     STOPPED = "stopped by ASHA"
+    BUDGET = "stopped by budget"  # still training when the compute budget ran out
     ERRORED = "errored"
     NONFINITE = "non-finite loss"  # == trainers.loop.STATUS_NONFINITE (tests/test_trainable.py)
     OOM = "oom"
@@ -58,6 +59,7 @@ class TrialStatus(StrEnum):
 _KIND = {
     TrialStatus.RUNNING: Kind.RUNNING, TrialStatus.RETRYING: Kind.RUNNING,
     TrialStatus.COMPLETED: Kind.COMPLETED, TrialStatus.STOPPED: Kind.STOPPED,
+    TrialStatus.BUDGET: Kind.STOPPED,
     TrialStatus.ERRORED: Kind.FAILED, TrialStatus.NONFINITE: Kind.FAILED,
     TrialStatus.OOM: Kind.FAILED, TrialStatus.ABANDONED: Kind.FAILED,
     TrialStatus.REJECTED: Kind.REJECTED, TrialStatus.INTERRUPTED: Kind.INTERRUPTED,

@@ -28,8 +28,10 @@ class ProgressCallback(tune.Callback):
     """Counts trials and epochs as Tune reports them and draws the status line."""
 
     def __init__(self, num_samples: int, max_epochs: int = 1, every: float = 5.0,
-                 stream=None, branch_epochs: float = 0.0):
+                 stream=None, branch_epochs: float = 0.0, budget: tuple | None = None):
         self.num_samples = num_samples
+        # (experiment folder, compute_budget.Limits): the line counts down the budget's ledger
+        self.budget = budget
         self.max_epochs = max_epochs
         # The epochs a trial that goes all the way spends in annealing branches at its rungs:
         # they count in the epochs done and in the budget (gunn_search/run/scheduler.py).
@@ -50,9 +52,11 @@ class ProgressCallback(tune.Callback):
 
     def __getstate__(self):
         return {"num_samples": self.num_samples, "max_epochs": self.max_epochs,
-                "every": self.every, "branch_epochs": self.branch_epochs}
+                "every": self.every, "branch_epochs": self.branch_epochs,
+                "budget": self.budget}
 
     def __setstate__(self, state):
+        state.setdefault("budget", None)  # pickled before budgets existed
         self.__dict__.update(state)
         self.stream = None
         self._reset()
@@ -121,9 +125,35 @@ class ProgressCallback(tune.Callback):
         return unstarted * self.trial_epochs + sum(self.trial_epochs - e
                                                    for e in self.running.values())
 
+    def budget_parts(self, elapsed: float) -> list[str]:
+        """The budget's part of the line: what is spent of each limit, and when it runs out at
+        this session's pace."""
+        from gunn_search.run.compute_budget import UNBOUNDED, ledger
+
+        folder, limits = self.budget
+        book = ledger(folder)
+        of = "" if self.num_samples >= UNBOUNDED else f" of at most {self.num_samples}"
+        parts = [f"trials {len(self.running)} running, {self.done} done, {self.stopped} stopped "
+                 f"early, {self.failed} failed{of}", f"budget {book.describe(limits)}",
+                 f"best {METRIC} {self.best[0]:.4f} ({self.best[1]})" if self.best
+                 else "no result yet", fmt_duration(elapsed)]
+        etas = []
+        if limits.epochs is not None and self.epochs:
+            etas.append(max(0.0, limits.epochs - book.epochs) * elapsed / self.epochs)
+        if limits.seconds is not None:
+            etas.append(max(0.0, limits.seconds - book.seconds))
+        if limits.gpu_seconds is not None and book.gpu_seconds and elapsed:
+            etas.append(max(0.0, limits.gpu_seconds - book.gpu_seconds) * elapsed
+                        / book.gpu_seconds)
+        if etas:
+            parts.append(f"ETA <= {fmt_duration(min(etas))}")
+        return parts
+
     def line(self, now: float | None = None) -> str:
         now = time.time() if now is None else now
         elapsed = now - self.start
+        if self.budget is not None:
+            return " | ".join(self.budget_parts(elapsed))
         budget = self.num_samples * self.trial_epochs
         parts = [f"trials {len(self.running)} running, {self.done} done, {self.stopped} stopped "
                  f"early, {self.failed} failed of {self.num_samples}",

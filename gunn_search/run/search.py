@@ -9,6 +9,7 @@ checkpoint and the Optuna searcher's state comes back.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import sys
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 from gunn_search.run import faults
+from gunn_search.run.compute_budget import Limits
 from gunn_search.run import interrupts
 from gunn_search.run import study
 from gunn_search.track import ui as mlflow_ui
@@ -70,6 +72,7 @@ class SearchOutcome:
     # Set when Ctrl-C or SIGTERM stopped the search: Tune saved its state, `--resume` continues
     # it; no best trial is named (nothing was decided), `num_trials` is the trials started.
     interrupted: interrupts.Interrupt | None = None
+    budget: str | None = None  # with a compute budget: "spent 121/120 epochs on 17 trials"
 
 
 def experiment_path(opts: SearchOptions) -> str:
@@ -140,7 +143,13 @@ def build_tuner(space: Space, opts: SearchOptions, callbacks: list, on_searcher=
         return tune.Tuner.restore(path, trainable=trainable, resume_errored=True)
     searcher, scheduler = search_parts(
         space, study.open_storage(opts.optuna_storage) if opts.optuna_storage else None,
-        opts.experiment, on_searcher)
+        opts.experiment, on_searcher, budget_folder=path)
+    if s.has_budget:
+        from gunn_search.run.budget_stopper import BudgetStopper
+        from gunn_search.run.compute_budget import Limits
+        if stop is not None:
+            raise ValueError("a search with a compute budget takes no other stopper")
+        stop = BudgetStopper(path, Limits.of(s), float(space.resources.gpus_per_trial))
     from ray.tune.logger import JsonLoggerCallback
 
     from gunn_search.run.spare_cpus import SpareCPUs
@@ -161,10 +170,12 @@ def build_tuner(space: Space, opts: SearchOptions, callbacks: list, on_searcher=
     )
 
 
-def search_parts(space: Space, storage=None, study_name: str | None = None, on_searcher=None):
+def search_parts(space: Space, storage=None, study_name: str | None = None, on_searcher=None,
+                 budget_folder: str | None = None):
     """The searcher (Optuna's, in a ConcurrencyLimiter) and the scheduler (ASHA or FIFO) a
     search of `space` makes its decisions with; the simulator of benchmarks/simulate.py drives
-    these same objects. `on_searcher` sees the Optuna searcher before it is wrapped."""
+    these same objects. `on_searcher` sees the Optuna searcher before it is wrapped. With a
+    compute budget, the searcher reads the ledger in `budget_folder` before each trial."""
     import optuna
     from ray.tune.schedulers import FIFOScheduler
     from ray.tune.search import ConcurrencyLimiter
@@ -180,8 +191,12 @@ def search_parts(space: Space, storage=None, study_name: str | None = None, on_s
     else:
         metric, mode = METRIC, s.mode
     optuna_search = StoppedAsPrunedOptunaSearch(
-        space=define_by_run(space), metric=metric, mode=mode, sampler=make_sampler(s),
+        space=define_by_run(space), metric=metric, mode=mode, sampler=make_sampler(s, space.max_epochs),
         storage=storage, study_name=study_name)
+    if s.has_budget and budget_folder is not None:
+        from gunn_search.run.compute_budget import Limits
+
+        optuna_search.budget_folder, optuna_search.budget_limits = budget_folder, Limits.of(s)
     if on_searcher is not None:
         on_searcher(optuna_search)
     searcher = ConcurrencyLimiter(optuna_search, max_concurrent=s.max_concurrent)
@@ -194,7 +209,7 @@ def search_parts(space: Space, storage=None, study_name: str | None = None, on_s
     return searcher, scheduler
 
 
-def make_sampler(s):
+def make_sampler(s, max_epochs: int | None = None):
     """The Optuna sampler `search.sampler` names, seeded with the searcher's seed."""
     import optuna
 
@@ -208,7 +223,20 @@ def make_sampler(s):
     # as a bad result, so parallel trials do not all draw the same point. Optuna 5 has both on
     # for one objective; said here so that a new Optuna's defaults do not change our searches.
     return optuna.samplers.TPESampler(seed=s.seed, multivariate=True, constant_liar=True,
-                                      n_startup_trials=tpe_startup_trials(s.num_samples))
+                                      n_startup_trials=tpe_startup_trials(expected_trials(s)))
+
+
+def expected_trials(s, max_epochs: int | None = None) -> int:
+    """The trials a search is expected to run: num_samples, or fewer where an epoch budget
+    buys fewer (`rungs.expected_trial_epochs` each); a search bounded by time or GPU-hours only
+    and no num_samples: 32, the schema's default."""
+    from gunn_search.run.compute_budget import UNBOUNDED
+    from gunn_search.run.rungs import expected_trial_epochs
+
+    n = s.num_samples
+    if s.budget_epochs is not None and max_epochs:
+        n = min(n, math.ceil(s.budget_epochs / expected_trial_epochs(s, max_epochs) - 1e-9))
+    return 32 if n >= UNBOUNDED else max(1, n)
 
 
 def tpe_startup_trials(num_samples: int) -> int:
@@ -281,7 +309,7 @@ def run_search(space: Space, opts: SearchOptions,
     try:
         space = resolve_resources(space)
         log(f"{'resuming' if opts.resume else 'starting'} search {opts.experiment!r}: "
-            f"{space.search.num_samples} trials, up to {space.max_epochs} epochs each, "
+            f"{trials_text(space.search, path)}, up to {space.max_epochs} epochs each, "
             f"{describe_schedule(space.search, space.max_epochs)}; MLflow at {opts.tracking_uri}")
         try:
             client, exp_id = store.result() if store is not None else open_experiment(opts)
@@ -306,7 +334,9 @@ def run_search(space: Space, opts: SearchOptions,
                                           str(opts.space_path)),
                      ProgressCallback(space.search.num_samples, space.max_epochs,
                                       branch_epochs=branch_epochs_per_trial(space.search,
-                                                                            space.max_epochs))]
+                                                                            space.max_epochs),
+                                      budget=(path, Limits.of(space.search))
+                                      if space.search.has_budget else None)]
         on_searcher = None
         if past is not None:
             def on_searcher(searcher):
@@ -334,6 +364,7 @@ def run_search(space: Space, opts: SearchOptions,
                                 path, interrupted=interrupt)
         out.experiment_id = exp_id
         out.optuna_storage = study.shown(opts.optuna_storage)
+        out.budget = budget_summary(space, path, len(results))
         if on_outcome is not None:
             on_outcome(out)
             sys.stdout.flush()
@@ -345,6 +376,8 @@ def run_search(space: Space, opts: SearchOptions,
     finally:
         if own_ray:
             ray.shutdown()
+        from gunn_search.run.compute_budget import forget
+        forget(path)  # read again from its file by a later search of this process
     return out
 
 
@@ -381,6 +414,28 @@ def outcome(results, opts: SearchOptions, parent_id: str, client, space: Space |
                          best and best["val_acc"], best and best["config"], len(results),
                          experiment_path(opts), top=ranked[:top_n], front=front,
                          objectives=objectives)
+
+
+def trials_text(s, path: str) -> str:
+    """"32 trials", or with a budget "trials until 120 epochs are spent (at most 32; 40 spent
+    already)": the first line's count."""
+    from gunn_search.run.compute_budget import UNBOUNDED, Limits, ledger
+
+    if not s.has_budget:
+        return f"{s.num_samples} trials"
+    book, limits = ledger(path), Limits.of(s)
+    out = f"trials until the budget is spent ({book.describe(limits)}"
+    out += f"; at most {s.num_samples} trials)" if s.num_samples < UNBOUNDED else ")"
+    return out
+
+
+def budget_summary(space: Space, path: str, trials: int) -> str | None:
+    """"spent 121/120 epochs on 17 trials": the summary's budget line; None without one."""
+    from gunn_search.run.compute_budget import Limits, ledger
+
+    if not space.search.has_budget:
+        return None
+    return f"spent {ledger(path).describe(Limits.of(space.search))} on {trials} trials"
 
 
 def resolve_resources(space: Space) -> Space:

@@ -22,14 +22,24 @@ import warnings
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
-from gunn_search.results.status import RUNG_METRIC, STATUS_KEY, TrialStatus, status_of
+from gunn_search.results.status import RUNG_METRIC, STATUS_KEY, Kind, status_of
 from gunn_search.run import study
 
 
 class StoppedAsPrunedOptunaSearch(OptunaSearch):
     """`OptunaSearch` telling trials stopped before their last epoch as PRUNED."""
 
+    # With a compute budget: the experiment folder whose ledger says when it is spent
+    # (gunn_search.run.compute_budget); a spent budget starts no more trials.
+    budget_folder: str | None = None
+    budget_limits = None
+
     def suggest(self, trial_id: str):
+        if self.budget_folder is not None:
+            from gunn_search.run.compute_budget import ledger
+
+            if ledger(self.budget_folder).exhausted(self.budget_limits):
+                return self.FINISHED
         config = super().suggest(trial_id)
         self._link(trial_id)
         return config
@@ -46,7 +56,7 @@ class StoppedAsPrunedOptunaSearch(OptunaSearch):
             self._report_last(trial_id, result)
         # A result without a status is none of the trainable's: Tune's own rule applies to it.
         stopped_early = (result is not None and STATUS_KEY in result
-                         and status_of(result, error, ended=True) is TrialStatus.STOPPED)
+                         and status_of(result, error, ended=True).kind is Kind.STOPPED)
         if not stopped_early or trial_id in self._completed_trials:
             return super().on_trial_complete(trial_id, result, error)
         # Optuna takes the last reported intermediate value as the pruned trial's value.

@@ -27,31 +27,32 @@ def _filesystem(path: str):
     return pafs.LocalFileSystem(), path
 
 
-def read_state(path: str) -> dict | None:
-    """The search's own state file next to Tune's, or None if there is none."""
+def read_state(path: str, name: str = STATE_FILE) -> dict | None:
+    """The search's own state file next to Tune's (or another of its JSON files: `name`), or
+    None if there is none."""
     import pyarrow.fs as pafs
     fs, p = _filesystem(path)
-    f = f"{p}/{STATE_FILE}"
+    f = f"{p}/{name}"
     if fs.get_file_info(f).type != pafs.FileType.File:
         return None
     with fs.open_input_stream(f) as stream:
         return json.loads(stream.read().decode())
 
 
-def write_state(path: str, state: dict) -> None:
+def write_state(path: str, state: dict, name: str = STATE_FILE) -> None:
     """Written to a temporary name and moved into place: never half a file to resume from."""
     from trainers.disk_full import disk_full, is_disk_full
 
     fs, p = _filesystem(path)
-    tmp = f"{p}/{STATE_FILE}.tmp"
+    tmp = f"{p}/{name}.tmp"
     try:
         fs.create_dir(p, recursive=True)
         with fs.open_output_stream(tmp) as stream:
             stream.write(json.dumps(state, indent=2).encode())
-        fs.move(tmp, f"{p}/{STATE_FILE}")
+        fs.move(tmp, f"{p}/{name}")
     except OSError as e:
         if is_disk_full(e):
-            raise SearchError(str(disk_full(f"{p}/{STATE_FILE}", e))) from None
+            raise SearchError(str(disk_full(f"{p}/{name}", e))) from None
         raise
 
 
@@ -59,8 +60,10 @@ def resumed_settings(space: Space) -> dict:
     """What the command line may change in a space (the file's fingerprint leaves flags out)
     and a resumed search cannot: Tune restores its trials, scheduler and sampler as they were,
     so a new value would be ignored or, for the epochs, fail the resumed trials' checkpoints."""
-    return {"--max-epochs": space.max_epochs, "--num-samples": space.search.num_samples,
-            "--seed": space.search.seed}
+    s = space.search
+    return {"--max-epochs": space.max_epochs, "--num-samples": s.num_samples, "--seed": s.seed,
+            "--budget-epochs": s.budget_epochs, "--time-budget": s.time_budget,
+            "--budget-gpu-hours": s.budget_gpu_hours}
 
 
 def changed_settings(state: dict, space: Space) -> list[str]:

@@ -27,6 +27,8 @@ from gunn_search.space.schema import SearchSections, Space, parse_space, settle
 def with_settings(space: Space, *, epochs: int | None = None, num_samples: int | None = None,
                   seed: int | None = None, gpus_per_trial: float | str | None = None,
                   cpus_per_trial: float | None = None, data_dir: str | None = None,
+                  budget_epochs: float | None = None, time_budget: str | None = None,
+                  budget_gpu_hours: float | None = None,
                   source: str = "command line") -> Space:
     """The space with the search's settings a command line changes; None leaves one as it is.
 
@@ -35,7 +37,9 @@ def with_settings(space: Space, *, epochs: int | None = None, num_samples: int |
     ``data_dir`` is taken from where the command runs, not a worker's working directory.
     """
     data = copy.deepcopy(space.data)
-    search = {k: v for k, v in (("num_samples", num_samples), ("seed", seed)) if v is not None}
+    search = {k: v for k, v in (("num_samples", num_samples), ("seed", seed),
+                                ("budget_epochs", budget_epochs), ("time_budget", time_budget),
+                                ("budget_gpu_hours", budget_gpu_hours)) if v is not None}
     if epochs is not None and "grace_period" in data.get("search", {}):
         search["grace_period"] = min(space.search.grace_period, max(1, epochs))
     resources = {k: v for k, v in (("gpus_per_trial", gpus_per_trial),

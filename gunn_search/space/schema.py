@@ -74,6 +74,39 @@ class SearchSettings(_Strict):
     # Optuna's sampler: TPE handles one objective and several (MOTPE); nsga2 is the usual
     # evolutionary choice for many trials and objectives; random is the baseline.
     sampler: Literal["tpe", "nsga2", "random"] = "tpe"
+    # A compute budget (gunn_search.run.compute_budget): trials start while it lasts, and the
+    # ones still training when it is spent stop (`stopped by budget`). Epochs of all trials
+    # together, annealing-branch epochs included; the search's wall time (90m, 2h, 1.5d); the
+    # GPU-hours its trials hold. With any of them, num_samples is an upper bound and may be
+    # left out (then none).
+    budget_epochs: float | None = Field(default=None, gt=0.0)
+    time_budget: str | None = None
+    budget_gpu_hours: float | None = Field(default=None, gt=0.0)
+
+    @field_validator("time_budget", mode="before")
+    @classmethod
+    def _a_duration(cls, v):
+        if v is None:
+            return v
+        from gunn_search.run.compute_budget import parse_duration
+
+        seconds = parse_duration(v)  # ValueError: pydantic's one line, naming the field
+        return v if isinstance(v, str) else f"{seconds:g}s"
+
+    @model_validator(mode="after")
+    def _unbounded_under_a_budget(self):
+        # Set without pydantic's field tracking: left out, num_samples is resolved again
+        # whenever the search section is (a budget from a flag lifts the default's 32 too).
+        if "num_samples" not in self.model_fields_set and self.has_budget:
+            from gunn_search.run.compute_budget import UNBOUNDED
+
+            object.__setattr__(self, "num_samples", UNBOUNDED)
+        return self
+
+    @property
+    def has_budget(self) -> bool:
+        return any(v is not None for v in (self.budget_epochs, self.time_budget,
+                                           self.budget_gpu_hours))
 
     @model_validator(mode="after")
     def _first_objective_is_the_metric(self):
@@ -195,7 +228,10 @@ def settle(space: Space, source: str) -> Space:
 
 
 def _sections_data(sections: SearchSections) -> dict:
-    return sections.model_dump(mode="json", exclude_none=True, exclude_defaults=False)
+    out = sections.model_dump(mode="json", exclude_none=True, exclude_defaults=False)
+    if "num_samples" not in sections.search.model_fields_set:  # resolved again when re-read
+        out["search"].pop("num_samples", None)
+    return out
 
 
 # --- cross-field rules -------------------------------------------------------------------------------
@@ -209,6 +245,13 @@ def _check_cross_fields(space: Space) -> None:
     if space.search.scheduler == "asha" and space.search.grace_period > space.max_epochs:
         raise ConfigError(f"must be <= epochs ({space.max_epochs}) (got "
                           f"{space.search.grace_period})", field="search.grace_period")
+    s = space.search
+    if s.budget_epochs is not None:
+        first = (s.grace_period + (s.branch_epochs or 0.0) if s.scheduler == "asha"
+                 and s.grace_period < space.max_epochs else float(space.max_epochs))
+        if s.budget_epochs < first:
+            raise ConfigError(f"must be at least one trial's first rung ({first:g} epochs; got "
+                              f"{s.budget_epochs:g})", field="search.budget_epochs")
     if space.values_at("data.split") != ["search"]:
         raise ConfigError("a search selects on a validation split; use split: search (final "
                           "trains on train + val and reports the test set)", field="data.split")

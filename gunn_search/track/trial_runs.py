@@ -29,7 +29,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 from ray import tune
 
-from gunn_search.results.status import METRIC, TrialStatus, status_of
+from gunn_search.results.status import METRIC, Kind, TrialStatus, status_of
 from gunn_search.run import interrupts
 from gunn_search.space.budget import config_cost, cost_metrics
 from gunn_search.track import store as tr
@@ -128,7 +128,7 @@ class TrialRuns(tune.Callback):
     def on_trial_complete(self, iteration, trials, trial, **info):
         last = trial.last_result or {}
         status = status_of(last, ended=True)
-        tags = {STOPPED_AT_TAG: int(last.get("epoch", 0))} if status is TrialStatus.STOPPED else {}
+        tags = {STOPPED_AT_TAG: int(last.get("epoch", 0))} if status.kind is Kind.STOPPED else {}
         self._finish(trial, status, self.run_end(status), tags)
 
     def on_trial_error(self, iteration, trials, trial, **info):

@@ -1,0 +1,161 @@
+"""The search's compute budget: epochs (every trial's, annealing-branch epochs included), wall
+time, and GPU-hours; counted in one place (`Ledger`), read by the stopper, the searcher, the
+progress line, the summary and `--resume`.
+
+Why not Tune's own: `TuneConfig(time_budget_s)` ends the experiment at once, leaving the trials
+still training RUNNING in the Optuna study and in MLflow, and no Tune setting counts epochs.
+Here, once the budget is spent, the searcher suggests no more trials (`Searcher.FINISHED`) and
+every trial still training stops at its next result, recorded as `stopped by budget`
+(`budget_stopper.BudgetStopper`, Tune's side). A trial is thus at most one epoch past the
+budget. This module needs no Ray: the space's schema parses durations with it.
+
+The spent budget lives in `budget.json` beside Tune's experiment state (through the state file's
+pyarrow file systems: a storage URI works too), written atomically after every result, so a killed search (kill -9 too) resumes with what was left. The stopper and the
+searcher are pickled apart by Tune; both find the one ledger of their experiment folder in
+`_LEDGERS`, read from the file on first use.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from dataclasses import dataclass, field
+
+FILE = "budget.json"
+# `search.num_samples` left out of a space with a budget: trials start while budget is left.
+UNBOUNDED = 1_000_000
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text) -> float:
+    """Seconds of a duration: `90m`, `2h`, `1.5d`, `45s` (a bare number: seconds). ValueError
+    names what is wrong."""
+    if isinstance(text, bool):
+        raise ValueError(f"{text!r} is no duration (use 90m, 2h, 1.5d)")
+    if isinstance(text, (int, float)):
+        seconds = float(text)
+    else:
+        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([smhd]?)\s*", str(text))
+        if not m:
+            raise ValueError(f"{text!r} is no duration (use 90m, 2h, 1.5d)")
+        seconds = float(m.group(1)) * _UNITS[m.group(2) or "s"]
+    if not seconds > 0 or not math.isfinite(seconds):
+        raise ValueError(f"{text!r}: a duration must be more than zero")
+    return seconds
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a search may spend; None: no limit of that kind."""
+
+    epochs: float | None = None
+    seconds: float | None = None
+    gpu_seconds: float | None = None
+
+    @classmethod
+    def of(cls, search) -> "Limits":
+        return cls(search.budget_epochs,
+                   parse_duration(search.time_budget) if search.time_budget else None,
+                   search.budget_gpu_hours * 3600 if search.budget_gpu_hours else None)
+
+    @property
+    def any(self) -> bool:
+        return any(v is not None for v in (self.epochs, self.seconds, self.gpu_seconds))
+
+
+def result_epochs(result: dict, trained_before: int) -> float:
+    """What one result of a trial spent, in epochs: the epochs trained since the trial's
+    previous result and the annealing branch after it (one rule for the search and the
+    simulator)."""
+    epoch = int(result.get("epoch", 0) or 0)
+    if epoch <= trained_before:  # Tune's repeat of a last result, or an epoch counted already
+        return 0.0
+    return epoch - trained_before + float(result.get("branch_epochs") or 0.0)
+
+
+@dataclass
+class Ledger:
+    """The budget spent by one search, kept in `folder/budget.json`."""
+
+    folder: str
+    epochs: float = 0.0
+    seconds: float = 0.0
+    gpu_seconds: float = 0.0
+    trials: dict[str, int] = field(default_factory=dict)  # trial id -> epochs it trained
+    _tick: float = field(default_factory=time.monotonic, repr=False)
+
+    @classmethod
+    def load(cls, folder: str) -> "Ledger":
+        from gunn_search.run.state_file import read_state
+
+        try:
+            data = read_state(folder, FILE) or {}
+        except (OSError, ValueError):  # unreadable: a search must not die of its ledger
+            data = {}
+        return cls(folder, float(data.get("epochs", 0)), float(data.get("seconds", 0)),
+                   float(data.get("gpu_seconds", 0)), dict(data.get("trials", {})))
+
+    def save(self) -> None:
+        from gunn_search.run.state_file import write_state
+
+        write_state(self.folder, {"epochs": self.epochs, "seconds": self.seconds,
+                                  "gpu_seconds": self.gpu_seconds, "trials": self.trials}, FILE)
+
+    def clock(self) -> None:
+        """Count the wall time since the last tick (the driver's: time it was dead is not)."""
+        now = time.monotonic()
+        self.seconds += now - self._tick
+        self._tick = now
+
+    def add(self, trial_id: str, result: dict, gpus: float) -> None:
+        self.clock()
+        before = self.trials.get(trial_id, 0)
+        spent = result_epochs(result, before)
+        self.epochs += spent
+        self.gpu_seconds += gpus * float(result.get("time_this_iter_s") or 0.0)
+        self.trials[trial_id] = max(before, int(result.get("epoch", 0) or 0))
+        self.save()
+
+    def exhausted(self, limits: Limits) -> bool:
+        self.clock()
+        return ((limits.epochs is not None and self.epochs >= limits.epochs - 1e-9)
+                or (limits.seconds is not None and self.seconds >= limits.seconds)
+                or (limits.gpu_seconds is not None and self.gpu_seconds >= limits.gpu_seconds))
+
+    def left(self, limits: Limits) -> float | None:
+        """The share of the budget left (0 to 1), by the kind nearest its end; None without."""
+        shares = [1 - spent / cap for spent, cap in ((self.epochs, limits.epochs),
+                                                      (self.seconds, limits.seconds),
+                                                      (self.gpu_seconds, limits.gpu_seconds))
+                  if cap]
+        return max(0.0, min(shares)) if shares else None
+
+    def describe(self, limits: Limits) -> str:
+        """"52/120 epochs, 0h41m/2h00m": what is spent of each limit."""
+        from gunn_search.run.progress import fmt_duration
+
+        parts = []
+        if limits.epochs is not None:
+            parts.append(f"{self.epochs:g}/{limits.epochs:g} epochs")
+        if limits.seconds is not None:
+            parts.append(f"{fmt_duration(self.seconds)}/{fmt_duration(limits.seconds)}")
+        if limits.gpu_seconds is not None:
+            parts.append(f"{self.gpu_seconds / 3600:.2f}/{limits.gpu_seconds / 3600:g} GPU-hours")
+        return ", ".join(parts)
+
+
+_LEDGERS: dict[str, Ledger] = {}
+
+
+def ledger(folder: str) -> Ledger:
+    """The one ledger of the search in `folder` in this process."""
+    if folder not in _LEDGERS:
+        _LEDGERS[folder] = Ledger.load(folder)
+    return _LEDGERS[folder]
+
+
+def forget(folder: str) -> None:
+    """Drop the in-process ledger (a search that ended, or a test's second driver)."""
+    _LEDGERS.pop(folder, None)
