@@ -9,8 +9,9 @@ every trial still training stops at its next result, recorded as `stopped by bud
 (`budget_stopper.BudgetStopper`, Tune's side). A trial is thus at most one epoch past the
 budget. This module needs no Ray: the space's schema parses durations with it.
 
-The spent budget lives in `budget.json` beside Tune's experiment state (through the state file's
-pyarrow file systems: a storage URI works too), written atomically after every result, so a killed search (kill -9 too) resumes with what was left. The stopper and the
+The spent budget lives in `<experiment>.budget.json` beside Tune's experiment folder (through the
+state file's pyarrow file systems: a storage URI works too), written atomically after every
+result, so a killed search (kill -9 too) resumes with what was left. The stopper and the
 searcher are pickled apart by Tune; both find the one ledger of their experiment folder in
 `_LEDGERS`, read from the file on first use.
 """
@@ -23,6 +24,14 @@ import time
 from dataclasses import dataclass, field
 
 FILE = "budget.json"
+
+
+def location(experiment_path: str) -> tuple[str, str]:
+    """(folder, file name) of a search's ledger: `<storage>/<experiment>.budget.json`, beside
+    its experiment folder, not in it. Tune syncs a resumed experiment's folder from the copy it
+    downloaded at the restore, which would put back the ledger as it was then."""
+    folder, _, name = experiment_path.rstrip("/").rpartition("/")
+    return folder or ".", f"{name}.{FILE}"
 # `search.num_samples` left out of a space with a budget: trials start while budget is left.
 UNBOUNDED = 1_000_000
 
@@ -77,7 +86,7 @@ def result_epochs(result: dict, trained_before: int) -> float:
 
 @dataclass
 class Ledger:
-    """The budget spent by one search, kept in `folder/budget.json`."""
+    """The budget spent by the search whose experiment folder is `folder` (`location`)."""
 
     folder: str
     epochs: float = 0.0
@@ -91,7 +100,7 @@ class Ledger:
         from gunn_search.run.state_file import read_state
 
         try:
-            data = read_state(folder, FILE) or {}
+            data = read_state(*location(folder)) or {}
         except (OSError, ValueError):  # unreadable: a search must not die of its ledger
             data = {}
         return cls(folder, float(data.get("epochs", 0)), float(data.get("seconds", 0)),
@@ -100,8 +109,9 @@ class Ledger:
     def save(self) -> None:
         from gunn_search.run.state_file import write_state
 
-        write_state(self.folder, {"epochs": self.epochs, "seconds": self.seconds,
-                                  "gpu_seconds": self.gpu_seconds, "trials": self.trials}, FILE)
+        write_state(*location(self.folder)[:1], {
+            "epochs": self.epochs, "seconds": self.seconds, "gpu_seconds": self.gpu_seconds,
+            "trials": self.trials}, location(self.folder)[1])
 
     def clock(self) -> None:
         """Count the wall time since the last tick (the driver's: time it was dead is not)."""
@@ -114,7 +124,8 @@ class Ledger:
         before = self.trials.get(trial_id, 0)
         spent = result_epochs(result, before)
         self.epochs += spent
-        self.gpu_seconds += gpus * float(result.get("time_this_iter_s") or 0.0)
+        if spent:  # a repeated result held no GPU again
+            self.gpu_seconds += gpus * float(result.get("time_this_iter_s") or 0.0)
         self.trials[trial_id] = max(before, int(result.get("epoch", 0) or 0))
         self.save()
 
