@@ -57,14 +57,15 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def flat_space(space, who: str = "peer_dehb"):
-    """The searched dimensions of `space` as a flat list, and the function turning values of
-    them into the values `trial_config` reads (every dimension, N of n-form stages): what a
-    peer's own config space is built from (`config_space` here, `sim_peers.synetune_space`).
+    """The searched dimensions of `space` as a flat list, and the function turning a
+    configuration of them back into the space's values (`decode`): what a peer's own config
+    space is built from (`config_space` here, `sim_peers.synetune_space`).
 
     Each entry is (path, kind, spec): "choice" with its labels (str of each value: a flat
     space keeps labels, the space its types), "ordinal" with a stepped range's grid as labels
-    (repr of each value, in order), "int" or "float" with (low, high, log). `to_values` reads a
-    label for a choice or ordinal, a number for the others.
+    (repr of each value, in order), "int" or "float" with (low, high, log). `decode` turns a
+    configuration (a label for a choice or ordinal, a number for the others) into the space's
+    values of the searched dimensions, under their paths, as a sampler suggests them.
 
     ValueError for what a flat space does not express here: N-form stages (P's allowed values
     depend on N), a budget (points over it cannot be rejected), a distribution kind not mapped
@@ -100,15 +101,23 @@ def flat_space(space, who: str = "peer_dehb"):
         else:
             raise ValueError(f"{who}: {path}: distribution {d!r} is not mapped to a flat space")
 
-    def to_values(config) -> dict:
-        values = {path: back[path](config[path]) if path in back else dist.first(d)
-                  for path, d in space.dims.items()}
-        for i in range(len(space.stage_forms)):  # n-form: N = n * P, as sample() computes it
-            p = f"model.stages.{i}"
-            values[f"{p}.N"] = values.pop(f"{p}.n") * values[f"{p}.P"]
-        return values
+    def decode(config) -> dict:
+        return {path: value_of(config[path]) for path, value_of in back.items()}
 
-    return dims, to_values
+    return dims, decode
+
+
+def trial_values(space, searched: dict) -> dict:
+    """The values `trial_config` reads (every dimension, N of n-form stages) from the searched
+    dimensions' values (`flat_space`'s `decode`)."""
+    from gunn_search.space import distributions as dist
+
+    values = {path: searched[path] if path in searched else dist.first(d)
+              for path, d in space.dims.items()}
+    for i in range(len(space.stage_forms)):  # n-form: N = n * P, as sample() computes it
+        p = f"model.stages.{i}"
+        values[f"{p}.N"] = values.pop(f"{p}.n") * values[f"{p}.P"]
+    return values
 
 
 def config_space(space, seed: int):
@@ -117,7 +126,7 @@ def config_space(space, seed: int):
     the function turning one of its configurations into the values `trial_config` reads."""
     import ConfigSpace as CS
 
-    dims, to_values = flat_space(space)
+    dims, decode = flat_space(space)
     cs = CS.ConfigurationSpace(seed=seed)
     for path, kind, spec in dims:
         if kind == "choice":
@@ -128,7 +137,7 @@ def config_space(space, seed: int):
             cs.add(CS.UniformIntegerHyperparameter(path, spec[0], spec[1], log=spec[2]))
         else:
             cs.add(CS.UniformFloatHyperparameter(path, spec[0], spec[1], log=spec[2]))
-    return cs, to_values
+    return cs, lambda config: trial_values(space, decode(config))
 
 
 def make_dehb(cs, seed: int, max_fidelity: int, out: str):
