@@ -56,55 +56,88 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 
-def config_space(space, seed: int):
-    """The ConfigSpace of `space`'s searched dimensions, and the function turning one of its
-    configurations into the values `trial_config` reads (every dimension, N of n-form stages).
+def flat_space(space, who: str = "peer_dehb"):
+    """The searched dimensions of `space` as a flat list, and the function turning a
+    configuration of them back into the space's values (`decode`): what a peer's own config
+    space is built from (`config_space` here, `sim_peers.synetune_space`).
 
-    ValueError for what a flat ConfigSpace does not express here: N-form stages (P's allowed
-    values depend on N), a budget (points over it cannot be rejected), a distribution kind
-    not mapped below."""
-    import ConfigSpace as CS
+    Each entry is (path, kind, spec): "choice" with its labels (str of each value: a flat
+    space keeps labels, the space its types), "ordinal" with a stepped range's grid as labels
+    (repr of each value, in order), "int" or "float" with (low, high, log). `decode` turns a
+    configuration (a label for a choice or ordinal, a number for the others) into the space's
+    values of the searched dimensions, under their paths, as a sampler suggests them.
 
+    ValueError for what a flat space does not express here: N-form stages (P's allowed values
+    depend on N), a budget (points over it cannot be rejected), a distribution kind not mapped
+    below; `who` names the peer in the message."""
     from gunn_search.space import distributions as dist
 
     if any(form != "n" for form in space.stage_forms):
-        raise ValueError("peer_dehb: N-form stages (P's values depend on N) are not mapped to a "
-                         f"ConfigSpace; stage forms here: {space.stage_forms}")
+        raise ValueError(f"{who}: N-form stages (P's values depend on N) are not mapped to a "
+                         f"flat config space; stage forms here: {space.stage_forms}")
     if space.budget.max_params is not None or space.budget.max_macs is not None:
-        raise ValueError("peer_dehb: a space with a budget is not mapped (DEHB cannot reject "
+        raise ValueError(f"{who}: a space with a budget is not mapped (the peer cannot reject "
                          "points over it)")
-    cs = CS.ConfigurationSpace(seed=seed)
-    back = {}  # path -> ConfigSpace value -> the space's value (types as the space has them)
+    dims = []
+    back = {}  # path -> the peer's value -> the space's value (types as the space has them)
     for path, d in space.dims.items():
         if not dist.is_searched(d):
             continue
         if isinstance(d, dist.Choice):
-            labels = [str(v) for v in d.values]  # ConfigSpace keeps labels; the space its types
-            cs.add(CS.CategoricalHyperparameter(path, labels))
+            labels = [str(v) for v in d.values]
+            dims.append((path, "choice", labels))
             back[path] = dict(zip(labels, d.values)).__getitem__
         elif isinstance(d, dist.Range) and d.step is not None and not (d.integer and d.step == 1):
             grid = dist.values(d)  # a stepped range: its grid, in order
             labels = [repr(v) for v in grid]
-            cs.add(CS.OrdinalHyperparameter(path, labels))
+            dims.append((path, "ordinal", labels))
             back[path] = dict(zip(labels, grid)).__getitem__
         elif isinstance(d, dist.Range) and d.integer:
-            cs.add(CS.UniformIntegerHyperparameter(path, int(d.low), int(d.high), log=d.log))
+            dims.append((path, "int", (int(d.low), int(d.high), d.log)))
             back[path] = int
         elif isinstance(d, dist.Range):
-            cs.add(CS.UniformFloatHyperparameter(path, float(d.low), float(d.high), log=d.log))
+            dims.append((path, "float", (float(d.low), float(d.high), d.log)))
             back[path] = float
         else:
-            raise ValueError(f"peer_dehb: {path}: distribution {d!r} is not mapped to ConfigSpace")
+            raise ValueError(f"{who}: {path}: distribution {d!r} is not mapped to a flat space")
 
-    def to_values(config) -> dict:
-        values = {path: back[path](config[path]) if path in back else dist.first(d)
-                  for path, d in space.dims.items()}
-        for i in range(len(space.stage_forms)):  # n-form: N = n * P, as sample() computes it
-            p = f"model.stages.{i}"
-            values[f"{p}.N"] = values.pop(f"{p}.n") * values[f"{p}.P"]
-        return values
+    def decode(config) -> dict:
+        return {path: value_of(config[path]) for path, value_of in back.items()}
 
-    return cs, to_values
+    return dims, decode
+
+
+def trial_values(space, searched: dict) -> dict:
+    """The values `trial_config` reads (every dimension, N of n-form stages) from the searched
+    dimensions' values (`flat_space`'s `decode`)."""
+    from gunn_search.space import distributions as dist
+
+    values = {path: searched[path] if path in searched else dist.first(d)
+              for path, d in space.dims.items()}
+    for i in range(len(space.stage_forms)):  # n-form: N = n * P, as sample() computes it
+        p = f"model.stages.{i}"
+        values[f"{p}.N"] = values.pop(f"{p}.n") * values[f"{p}.P"]
+    return values
+
+
+def config_space(space, seed: int):
+    """The ConfigSpace of `space`'s searched dimensions (`flat_space`: a choice is categorical,
+    a stepped range ordinal, an integer or float range an integer or float, log ones log), and
+    the function turning one of its configurations into the values `trial_config` reads."""
+    import ConfigSpace as CS
+
+    dims, decode = flat_space(space)
+    cs = CS.ConfigurationSpace(seed=seed)
+    for path, kind, spec in dims:
+        if kind == "choice":
+            cs.add(CS.CategoricalHyperparameter(path, spec))
+        elif kind == "ordinal":
+            cs.add(CS.OrdinalHyperparameter(path, spec))
+        elif kind == "int":
+            cs.add(CS.UniformIntegerHyperparameter(path, spec[0], spec[1], log=spec[2]))
+        else:
+            cs.add(CS.UniformFloatHyperparameter(path, spec[0], spec[1], log=spec[2]))
+    return cs, lambda config: trial_values(space, decode(config))
 
 
 def make_dehb(cs, seed: int, max_fidelity: int, out: str):

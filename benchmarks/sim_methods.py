@@ -16,6 +16,33 @@
 - `TopKOneEpoch`: random configurations trained one epoch each with half the budget, then the
   best of them by that epoch's val_acc go on to the end with the other half (the baseline Egele
   et al. 2023 found level with multi-fidelity methods; it says how hard the table is).
+
+Other packages' searches (`sim_peers.py`; the `bench` extra installs them):
+- `dehb`: automl's DEHB (`DehbPeer`) through its ask/tell interface, set up by
+  `peer_dehb.py`'s own functions (`config_space`, `make_dehb`: eta 3, fidelities 1 epoch to the
+  table's epochs, seeded with the search seed, its files in a temporary folder removed once it
+  is built, its loguru logging off). An evaluation at fidelity f (rounded, at least 1) trains
+  from scratch and stops after f epochs (a Job with `stop_at=f`, costing f epochs: DEHB does
+  not continue checkpoints); it is told as it ends, fitness 1 - val_acc after its last epoch
+  (val_acc 0 for a non-finite loss), cost f. One is asked whenever a slot is free, as
+  `peer_dehb.py` runs it; an evaluation cut by the budget is never told.
+- `synetune_asha`, `synetune_bohb`: Syne Tune 0.16's ASHA and BOHB (`SyneTunePeer`), driven as
+  its Tuner drives a TrialScheduler (`suggest`, `on_trial_add` with a Syne Tune `Trial`,
+  `on_trial_result` with `{epoch, val_acc}` after every epoch, a STOP ending the trial and
+  `on_trial_remove`; `on_trial_complete` for a trial that ends on its own). Resource attribute
+  `epoch`, max_t the table's epochs, grace period 1, reduction factor 3, val_acc maximised, one
+  bracket, seeded with the search seed (and numpy's global generator, which 0.16's random
+  searcher draws from: each peer's own state of it, swapped in for its calls). Both are 0.16's
+  asynchronous successive halving, which only stops trials (the stopping type; 0.16 has no `type`
+  argument and no promotion variant): a PAUSE is an error. The config space is
+  `peer_dehb.flat_space`'s dimensions in Syne Tune's domains (`sim_peers.synetune_space`). BOHB's
+  KDE fits only once its good and bad sets each hold more points than there are dimensions (with
+  9 and its top 15 %: 67 trials with results); until then it draws at random, as ASHA does (the
+  same trials, seed for seed). Its KDE can suggest an integer below its range (0.16's integer
+  encoding): the table is looked up at the range's end.
+
+Every peer's configuration becomes the engine's values through the space's own sampling
+function (`gunn_search.space.sample`, answered by an Optuna FixedTrial), as a sampler's are.
 """
 
 from __future__ import annotations

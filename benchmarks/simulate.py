@@ -26,7 +26,11 @@ What it measures
 Usage
     python benchmarks/simulate.py --methods default random_fifo optuna_hyperband optuna_sha \\
         topk_1epoch --budget-trainings 10 --concurrency 2 --search-seeds 0-199 --json out.json
+    python benchmarks/simulate.py --methods default dehb synetune_asha synetune_bohb ...
     python benchmarks/simulate.py --check-mapping
+
+Other packages' searches (`dehb`, `synetune_asha`, `synetune_bohb`: `sim_peers.py`) need the
+`bench` extra (see pyproject.toml) and run only when named in --methods.
 
 Search seeds >= 1000 are kept for independent checks: tune and report on smaller ones.
 Machine and result: benchmarks/RESULTS.md, "Simulated searches".
@@ -45,7 +49,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_TABLE = REPO / "benchmarks" / "data" / "curves" / "digits_step"
-METHODS = ["default", "random_fifo", "optuna_hyperband", "optuna_sha", "topk_1epoch"]
+# Other packages' searches (sim_peers.py): installed by the `bench` extra, not run by default.
+PEERS = ["dehb", "synetune_asha", "synetune_bohb"]
+METHODS = ["default", "random_fifo", "optuna_hyperband", "optuna_sha", "topk_1epoch", *PEERS]
 
 _TABLES: dict = {}
 
@@ -89,6 +95,14 @@ def make_method(key: str, meta: dict, train_seed: int, search_seed: int, budget:
         return OptunaPruned(space, search_seed, key.split("_")[1])
     if key == "topk_1epoch":
         return TopKOneEpoch(space, search_seed, budget)
+    if key == "dehb":
+        from sim_peers import DehbPeer
+
+        return DehbPeer(space, search_seed)
+    if key in ("synetune_asha", "synetune_bohb"):
+        from sim_peers import SyneTunePeer
+
+        return SyneTunePeer(space, search_seed, key.split("_")[1])
     raise ValueError(f"unknown method {key!r} (known: {', '.join(METHODS)})")
 
 
@@ -199,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--table", default=str(DEFAULT_TABLE))
-    ap.add_argument("--methods", nargs="+", default=METHODS)
+    ap.add_argument("--methods", nargs="+", default=[m for m in METHODS if m not in PEERS])
     ap.add_argument("--budget-trainings", type=float, default=10)
     ap.add_argument("--concurrency", type=int, default=2)
     ap.add_argument("--search-seeds", type=seed_range, default=seed_range("0-199"))

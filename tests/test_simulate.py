@@ -114,6 +114,67 @@ def test_peers_run_on_the_table(table, key):
     assert row["train_seed"] == 1 and row["spent"] >= 60 and row["best_final"] is not None
 
 
+def _ends(method, table, budget):
+    """A search of `method` on training seed 1: its record and the epoch each trial it ended
+    stopped at (a trial still training when the budget runs out is never ended)."""
+    ends, end = {}, method.end
+
+    def record(handle, metrics, completed):
+        ends[handle] = metrics["epoch"]
+        end(handle, metrics, completed)
+
+    method.end = record
+    return sim_engine.simulate(method, sim_engine.Lookup(table, 1, method.space), 2, budget), ends
+
+
+@pytest.mark.parametrize("key, package", [("dehb", "dehb"), ("synetune_asha", "syne_tune"),
+                                          ("synetune_bohb", "syne_tune")])
+def test_other_packages_peers_run_on_the_table(table, key, package):
+    pytest.importorskip(package)  # the bench extra; CI installs only the test extra
+    row = simulate.run_one((str(table.folder), key, 1, 5, 2))
+    assert row["train_seed"] == 1 and row["spent"] >= 60 and row["best_final"] is not None
+    again, other = (simulate.run_one((str(table.folder), key, s, 5, 2)) for s in (1, 2))
+    assert again["events"] == row["events"] != other["events"]  # seeded by the search seed
+
+
+def test_dehb_trains_each_evaluation_from_scratch_to_its_fidelity(table):
+    pytest.importorskip("dehb")
+    import glob
+    import tempfile
+
+    left = set(glob.glob(f"{tempfile.gettempdir()}/gunn-dehb-sim-*"))
+    method = simulate.make_method("dehb", table.meta, 1, 1, 120, 2)
+    assert set(glob.glob(f"{tempfile.gettempdir()}/gunn-dehb-sim-*")) == left  # removed
+    rec, ends = _ends(method, table, 120)
+    # eta 3 on 12 epochs: rungs 12/9 (rounded to 1), 4 and 12; each from epoch 0, paid in full
+    assert set(ends.values()) == {1, 4, 12}
+    assert rec.spent == 120 and rec.trials > 120 / 12
+    assert len(method.dehb.history) == len(ends)  # every evaluation told as it ended
+
+
+@pytest.mark.parametrize("key", ["synetune_asha", "synetune_bohb"])
+def test_synetune_stops_trials_at_its_rungs(table, key):
+    pytest.importorskip("syne_tune")
+    method = simulate.make_method(key, table.meta, 1, 1, 120, 2)
+    rec, ends = _ends(method, table, 120)
+    # grace period 1, reduction factor 3, max_t 12: rungs 1, 3, 9; STOP at 12
+    assert set(ends.values()) <= {1, 3, 9, 12} and {1, 12} <= set(ends.values())
+    assert method.removed == set(ends)  # every end was a STOP, removed as the Tuner does
+    assert set(method.scheduler.trial_info) == set(method.trials) - set(ends)  # still training
+
+
+def test_synetune_bohb_samples_from_its_kde_once_it_fits_one(table):
+    """0.16's KDE fits only once its good and bad sets each have more points than the space's 9
+    dimensions (67 trials here): BOHB is ASHA's random search until then, its model after."""
+    pytest.importorskip("syne_tune")
+    asha, bohb = (simulate.make_method(k, table.meta, 0, 0, 240, 2)
+                  for k in ("synetune_asha", "synetune_bohb"))
+    a, _ = _ends(asha, table, 240)
+    b, _ = _ends(bohb, table, 240)
+    assert a.events[:100] == b.events[:100] and a.events != b.events
+    assert bohb.scheduler.searcher.searcher.good_kde is not None
+
+
 def test_cli_rows_and_target(table, tmp_path, capsys):
     out = tmp_path / "sim.json"
     rc = simulate.main(["--table", str(table.folder), "--methods", "default", "topk_1epoch",
