@@ -27,6 +27,10 @@ Usage
         [--tpe-startup K] [--record-as KEY]
     (a variant of one method, e.g. --methods asha_tpe --grace 6 --branch-epochs 0, is recorded
     under a key of its own, --record-as asha_tpe_plain, to join the default's rows)
+    python benchmarks/search_efficiency.py --methods default random_fifo optuna_hyperband \
+        --seeds 0 1 2 3 4 5 6 7 --budget 120 [--target 0.85] --json real.json
+    (real searches under the compute budget, rows as simulate.py writes them:
+    efficiency_budget.py)
     python benchmarks/search_efficiency.py --budget 72 --tables-from a.json b.json
         [--events-csv benchmarks/data/efficiency_events.csv]
 
@@ -61,6 +65,8 @@ METHODS = {"asha_tpe": ("tpe", "asha", "ASHA+TPE"), "fifo_tpe": ("tpe", "fifo", 
            "optuna_hyperband": (None, None, "Optuna TPE+Hyperband"),
            "dehb": (None, None, "DEHB")}
 SEARCHES = [m for m, (sampler, _, _) in METHODS.items() if sampler]  # what this script runs
+# Under the compute budget, on the simulator's terms (efficiency_budget.py)
+BUDGETED = ("default", "random_fifo", "optuna_hyperband")
 
 
 def asha_epochs_per_trial(grace: int, rf: int, max_t: int, branch: float = 0.0) -> float:
@@ -316,7 +322,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=list(range(8)))
     ap.add_argument("--budget", type=int, default=96, help="epochs per search (default 96)")
-    ap.add_argument("--methods", nargs="+", choices=SEARCHES, default=SEARCHES)
+    ap.add_argument("--methods", nargs="+", choices=SEARCHES + list(BUDGETED), default=SEARCHES,
+                    help="the simulator's keys (default, random_fifo, optuna_hyperband): real "
+                    "searches under the compute budget, rows as simulate.py writes them "
+                    "(efficiency_budget.py)")
+    ap.add_argument("--target", type=float, default=None,
+                    help="with the simulator's keys: the val_acc to reach (default: the "
+                    "simulated random + FIFO median at this budget)")
     ap.add_argument("--grace", type=int, default=None,
                     help="ASHA's first rung (default: the search's default for the problem)")
     ap.add_argument("--branch-epochs", type=float, default=None,
@@ -333,6 +345,11 @@ def main() -> None:
     ap.add_argument("--events-csv", help="with --tables-from: also write every per-epoch "
                     "result here")
     args = ap.parse_args()
+    if set(args.methods) & set(BUDGETED):
+        if not set(args.methods) <= set(BUDGETED):
+            ap.error("--methods: the simulator's keys and the old ones do not mix")
+        import efficiency_budget
+        return efficiency_budget.main(args)
     if args.record_as and len(args.methods) != 1:
         ap.error("--record-as: with one of --methods only")
     key = {m: args.record_as or m for m in args.methods}  # where each method's rows go

@@ -1,0 +1,127 @@
+"""Real searches under the compute budget, on the simulator's terms (`search_efficiency.py
+--methods default random_fifo optuna_hyperband`): the same method keys, the budget in epochs
+(branch epochs included), a target that defaults to the simulated one, and rows with the
+simulator's fields, so a real seed sits beside the simulated figure.
+
+- `default`: `gunn-search` on the digits problem (`digits_problem.py`) as `build_tuner` builds it,
+  with `search.budget_epochs` = the budget and no `num_samples` (trials start while budget is
+  left), 2 trials at a time; `random_fifo`: the same with the random sampler and FIFO;
+  `optuna_hyperband`: Optuna on its own (`peer_optuna.py`), stopped at the budget.
+- A row: `method`, `search_seed`, `epochs_to_target` (the budget spent when a trial trained to
+  the end first reached the target; null when never), `best_final` (the best val_acc among
+  trials trained to the end), `budget_epochs`, `spent`, `trials`, `wall`.
+- Target by default: the median best of 200 simulated random + FIFO searches (search seeds
+  0-199, 2 at a time) at this budget on the step table (`simulate.py`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import statistics
+import sys
+import time
+from pathlib import Path
+
+METHODS = ("default", "random_fifo", "optuna_hyperband")
+
+
+def budget_space(seed: int, budget: float, **search):
+    """The digits problem with a compute budget of `budget` epochs and no trial cap."""
+    from digits_problem import problem_data
+
+    from gunn_search.space import parse_space
+
+    data = problem_data(seed)
+    data["search"].pop("num_samples", None)
+    data["search"].update(seed=seed, max_concurrent=2, budget_epochs=budget, **search)
+    return parse_space(data, "digits_problem")
+
+
+def run_real(method: str, seed: int, budget: float, storage: Path) -> dict:
+    """One real search: its per-epoch results in arrival order."""
+    if method == "optuna_hyperband":
+        from peer_optuna import run_seed
+
+        return run_seed(seed, int(budget))
+    from search_efficiency import recorder_cls
+
+    from gunn_search.run.search import SearchOptions, build_tuner
+
+    over = {"sampler": "random", "scheduler": "fifo"} if method == "random_fifo" else {}
+    space = budget_space(seed, budget, **over)
+    rec = recorder_cls()()
+    opts = SearchOptions(space_path="(in memory)", experiment=f"{method}_b{budget:g}_s{seed}",
+                         tracking_uri="unused", storage=str(storage))
+    tuner = build_tuner(space, opts, callbacks=[rec])
+    t = time.time()
+    with contextlib.redirect_stdout(sys.stderr):
+        grid = tuner.fit()
+    errors = [repr(r.error)[:200] for r in grid if r.error is not None]
+    return {"events": rec.events, "wall": time.time() - t, "errors": errors}
+
+
+def row_of(method: str, seed: int, out: dict, budget: float, epochs: int) -> dict:
+    """The simulator's row of a real search (`epochs_to_target` is put on by `with_target`)."""
+    spent, events, finals = 0.0, [], []
+    for e in out["events"]:
+        spent += 1.0 + float(e.get("branch_epochs") or 0.0)
+        final = e["epoch"] >= epochs
+        if final:
+            finals.append(e["val_acc"])
+        events.append([round(spent, 3), e.get("t", 0.0), e["epoch"], e["val_acc"], final])
+    return {"method": method, "search_seed": seed, "best_final": max(finals, default=None),
+            "budget_epochs": budget, "spent": round(spent, 3),
+            "trials": len({e["trial"] for e in out["events"]}), "wall": round(out["wall"], 1),
+            "errors": out.get("errors", []), "events": events}
+
+
+def simulated_target(budget: float, seeds=range(200), table: str | None = None) -> float:
+    """The median best of simulated random + FIFO searches at `budget` epochs."""
+    import simulate
+
+    from harness import spawn_pool
+
+    folder = table or str(simulate.DEFAULT_TABLE)
+    epochs = simulate.table_of(folder).epochs
+    jobs = [(folder, "random_fifo", s, budget / epochs, 2) for s in seeds]
+    with spawn_pool(2) as pool:
+        rows = list(pool.map(simulate.run_one, jobs, chunksize=10))
+    return statistics.median(r["best_final"] or 0.0 for r in rows)
+
+
+def main(args) -> None:
+    """`search_efficiency.py` with the simulator's method keys."""
+    import os
+    import shutil
+    import tempfile
+
+    import ray
+    from digits_problem import EPOCHS
+    from simulate import summary, with_target
+
+    from harness import write_json
+
+    target = args.target if args.target is not None else simulated_target(args.budget)
+    print(f"target {target:.4f}", file=sys.stderr, flush=True)
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")  # as gunn-search does
+    storage = Path(tempfile.mkdtemp(prefix="gunn-efficiency-"))
+    ray.init(address="local", include_dashboard=False, log_to_driver=False,
+             configure_logging=True, logging_level="ERROR")
+    rows: list[dict] = []
+    try:
+        for seed in args.seeds:
+            for m in args.methods:
+                row = row_of(m, seed, run_real(m, seed, args.budget, storage), args.budget,
+                             EPOCHS)
+                rows.append(row)
+                with_target(rows, target)
+                print(f"seed {seed} {m}: best_final {row['best_final']}, epochs to target "
+                      f"{row['epochs_to_target']}, {row['trials']} trials, spent {row['spent']:g}"
+                      f" ({row['wall']:.0f} s)", file=sys.stderr, flush=True)
+                if args.json:
+                    write_json(args.json, {"target": target, "budget_epochs": args.budget,
+                                           "concurrency": 2, "rows": rows})
+    finally:
+        ray.shutdown()
+        shutil.rmtree(storage, ignore_errors=True)
+    print("\n".join(summary(rows, list(args.methods), args.budget)))
