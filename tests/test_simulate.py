@@ -208,3 +208,32 @@ def test_simulator_decides_as_the_real_search():
     assert suggestions == 6 and decisions >= 12
     assert any(k == "complete" and d["epoch"] < 4 for k, _, d in log)  # a rung stopped one
     assert bad == []
+
+
+@pytest.mark.slow
+def test_recorder_resumes_where_it_stopped(tmp_path, capsys):
+    """Two tiny runs recorded; one cut by a 'kill' (its rows removed, a half line left): the
+    recorder trains that one again and nothing else; another problem in the folder is refused."""
+    import record_curves
+
+    out = tmp_path / "t"
+    argv = ["--configs", "2", "--seeds", "0", "--epochs", "2", "--train-fraction", "0.2",
+            "--branch-at", "1", "--branch-lengths", "0.5", "--workers", "1", "--out", str(out)]
+    assert record_curves.main(argv) == 0
+    t = ct.load_table(out)
+    assert set(t.runs) == {(0, 0), (1, 0)}
+    first = t.runs[(1, 0)]
+    assert first[0][ct.anneal_col(0.5)] is not None and first[1][ct.anneal_col(0.5)] is None
+    assert all(r["seconds"] > 0 and r["train_loss"] is not None for r in first)
+    lines = (out / "curves.csv").read_text().splitlines()
+    keep = [ln for ln in lines if not ln.startswith("1,")]
+    (out / "curves.csv").write_text("\n".join(keep) + "\n1,0,1,0.3")  # run 1 cut mid-write
+    capsys.readouterr()
+    assert record_curves.main(argv) == 0
+    assert "1 runs recorded" in capsys.readouterr().err  # run 0 kept, run 1 trained again
+    again = ct.load_table(out)
+    assert set(again.runs) == {(0, 0), (1, 0)}
+    assert [r["val_acc"] for r in again.runs[(1, 0)]] == [r["val_acc"] for r in first]
+    assert again.runs[(0, 0)] == t.runs[(0, 0)]
+    assert record_curves.main([*argv[:-2], "--out", str(out), "--epochs", "3"]) == 2
+    assert "holds another problem" in capsys.readouterr().err
