@@ -186,3 +186,19 @@ def test_budget_survives_sigkill_and_resume(tmp_path):
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("smoke").experiment_id])
     assert not [r for r in runs if r.info.status == "RUNNING"]
+
+
+def test_time_budget_counts_the_drivers_wall_time(tmp_path, monkeypatch):
+    clock = [100.0]
+    monkeypatch.setattr(cb.time, "monotonic", lambda: clock[0])
+    book = cb.Ledger(str(tmp_path / "exp"))
+    limits = cb.Limits(seconds=cb.parse_duration("2m"))
+    clock[0] += 90
+    book.add("a", running(1), 0.0)
+    assert book.seconds == 90 and not book.exhausted(limits)
+    resumed = cb.Ledger.load(str(tmp_path / "exp"))  # a new driver: the time it was dead is not
+    clock[0] += 1000
+    resumed._tick = clock[0]
+    clock[0] += 31
+    assert resumed.exhausted(limits) and resumed.seconds == 121
+    assert "2m01s/2m00s" in resumed.describe(limits)

@@ -93,7 +93,7 @@ class Ledger:
     seconds: float = 0.0
     gpu_seconds: float = 0.0
     trials: dict[str, int] = field(default_factory=dict)  # trial id -> epochs it trained
-    _tick: float = field(default_factory=time.monotonic, repr=False)
+    _tick: float = field(default_factory=lambda: time.monotonic(), repr=False)
 
     @classmethod
     def load(cls, folder: str) -> "Ledger":
