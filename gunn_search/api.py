@@ -45,6 +45,7 @@ class SearchResult:
     interrupted: str | None = None  # the signal that stopped it (resume=True continues it)
     optuna_storage: str | None = None  # the study's storage (password masked)
     budget: str | None = None  # with a compute budget: what it spent, on how many trials
+    search: str | None = None  # which search of the experiment: `smoke`, `smoke-2`, ...
 
     @cached_property
     def trials(self):
@@ -111,8 +112,14 @@ def plan_search(space: str | Path, *, experiment: str | None = None,
     from gunn_search.run.state_file import read_state
     from gunn_search.track.store import is_local_uri
 
+    from gunn_search.run import search_names
+    # Running the same command again is a new search of the experiment; --resume continues the
+    # latest that did not finish, or the one it names.
+    name = (search_names.resumed_name(storage, experiment, resume) if resume
+            else search_names.new_name(storage, experiment)[0])
     if uri is None:  # resumed: continue logging where the search started
-        state = read_state(experiment_path(SearchOptions("", experiment, "", storage)))
+        state = read_state(experiment_path(SearchOptions("", experiment, "", storage,
+                                                         search=name)))
         uri = checked_uri(state["tracking_uri"] if state else None)
     if address:
         check_cluster(address, uri)
@@ -120,7 +127,7 @@ def plan_search(space: str | Path, *, experiment: str | None = None,
     check_data_present(searched.base.data)
     return SearchPlan(searched, SearchOptions(
         space_path=path, experiment=experiment, tracking_uri=uri, storage=storage,
-        address=address, resume=resume, max_failures=max_failures,
+        address=address, resume=bool(resume), max_failures=max_failures, search=name,
         artifact_root=str(Path(DEFAULT_ARTIFACTS).resolve()) if is_local_uri(uri) else None,
         fingerprint=fp, warm_start=warm_start, warm_start_top=warm_start_top,
         optuna_storage=optuna_storage))
@@ -157,7 +164,7 @@ def search_result(out, plan: SearchPlan) -> SearchResult:
         best_trial_id=out.best_trial_id, best_run_id=out.best_run_id,
         best_value=out.best_val_acc, best_config=best,
         front=out.front, interrupted=out.interrupted.name if out.interrupted else None,
-        optuna_storage=out.optuna_storage, budget=out.budget)
+        optuna_storage=out.optuna_storage, budget=out.budget, search=out.search)
 
 
 def trials_table(tracking_uri: str, experiment_id: str | None, parent_run_id: str):

@@ -71,15 +71,20 @@ def test_the_readme_example_runs_twice_in_one_process_and_respects_the_callers_r
     assert not ray.is_initialized()  # the search started Ray and shut it down
     assert signal.getsignal(signal.SIGINT) is handler  # the caller's handler is back
 
-    # Again, same experiment: refused before anything is written (one parent run stays).
-    with pytest.raises(SearchError, match="already exists"):
-        gunn_search.search("smoke.yaml", num_samples=2, max_epochs=1, experiment="notebook-1")
-    parents = result.trials  # unchanged: read the store again
+    # Again, same experiment: a second search beside the first, with its own parent run, study
+    # and trials.
+    second = gunn_search.search("smoke.yaml", num_samples=2, max_epochs=1, experiment="notebook-1")
+    assert (result.search, second.search) == ("notebook-1", "notebook-1-2")
+    assert second.parent_run_id != result.parent_run_id and len(second.trials) == 2
+    assert not set(second.trials["run_id"]) & set(result.trials["run_id"])
     from mlflow.tracking import MlflowClient
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     exp = client.get_experiment_by_name("notebook-1")
     roles = [r.data.tags.get("gunn_search.role") for r in client.search_runs([exp.experiment_id])]
-    assert roles.count("search") == 1 and len(parents) == 2
+    assert roles.count("search") == 2
+    import optuna
+    assert {"notebook-1", "notebook-1-2"} <= set(
+        optuna.get_all_study_names(f"sqlite:///{tmp_path / 'optuna.db'}"))
 
     # The caller's own Ray session: used, and left open.
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)

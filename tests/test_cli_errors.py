@@ -89,7 +89,8 @@ def test_bad_space_files(tmp_path, capsys, case, words):
     (["--gpus-per-trial", "1"], ["no GPU", "--gpus-per-trial 0"]),
     (["--tracking-uri", "ftp://example/x"], ["--tracking-uri", "scheme"]),
     (["--tracking-uri", "http://"], ["--tracking-uri", "no host"]),
-    (["--resume"], ["--resume", "no previous search"]),
+    (["--resume"], ["--resume", "nothing to resume"]),
+    (["--resume", "smoke-7"], ["--resume smoke-7", "no such search"]),
     (["--max-failures", "-1"], ["--max-failures"]),
 ])
 def test_bad_search_flags(tmp_path, capsys, monkeypatch, flags, words):
@@ -128,9 +129,9 @@ def test_resume_with_a_different_space_keeps_the_previous_search(tmp_path, capsy
     err = one_line_error(capsys, search_cli.main(["--space", "smoke.yaml", "--resume"]))
     assert "differs" in err
     assert json.loads((exp_dir / "gunn_search.json").read_text()) == state  # untouched
-    # and a new search of the same experiment refuses to overwrite it
-    err = one_line_error(capsys, search_cli.main(["--space", "smoke.yaml"]))
-    assert "already exists" in err and "--resume" in err
+    # and a new search of the same experiment goes beside it (a folder of its own)
+    from gunn_search.run.search_names import new_name
+    assert new_name(str(tmp_path / "gunn-search-runs"), "smoke") == ("smoke-2", 2)
 
 
 def test_resume_with_a_changed_epoch_count_names_the_flag_and_keeps_the_search(tmp_path, capsys,

@@ -99,7 +99,7 @@ def run_ablation(opts: AblationOptions) -> AblationResult:
     from gunn_search.run import resources
     from gunn_search.ablation.callback import AblationCallback, ablation_runs, ablation_trial
     from gunn_search.track.search_runs import mark_killed
-    from gunn_search.results.export import safe_name
+    from gunn_search.run.search_names import safe_name
     from gunn_search.run.progress import ProgressCallback
 
     from gunn_search.run.ray_session import init_ray

@@ -61,7 +61,9 @@ def search_parser() -> argparse.ArgumentParser:
                         "in this space, and run its best ones first")
     p.add_argument("--warm-start-top", type=int, default=3, metavar="K",
                    help="how many of the earlier best run first (default 3)")
-    p.add_argument("--resume", action="store_true", help="continue the search in --storage")
+    p.add_argument("--resume", nargs="?", const=True, default=False, metavar="SEARCH",
+                   help="continue the latest search of the experiment that did not finish, or "
+                   "the one named (smoke-2); without it, the same command starts a new search")
     p.add_argument("--dry-run", action="store_true",
                    help="validate the space, show it and a few sampled architectures, exit")
     return p
@@ -91,7 +93,7 @@ def cmd_search(argv: Sequence[str]) -> int:
     opts = plan.options
     space, uri, experiment = plan.space, opts.tracking_uri, opts.experiment
     # The outcome is printed as soon as it is known, before Ray shuts down.
-    resume = resume_command(argv)
+    resume = resume_command(argv, opts.search)
     try:
         out = api.run_plan(plan, on_outcome=lambda out: print_outcome(out, uri, space, resume))
     except KeyboardInterrupt:  # a second signal, or one before Tune ran: stopped at once
@@ -106,11 +108,11 @@ def cmd_search(argv: Sequence[str]) -> int:
     return interrupts.received().exit_code if out.interrupted else 0
 
 
-def resume_command(argv: Sequence[str]) -> str:
+def resume_command(argv: Sequence[str], search: str | None = None) -> str:
     """The command that continues this search: the same arguments with `--resume` (a resumed
     search refuses a warm start, which only a new search takes)."""
     out, skip = ["gunn-search"], False
-    for a in argv:
+    for i, a in enumerate(argv):
         if skip:
             skip = False
             continue
@@ -118,14 +120,15 @@ def resume_command(argv: Sequence[str]) -> str:
         if name in ("--warm-start", "--warm-start-top"):
             skip = "=" not in a
             continue
+        if name == "--resume":  # said again below, naming the search
+            skip = "=" not in a and i + 1 < len(argv) and not argv[i + 1].startswith("-")
+            continue
         if out[-1] == "--optuna-storage":  # a storage's password is never printed
             a = _shown(a)
         elif name == "--optuna-storage" and "=" in a:
             a = f"{name}={_shown(a.split('=', 1)[1])}"
         out.append(a)
-    if "--resume" not in out:
-        out.append("--resume")
-    return shlex.join(out)
+    return shlex.join([*out, "--resume", search] if search else [*out, "--resume"])
 
 
 def _shown(url: str) -> str:
@@ -146,12 +149,12 @@ def print_outcome(out, uri: str, space, resume: str) -> None:
     if out.interrupted is not None:
         # Nothing was decided: no best trial and no export, only how to go on.
         i = out.interrupted
-        print(f"search: {out.experiment} interrupted by {i.name} at {i.at} "
+        print(f"search: {searched(out)} interrupted by {i.name} at {i.at} "
               f"({started(out, space)}; state saved), "
               f"MLflow parent run {out.parent_run_id}")
         print(f"resume:  {resume}")
         return
-    print(f"search: {out.experiment} ({out.num_trials} trials), MLflow parent run {out.parent_run_id}")
+    print(f"search: {searched(out)} ({out.num_trials} trials), MLflow parent run {out.parent_run_id}")
     if out.budget:
         print(f"budget:  {out.budget}")
     if out.best_trial_id is None:
@@ -176,6 +179,13 @@ def print_outcome(out, uri: str, space, resume: str) -> None:
             print(f"best:    {run_link(ui_base, out.experiment_id, out.best_run_id)}")
     if out.optuna_storage:
         print(f"study:   optuna-dashboard {out.optuna_storage} --host 127.0.0.1 --port 8080")
+
+
+def searched(out) -> str:
+    """"smoke", or "smoke-2 (experiment smoke)" for a later search of it."""
+    if out.search and out.search != out.experiment:
+        return f"{out.search} (experiment {out.experiment})"
+    return out.experiment
 
 
 def started(out, space) -> str:

@@ -9,7 +9,6 @@ it unchanged, and `gunn-search --space` runs it as a one-point search. `--epochs
 
 from __future__ import annotations
 
-import re
 import tempfile
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from mlflow.tracking import MlflowClient
 from trainers.config import ConfigError, TrainConfig, dump_config, parse_config, read_yaml
 
 from gunn_search.errors import ExportError
+from gunn_search.run.search_names import safe_name
 from gunn_search.results.best import best_trial, can_be_best
 from gunn_search.results.status import METRIC
 from gunn_search.track import store as tr
@@ -42,11 +42,6 @@ def export_config(cfg: TrainConfig, search_run_id: str = "", trial_run_id: str =
         tags[TRIAL_RUN_TAG] = trial_run_id
     data["tracking"] = {"uri": tracking_uri, "experiment": experiment, "tags": tags}
     return parse_config(data, "export")
-
-
-def safe_name(name: str) -> str:
-    """A file-name-safe component: exported paths never leave the output directory."""
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", name).strip(".") or "run"
 
 
 def find_best_trial_run(client: MlflowClient, experiment: str, max_params: int | None = None,

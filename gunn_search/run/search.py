@@ -52,6 +52,13 @@ class SearchOptions:
     warm_start_top: int = 3  # of those, the best K run first
     # The Optuna study's storage (gunn_search.run.study); None: the default SQLite file.
     optuna_storage: str | None = None
+    # Which search of the experiment (gunn_search.run.search_names): its Tune folder, study and
+    # parent run; None: the experiment's name (its first search).
+    search: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.search or self.experiment
 
 
 @dataclass
@@ -73,11 +80,12 @@ class SearchOutcome:
     # it; no best trial is named (nothing was decided), `num_trials` is the trials started.
     interrupted: interrupts.Interrupt | None = None
     budget: str | None = None  # with a compute budget: "spent 121/120 epochs on 17 trials"
+    search: str | None = None  # which search of the experiment (search_names)
 
 
 def experiment_path(opts: SearchOptions) -> str:
     """`<storage>/<experiment>`: a local path or a URI (s3://, gs://, file://) all nodes see."""
-    name = tr_safe(opts.experiment)
+    name = tr_safe(opts.name)
     if "://" in opts.storage:
         return f"{opts.storage.rstrip('/')}/{name}"
     return str(Path(opts.storage).resolve() / name)
@@ -88,7 +96,7 @@ def storage_root(opts: SearchOptions) -> str:
 
 
 def tr_safe(name: str) -> str:
-    from gunn_search.results.export import safe_name
+    from gunn_search.run.search_names import safe_name
     return safe_name(name)
 
 
@@ -108,7 +116,7 @@ def start_parent_run(space: Space, opts: SearchOptions, fingerprint: str, client
     if state is not None:
         client.update_run(state["parent_run_id"], status="RUNNING")
         return state["parent_run_id"]
-    run = client.create_run(exp_id, run_name=f"search-{tr_safe(opts.experiment)}",
+    run = client.create_run(exp_id, run_name=f"search-{tr_safe(opts.name)}",
                             tags={tr.ROLE_TAG: "search", FINGERPRINT_TAG: fingerprint,
                                   SPACE_TAG: Path(opts.space_path).name})
     # The search's settings under their space-file paths; `search.seed` seeds the searcher,
@@ -143,7 +151,7 @@ def build_tuner(space: Space, opts: SearchOptions, callbacks: list, on_searcher=
         return tune.Tuner.restore(path, trainable=trainable, resume_errored=True)
     searcher, scheduler = search_parts(
         space, study.open_storage(opts.optuna_storage) if opts.optuna_storage else None,
-        opts.experiment, on_searcher, budget_folder=path)
+        opts.name, on_searcher, budget_folder=path)
     if s.has_budget:
         from gunn_search.run.budget_stopper import BudgetStopper
         from gunn_search.run.compute_budget import Limits
@@ -154,7 +162,7 @@ def build_tuner(space: Space, opts: SearchOptions, callbacks: list, on_searcher=
 
     from gunn_search.run.spare_cpus import SpareCPUs
     callbacks = [*callbacks, JsonLoggerCallback(),
-                 SpareCPUs(tr_safe(opts.experiment), s.max_concurrent,
+                 SpareCPUs(tr_safe(opts.name), s.max_concurrent,
                            space.resources.cpus_per_trial)]
     return tune.Tuner(
         trainable,
@@ -164,7 +172,7 @@ def build_tuner(space: Space, opts: SearchOptions, callbacks: list, on_searcher=
                                     scheduler=scheduler, num_samples=s.num_samples,
                                     reuse_actors=True),
         run_config=tune.RunConfig(
-            name=tr_safe(opts.experiment), storage_path=storage_root(opts), callbacks=callbacks,
+            name=tr_safe(opts.name), storage_path=storage_root(opts), callbacks=callbacks,
             failure_config=tune.FailureConfig(max_failures=opts.max_failures), stop=stop,
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2), verbose=0),
     )
@@ -269,7 +277,7 @@ def run_search(space: Space, opts: SearchOptions,
     state = read_state(path)
     if opts.resume:
         if state is None:
-            raise SearchError(f"--resume: no previous search of experiment {opts.experiment!r} "
+            raise SearchError(f"--resume: no previous search {opts.name!r} "
                               f"in {path}")
         if state["fingerprint"] != fingerprint:
             raise SearchError(f"--resume: {opts.space_path} differs from the space this search "
@@ -282,7 +290,7 @@ def run_search(space: Space, opts: SearchOptions,
             raise SearchError(f"--resume: the search in {path} has no Tune state to restore "
                               "(it was stopped before its first trial)")
     elif state is not None:
-        raise SearchError(f"a search of experiment {opts.experiment!r} already exists in {path}; "
+        raise SearchError(f"a search {opts.name!r} already exists in {path}; "
                           "use --resume to continue it or --experiment NAME for a new one")
     opts = replace(opts, optuna_storage=study.storage_for(opts, state, storage_root(opts)))
     if opts.address:
@@ -308,7 +316,8 @@ def run_search(space: Space, opts: SearchOptions,
         raise
     try:
         space = resolve_resources(space)
-        log(f"{'resuming' if opts.resume else 'starting'} search {opts.experiment!r}: "
+        log(f"{'resuming' if opts.resume else 'starting'} search {opts.name!r}"
+            f"{'' if opts.name == opts.experiment else f' of experiment {opts.experiment!r}'}: "
             f"{trials_text(space.search, path)}, up to {space.max_epochs} epochs each, "
             f"{describe_schedule(space.search, space.max_epochs)}; MLflow at {opts.tracking_uri}")
         try:
@@ -329,6 +338,7 @@ def run_search(space: Space, opts: SearchOptions,
             "parent_run_id": parent_id, "experiment_id": exp_id,
             "tracking_uri": opts.tracking_uri, "fingerprint": fingerprint,
             "space_path": str(opts.space_path), "settings": resumed_settings(space),
+            "experiment": opts.experiment, "search": opts.name,
             "optuna_storage": study.shown(opts.optuna_storage)})
         callbacks = [MLflowSearchCallback(opts.tracking_uri, exp_id, parent_id, space,
                                           str(opts.space_path)),
@@ -357,7 +367,8 @@ def run_search(space: Space, opts: SearchOptions,
             results = tuner.fit()
         interrupt = interrupts.received()
         if interrupt is None:
-            study.end(opts.optuna_storage, opts.experiment, log)
+            study.end(opts.optuna_storage, opts.name, log)
+            write_state(path, {**read_state(path), "finished": True})
             out = outcome(results, opts, parent_id, client, space)
         else:  # the MLflow callback has closed the runs as interrupted (on_experiment_end)
             out = SearchOutcome(opts.experiment, parent_id, None, None, None, None, len(results),
@@ -365,6 +376,7 @@ def run_search(space: Space, opts: SearchOptions,
         out.experiment_id = exp_id
         out.optuna_storage = study.shown(opts.optuna_storage)
         out.budget = budget_summary(space, path, len(results))
+        out.search = opts.name
         if on_outcome is not None:
             on_outcome(out)
             sys.stdout.flush()

@@ -107,7 +107,7 @@ def storage_for(opts, state: dict | None, storage_root: str) -> str:
     search's study name must be free in it, a resumed search's study must be there. A resumed
     search keeps its storage; one whose password the state file does not keep is given again
     with --optuna-storage."""
-    url, name = opts.optuna_storage, opts.experiment
+    url, name = opts.optuna_storage, opts.name
     if opts.resume and state is not None and state.get("optuna_storage"):
         kept = state["optuna_storage"]
         if url is None and "***" in kept:
