@@ -125,8 +125,8 @@ NAMES: tuple[Private, ...] = (
     Private("ray", "ray.tune.execution.experiment_state", "_ExperimentCheckpointManager",
             "its save is wrapped to stretch the save period once saves get slow "
             "(`checkpoint_manager`)", _SAVES_BREAKS),
-    Private("ray", _MANAGER, "sync_up_experiment_state", "the save that is wrapped",
-            _SAVES_BREAKS),
+    Private("ray", _MANAGER, "sync_up_experiment_state", "the save that is wrapped (a public "
+            "name of the private class)", _SAVES_BREAKS, ("gunn_search/run/state_saves.py",)),
     Private("ray", _MANAGER, "_checkpoint_period", "the period, read and stretched",
             _SAVES_BREAKS),
     Private("ray", _MANAGER, "_auto_checkpoint_enabled", "Tune's own 'auto' period is left "
