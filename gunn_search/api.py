@@ -106,7 +106,11 @@ def plan_search(space: str | Path, *, experiment: str | None = None,
     uri = tracking_uri
     if uri is not None or not resume:  # a bad URI or login: one line before Ray or MLflow
         uri = checked_uri(uri)
-    # Ray and MLflow are imported once the space and these flags are known to be good.
+    # Ray and MLflow are imported once the space and these flags are known to be good; the
+    # private names of theirs the search uses are all there (one line and exit 2 if not).
+    from gunn_search import private_names
+
+    private_names.check(private_names.SEARCH)
     from gunn_search.run.ray_session import check_cluster
     from gunn_search.run.search import SearchOptions, experiment_path
     from gunn_search.run.state_file import read_state
@@ -259,6 +263,9 @@ def plan_ablation(experiment: str, *, variants, seeds, run_id, epochs, final, da
         raise UsageError(f"--cpus-per-trial must be > 0 (got {cpus_per_trial:g})")
     gpus = gpus_request(str(gpus_per_trial))  # the search's rule for the flag
     check_gpus_here(gpus, address)
+    from gunn_search import private_names
+
+    private_names.check(private_names.ABLATE)  # Ray's and MLflow's private names it uses
     uri = checked_uri(tracking_uri)
     check_store_exists(uri)
     if address:

@@ -72,6 +72,9 @@ def source_config(client, experiment: str, run_id: str | None) -> tuple[str, str
 
 def run_ablation(opts: AblationOptions) -> AblationResult:
     """Train every (variant, seed) as a Tune trial, log them to MLflow, return the outcome."""
+    from gunn_search import private_names
+
+    private_names.check(private_names.ABLATE)  # before anything starts (api.plan_ablation too)
     from mlflow.tracking import MlflowClient
 
     from gunn_search.track import store as tr

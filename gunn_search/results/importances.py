@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 
+from gunn_search.private_names import distribution_contains
 from gunn_search.results.search_axes import TrialRecord, finite, searched_axes, valued_records
 
 logger = logging.getLogger(__name__)
@@ -102,7 +103,7 @@ def _inside(d, v) -> bool:
     if v is None:
         return False
     try:
-        return d._contains(d.to_internal_repr(v))
+        return distribution_contains(d, v)
     except (ValueError, TypeError):
         return False
 

@@ -24,6 +24,7 @@ from trainers.config_errors import ConfigError
 from trainers.model.spec import divides
 
 from gunn_search.errors import SearchError
+from gunn_search.private_names import distribution_contains, searcher_study
 from gunn_search.space import Space, trial_config
 from gunn_search.space.sample import sample
 from gunn_search.space.schema import PLACEMENT_KEYS
@@ -115,8 +116,7 @@ class _Replay:
 
         v = self._value(name)
         inside = (v in distribution.choices if isinstance(distribution, CategoricalDistribution)
-                  else isinstance(v, (int, float)) and distribution._contains(
-                      distribution.to_internal_repr(v)))
+                  else isinstance(v, (int, float)) and distribution_contains(distribution, v))
         if not inside:
             raise _Outside(name)
         self.params[name], self.distributions[name] = v, distribution
@@ -168,7 +168,7 @@ def apply(searcher, space: Space, past: list[PastTrial], experiment: str,
     from optuna.trial import TrialState
 
     objectives = space.search.objective_list
-    study = searcher._ot_study
+    study = searcher_study(searcher)
     inside = []
     for p in past:
         got = replay(space, p.config)

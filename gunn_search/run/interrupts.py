@@ -124,10 +124,10 @@ def sheltered_ray_node():
     and the driver exited 1 a minute later ("Failed to connect to GCS"); Ray blocks SIGINT in
     them itself, not SIGTERM. They still die with the driver through Ray's fate sharing
     (PR_SET_PDEATHSIG), so only where Ray says the kernel supports it."""
-    from ray._private import services, utils
+    from gunn_search import private_names as pn
 
-    orig = getattr(services, "ConsolePopen", None)
-    if orig is None or not utils.detect_fate_sharing_support():
+    orig = pn.console_popen()
+    if orig is None or not pn.fate_sharing_supported():
         yield
         return
 
@@ -136,11 +136,11 @@ def sheltered_ray_node():
             kwargs.setdefault("start_new_session", True)
             super().__init__(*args, **kwargs)
 
-    services.ConsolePopen = Sheltered  # looked up by name when Ray starts a process
+    pn.set_console_popen(Sheltered)  # looked up by name when Ray starts a process
     try:
         yield
     finally:
-        services.ConsolePopen = orig
+        pn.set_console_popen(orig)
 
 
 def on_abort(hook: Callable[[], None]) -> None:

@@ -17,6 +17,9 @@ for the first objective. Ranking by val_acc alone would leave which cheap config
 the first rung to chance, and with them the cheap end of the front.
 
 Where the rungs fall and their defaults are plain arithmetic, in `gunn_search.run.rungs`.
+
+Tune's bracket class and the attributes of ASHA's and the bracket's used here are private
+names of Ray Tune, declared in `gunn_search.private_names`.
 """
 
 from __future__ import annotations
@@ -25,8 +28,8 @@ import json
 
 import numpy as np
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
-from ray.tune.schedulers.async_hyperband import _Bracket
 
+from gunn_search.private_names import bracket_class
 from gunn_search.results.pareto import Objective, pareto_keys
 from gunn_search.results.status import RUNG_METRIC
 
@@ -62,14 +65,14 @@ def promoted(recorded: list, new, rf: float, objectives: list[Objective]) -> boo
     return score[-1] >= np.percentile(score[:-1], (1 - 1 / rf) * 100)
 
 
-class ParetoBracket(_Bracket):
+class ParetoBracket(bracket_class()):
     """Tune's ASHA bracket whose rewards are points (one value per objective), cut by
     `promoted`. Tune's rungs, milestones and bookkeeping as they are; only the cut differs."""
 
     objectives: list[Objective]
 
     @classmethod
-    def of(cls, bracket: _Bracket, objectives: list[Objective]) -> "ParetoBracket":
+    def of(cls, bracket, objectives: list[Objective]) -> "ParetoBracket":
         """The Pareto version of a bracket Tune's ASHA built (its rungs, empty)."""
         out = cls.__new__(cls)
         out.__dict__.update(bracket.__dict__)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
+from gunn_search import private_names
 from gunn_search.run import faults
 from gunn_search.run.compute_budget import Limits
 from gunn_search.run import interrupts
@@ -259,6 +260,7 @@ def run_search(space: Space, opts: SearchOptions,
 
     `on_outcome` gets the outcome as soon as it is known, before Ray shuts down.
     """
+    private_names.check(private_names.SEARCH)  # before anything starts (api.plan_search too)
     # Tune writes its experiment state every ~10 s by default; a driver killed inside that
     # window reruns finished trials on resume (docs/runtime.md). Write it every second instead.
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")

@@ -13,6 +13,9 @@ val_acc elsewhere): a pruned trial's value is then what ASHA compared.
 
 With a storage (`gunn_search.run.study`) its trials also carry their Tune trial id and MLflow
 run id, and a restored search fails the trials Tune will not run again.
+
+The attributes of Ray's OptunaSearch used here (`_ot_study`, `_ot_trials`, `_completed_trials`,
+`_storage`) are private names of Ray Tune, declared in `gunn_search.private_names`.
 """
 
 from __future__ import annotations

@@ -11,7 +11,9 @@ keeps the configured period (1 s) as the floor and stretches it to 19x the last 
 a save takes longer than 1/19 s: Tune's bound, with our floor.
 
 It wraps a private method of Ray Tune (`_ExperimentCheckpointManager.sync_up_experiment_state`,
-Ray 2.60); when that is not there, Tune's fixed period stays as it was.
+Ray 2.60); when that is not there, Tune's fixed period stays as it was. That class, its
+attributes and Ray Train's `_upload_to_fs_path` below are reached through
+`gunn_search.private_names`.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import shutil
 import sys
 import time
 
+from gunn_search import private_names as pn
 from gunn_search.run import timing
 
 SHARE = 19  # period / save time, as Tune's "auto" mode: saves take at most 1/20 of the time
@@ -31,21 +34,14 @@ SHARE = 19  # period / save time, as Tune's "auto" mode: saves take at most 1/20
 
 def adapt_state_saves() -> bool:
     """Make Tune's save period max(configured, SHARE x last save's time); True if in place."""
-    try:
-        from ray.tune.execution import experiment_state as es
-    except ImportError:
-        return False
-    cls = getattr(es, "_ExperimentCheckpointManager", None)
+    cls = pn.checkpoint_manager()  # None: not the Tune this was written against
     orig = getattr(cls, "sync_up_experiment_state", None)
     if orig is None or getattr(orig, "_gunn_adaptive", False):
         return orig is not None
-    if not {"_checkpoint_period", "_auto_checkpoint_enabled"} <= set(
-            getattr(cls.__init__, "__code__", None) and cls.__init__.__code__.co_names or ()):
-        return False  # not the Tune this was written against
 
     @functools.wraps(orig)
     def sync_up_experiment_state(self, save_fn, force=False, wait=False):
-        floor = self.__dict__.setdefault("_gunn_floor", self._checkpoint_period)
+        floor = self.__dict__.setdefault("_gunn_floor", pn.checkpoint_period(self))
 
         def timed_save():
             t0 = time.monotonic()
@@ -53,9 +49,9 @@ def adapt_state_saves() -> bool:
                 save_fn()
             finally:
                 took = time.monotonic() - t0
-                if not self._auto_checkpoint_enabled:  # "auto" adapts on its own
-                    self._checkpoint_period = max(floor, SHARE * took)
-                timing.add("tune_state_save", took, self._checkpoint_period)
+                if not pn.auto_checkpoint(self):  # "auto" adapts on its own
+                    pn.set_checkpoint_period(self, max(floor, SHARE * took))
+                timing.add("tune_state_save", took, pn.checkpoint_period(self))
 
         return orig(self, timed_save, force=force, wait=wait)
 
@@ -80,10 +76,9 @@ def atomic_state_uploads() -> bool:
     """Make Tune's uploads to a local storage path atomic per file; True if in place."""
     try:
         import pyarrow.fs as pafs
-        from ray.train._internal import storage as st
     except ImportError:
         return False
-    orig = getattr(st, "_upload_to_fs_path", None)
+    orig = pn.upload_to_fs_path()
     if orig is None or getattr(orig, "_gunn_atomic", False):
         return orig is not None
 
@@ -109,7 +104,7 @@ def atomic_state_uploads() -> bool:
             _full.clear()
 
     upload._gunn_atomic = True
-    st._upload_to_fs_path = upload
+    pn.set_upload_to_fs_path(upload)
     return True
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
+from gunn_search import private_names
 from gunn_search.errors import SearchError
 
 STUDY_FILE = "optuna.db"
@@ -86,11 +87,11 @@ def fail_running(study, keep: set[int] = frozenset()) -> int:
     the search will still tell); returns how many."""
     from optuna.trial import TrialState
 
-    storage = study._storage  # Optuna has no public way to end another process's trial
+    storage = private_names.study_storage(study)  # no public way to end another's trial
     failed = 0
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if t.number not in keep:
-            storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+            storage.set_trial_state_values(private_names.storage_trial_id(t), TrialState.FAIL)
             failed += 1
     return failed
 

@@ -151,7 +151,9 @@ def _store_lock(db: Path):
 def _create_aside(db: Path) -> bool:
     """Build the schema in a private file beside `db` and link it to `db`; False if another
     client created `db` first (or the file could not be built: MLflow then says why)."""
-    from mlflow.store.db.utils import _initialize_tables, create_sqlalchemy_engine
+    from mlflow.store.db.utils import create_sqlalchemy_engine
+
+    from gunn_search.private_names import initialize_tables
 
     tmp = str(db.with_name(f".{db.name}.{uuid.uuid4().hex[:12]}.new"))
     try:
@@ -162,7 +164,7 @@ def _create_aside(db: Path) -> bool:
     try:
         engine = create_sqlalchemy_engine(f"sqlite:///{tmp}")
         try:
-            _initialize_tables(engine)
+            initialize_tables(engine)
         finally:
             engine.dispose()
         os.link(tmp, db)
@@ -178,8 +180,8 @@ def _create_aside(db: Path) -> bool:
 @functools.lru_cache(maxsize=1)
 def _head_revision() -> str:
     """The schema revision this MLflow creates and expects."""
-    from mlflow.store.db.utils import _get_latest_schema_revision
-    return _get_latest_schema_revision()
+    from gunn_search.private_names import latest_schema_revision
+    return latest_schema_revision()
 
 
 def _schema_revision(db: Path) -> str | None:
