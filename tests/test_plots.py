@@ -44,9 +44,11 @@ def synthetic_records() -> list[TrialRecord]:
     specs = [  # family, N, lr, wd, bs, status, epochs, value
         ("gunn", 240, 0.1, 1e-4, 64, "completed", 6, 0.71),
         ("gunn", 120, 0.01, 5e-4, 128, "completed", 6, 0.64),
-        ("sunn", 240, 0.3, 1e-5, 64, "stopped by ASHA at epoch 3", 3, 0.42),
+        ("sunn", 240, 0.3, 1e-5, 64, "stopped by ASHA", 3, 0.42),
         ("gunn", 180, 0.05, 1e-3, 32, "completed", 6, 0.78),
-        ("sunn", 120, 0.003, 3e-5, 128, "stopped by ASHA at epoch 2", 2, 0.31),
+        ("sunn", 120, 0.003, 3e-5, 128, "stopped by ASHA", 2, 0.31),
+        ("sunn", 150, 0.04, 2e-4, 64, "completed", 6, 0.69),
+        ("gunn", 220, 0.15, 8e-5, 32, "completed", 6, 0.74),
         ("gunn", 300, 0.2, 2e-4, 64, "rejected by budget", 0, None),
         ("sunn", 200, 0.02, 1e-4, 32, "errored: RuntimeError('boom')", 0, None),
         ("gunn", 160, 1.0, 1e-4, 64, "non-finite loss", 2, 0.12),
@@ -117,7 +119,9 @@ def test_axes_follow_the_sampled_distributions():
                                   "batch_size": bs}, [], "completed", v)
             for i, (lr, P, fam, bs, v) in enumerate([(0.05, 10, "sunn", 64, 0.5),
                                                       (0.1, 20, "gunn", 128, 0.7),
-                                                      (0.2, 30, "gunn", 64, 0.6)])]
+                                                      (0.2, 30, "gunn", 64, 0.6),
+                                                      (0.03, 15, "sunn", 256, 0.4),
+                                                      (0.25, 25, "gunn", 128, 0.65)])]
     dists = {"optim.lr": FloatDistribution(0.02, 0.3, log=True),
              "model.stages.0.P": IntDistribution(10, 30),
              "model.family": CategoricalDistribution(["sunn", "gunn"]),
@@ -197,3 +201,27 @@ def test_status_kind_follows_the_trial_status_enum():
     for s in (TrialStatus.ERRORED, TrialStatus.REJECTED, TrialStatus.NONFINITE, TrialStatus.OOM,
               "no such status", "", None):
         assert status_kind(s) == FAILED
+
+
+def test_importances_never_mix_fidelities():
+    """Finished trials when enough are; else the highest epoch with enough trials, each at what
+    it reported there; else none (issue: a mid-schedule val_acc can rank backwards)."""
+    from gunn_search.results.importances import MIN_TRIALS, importance_trials
+
+    recs = synthetic_records()
+    fid = importance_trials(recs)
+    assert fid.epoch is None and fid.label == "from 5 trials trained to the end"
+    assert {r.status for r, _ in fid.valued} == {"completed"}
+    few = [r for r in recs if r.trial_id not in ("trial_005", "trial_006")]  # 3 finished
+    fid = importance_trials(few)
+    # at epoch 2: the 3 finished, the 2 stopped ones (not the non-finite one)
+    assert (fid.epoch, fid.label) == (2, "at epoch 2, from 5 trials")
+    at2 = {r.trial_id: v for r, v in fid.valued}
+    assert at2["trial_004"] == pytest.approx(0.31)  # its own epoch-2 value, not a final
+    for r in few:  # where a branch ran, the rung compared its annealed val_acc
+        for m in r.history:
+            if m["epoch"] == 2:
+                m["annealed_val_acc"] = 0.5
+    assert {v for _, v in importance_trials(few).valued} == {0.5}
+    assert importance_trials(few[:4]) is None and MIN_TRIALS == 5
+    assert param_importances(few[:4]) == {}

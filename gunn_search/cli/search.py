@@ -162,6 +162,8 @@ def print_outcome(out, uri: str, space, resume: str) -> None:
         return
     print(f"best trial: {out.best_trial_id}  val_acc {out.best_val_acc:.4f}  run {out.best_run_id}")
     print(top_table(out.top, space))
+    if out.importances:
+        print(out.importances)
     if out.front is not None:
         from gunn_search.results.pareto import table
         print(f"Pareto front ({len(out.front)} trials; finished trials only):")

@@ -11,8 +11,11 @@ from __future__ import annotations
 import logging
 import math
 
+from dataclasses import dataclass
+
 from gunn_search.private_names import distribution_contains
-from gunn_search.results.search_axes import TrialRecord, finite, searched_axes, valued_records
+from gunn_search.results.search_axes import TrialRecord, finite, searched_axes
+from gunn_search.results.status import ANNEALED_METRIC, METRIC, Kind, parse_status
 
 logger = logging.getLogger(__name__)
 
@@ -22,13 +25,63 @@ logger = logging.getLogger(__name__)
 # A larger search's importances are computed on a seeded random sample of this many of its
 # trials with a value, which keeps the plot to seconds whatever the search's size.
 IMPORTANCE_TRIALS = 200
+# The fewest trials of one fidelity that importances are drawn from: a forest over fewer says
+# nothing (smoke.yaml's 6 trials at its first rung are the least a bundled space gives).
+MIN_TRIALS = 5
+
+
+@dataclass(frozen=True)
+class Fidelity:
+    """The trials importances are computed from, all measured alike: (record, value) pairs,
+    the epoch (None: trained to the end) and how the figure and summary say it."""
+
+    valued: list
+    epoch: int | None
+    label: str
+
+
+def importance_trials(records: list[TrialRecord], min_trials: int = MIN_TRIALS
+                      ) -> Fidelity | None:
+    """Trials trained to the end, with their value, when at least `min_trials` are; else the
+    highest epoch at which that many trials have a result (what a rung compared there: the
+    annealed val_acc where a branch ran, else the val_acc); None when no fidelity has enough.
+    A trial stopped mid-schedule reports an accuracy that can rank configurations backwards
+    (benchmarks/RESULTS.md, "Rank correlation"): it is never mixed with final ones."""
+    def kind(r):
+        st = parse_status(str(r.status))
+        return st.kind if st is not None else None
+
+    finished = [(r, finite(r.value)) for r in records if kind(r) is Kind.COMPLETED]
+    finished = [(r, v) for r, v in finished if v is not None]
+    if len(finished) >= min_trials:
+        return Fidelity(finished, None, f"from {len(finished)} trials trained to the end")
+    at: dict[int, list] = {}
+    for r in records:
+        if kind(r) not in (Kind.COMPLETED, Kind.STOPPED, Kind.RUNNING, Kind.INTERRUPTED) or (
+                finite(r.value) is None):  # no measurement at all
+            continue
+        for m in r.history:
+            v = finite(m.get(ANNEALED_METRIC, m.get(METRIC)))
+            if v is not None and m.get("epoch") is not None:
+                at.setdefault(int(m["epoch"]), []).append((r, v))
+    for epoch in sorted(at, reverse=True):
+        if len(at[epoch]) >= min_trials:
+            return Fidelity(at[epoch], epoch, f"at epoch {epoch}, from {len(at[epoch])} trials")
+    return None
+
+
+def too_few(records: list[TrialRecord]) -> str:
+    """The summary's line when no fidelity has enough trials."""
+    return (f"importances: not drawn, fewer than {MIN_TRIALS} trials trained to the end or at "
+            f"any one epoch")
 
 
 def param_importances(records: list[TrialRecord], maximize: bool = True,
                       distributions: dict | None = None) -> dict[str, float]:
     """Optuna fANOVA importances of the searched params; {} when they cannot be computed.
 
-    Builds an in-memory Optuna study from the trials with a finite value (at most
+    Builds an in-memory Optuna study from the trials of one fidelity (`importance_trials`: the
+    finished ones, or those at the highest epoch with enough; at most
     IMPORTANCE_TRIALS of them, see `importance_sample`), with the parameters'
     own distributions when given (numbers stay numbers, log ranges stay log), else: numeric
     params get a `FloatDistribution` (`IntDistribution` if all ints) over the observed
@@ -42,9 +95,10 @@ def param_importances(records: list[TrialRecord], maximize: bool = True,
         IntDistribution,
     )
 
-    valued = importance_sample(valued_records(records))
-    if len(valued) < 2:
+    fid = importance_trials(records)
+    if fid is None:
         return {}
+    valued = importance_sample(fid.valued)
     axes = searched_axes([r for r, _ in valued], distributions)
     if not axes:
         return {}

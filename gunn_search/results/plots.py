@@ -35,7 +35,8 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from gunn_search.results.importances import importance_sample, param_importances  # noqa: E402
+from gunn_search.results.importances import (  # noqa: E402
+    importance_sample, importance_trials, param_importances)
 from gunn_search.results.search_axes import (  # noqa: E402
     TrialRecord,
     finite,
@@ -106,8 +107,9 @@ def plot_optimization_history(records: list[TrialRecord], path: Path, metric: st
         xs = [i for i, (k, v) in enumerate(zip(kinds, values)) if k == kind and v is not None]
         ys = [values[i] for i in xs]
         if xs:
+            what = f"{kind}, at the epoch it stopped" if kind == STOPPED else kind
             ax.scatter(xs, ys, c=color, marker=marker, s=40, zorder=3,
-                       label=f"{kind} ({len(xs)})", edgecolors="none" if marker != "X" else None)
+                       label=f"{what} ({len(xs)})", edgecolors="none" if marker != "X" else None)
     # trials without a value: hollow markers in a shaded band along the bottom edge
     # (x in data, y in axes coordinates), kept clear of the data by lowering the y limit
     missing = [i for i, v in enumerate(values) if v is None]
@@ -168,19 +170,23 @@ def plot_param_importances(records: list[TrialRecord], path: Path, metric: str =
     ax.set_xlim(0, max(vals) * 1.15)
     ax.set_xlabel(f"importance for {metric} (fANOVA, sums to 1)")
     ax.set_ylabel("hyperparameter")
-    n = len(valued_records(records))
+    fid = importance_trials(records)
+    n = len(fid.valued)
     used = len(importance_sample(list(range(n))))
-    ax.set_title(f"Hyperparameter importances ({n} trials)" if used == n else
-                 f"Hyperparameter importances ({used} of {n} trials, a random sample)")
+    ax.set_title(f"Hyperparameter importances ({fid.label})" if used == n else
+                 f"Hyperparameter importances ({fid.label}; a random sample of {used})")
     ax.grid(axis="x", alpha=0.3)
     return _save(fig, path)
 
 
 def plot_parallel_coordinates(records: list[TrialRecord], path: Path, metric: str = "val_acc",
                               maximize: bool = True, distributions: dict | None = None) -> Path | None:
-    valued = valued_records(records)
-    if len(valued) < 2:
+    # The trials of one fidelity, as the importances (a stopped trial's mid-schedule value is
+    # never coloured as a final one).
+    fid = importance_trials(records, min_trials=2)
+    if fid is None:
         return None
+    valued = fid.valued
     axes = searched_axes([r for r, _ in valued], distributions)
     if not axes:
         return None
@@ -231,7 +237,7 @@ def plot_parallel_coordinates(records: list[TrialRecord], path: Path, metric: st
     sm = plt.cm.ScalarMappable(norm=norm, cmap=cmap)
     sm.set_array([])
     fig.colorbar(sm, ax=ax, label=metric, pad=0.02)
-    ax.set_title(f"Parallel coordinates ({len(valued)} trials with a value)")
+    ax.set_title(f"Parallel coordinates ({fid.label})")
     return _save(fig, path)
 
 

@@ -82,6 +82,7 @@ class SearchOutcome:
     interrupted: interrupts.Interrupt | None = None
     budget: str | None = None  # with a compute budget: "spent 121/120 epochs on 17 trials"
     search: str | None = None  # which search of the experiment (search_names)
+    importances: str | None = None  # "importances: from 9 trials trained to the end", or why none
 
 
 def experiment_path(opts: SearchOptions) -> str:
@@ -419,6 +420,12 @@ def outcome(results, opts: SearchOptions, parent_id: str, client, space: Space |
             best_run = runs.get(best["trial_id"])
         except Exception:  # tracking unreachable: the run id is the only thing we can't say
             best_run = "unknown (MLflow unreachable)"
+    importances = None
+    try:  # what the MLflow callback drew the importances from (its tag on the parent run)
+        from gunn_search.track.tags import IMPORTANCES_TAG
+        importances = client.get_run(parent_id).data.tags.get(IMPORTANCES_TAG)
+    except Exception:  # tracking unreachable: the summary goes without it
+        pass
     front = objectives = None
     if space is not None and len(space.search.objective_list) > 1:
         objectives = pareto.objectives_of(space.search)
@@ -427,7 +434,7 @@ def outcome(results, opts: SearchOptions, parent_id: str, client, space: Space |
     return SearchOutcome(opts.experiment, parent_id, best and best["trial_id"], best_run,
                          best and best["val_acc"], best and best["config"], len(results),
                          experiment_path(opts), top=ranked[:top_n], front=front,
-                         objectives=objectives)
+                         objectives=objectives, importances=importances)
 
 
 def trials_text(s, path: str) -> str:

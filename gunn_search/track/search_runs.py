@@ -24,14 +24,14 @@ from pathlib import Path
 
 from gunn_search.results import pareto
 from gunn_search.results.best import best_trial
-from gunn_search.results.status import METRIC, Kind, TrialStatus
+from gunn_search.results.status import ANNEALED_METRIC, METRIC, Kind, TrialStatus
 from gunn_search.run import interrupts, study, timing
 from gunn_search.space import trial_config
 from gunn_search.track import store as tr
 from gunn_search.track import ui as mlflow_ui
 from gunn_search.track.tags import (BEST_RUN_TAG, BEST_TRIAL_TAG, EPOCHS_REDONE_TAG, ERROR_TAG,
-                                    INTERRUPTED_AT_TAG, INTERRUPTED_BY_TAG, NOTE_TAG, PARETO_TAG,
-                                    ROLE_TAG)
+                                    IMPORTANCES_TAG, INTERRUPTED_AT_TAG, INTERRUPTED_BY_TAG,
+                                    NOTE_TAG, PARETO_TAG, ROLE_TAG)
 from gunn_search.track.trial_runs import TrialRuns, epoch_metrics
 
 
@@ -211,6 +211,10 @@ class MLflowSearchCallback(TrialRuns):
         with steps.step("plot upload"):
             for p in paths:
                 client.call("log_artifact", self.parent_run_id, str(p), "plots")
+            from gunn_search.results.importances import importance_trials, too_few
+            fid = importance_trials(records)
+            tr.batch(client, self.parent_run_id, tags={
+                IMPORTANCES_TAG: f"importances: {fid.label}" if fid else too_few(records)})
         with steps.step("note"):
             self._write_note(records, trials)
         with steps.step("end flush"):
@@ -261,10 +265,13 @@ class MLflowSearchCallback(TrialRuns):
         hist = self.histories.get(trial.trial_id, [])
         if hist and hist[0].get("epoch") == 1:
             return hist
-        try:  # a resumed search saw only part of it: read it back
+        try:  # a resumed search saw only part of it: read it back, rung results too
             run_id = self.client.resolve(self.runs[trial.trial_id])
-            points = self.client.client.get_metric_history(run_id, METRIC)
-            return [{"epoch": m.step, METRIC: m.value} for m in sorted(points, key=lambda m: m.step)]
+            by_epoch: dict[int, dict] = {}
+            for key in (METRIC, ANNEALED_METRIC):
+                for m in self.client.client.get_metric_history(run_id, key):
+                    by_epoch.setdefault(m.step, {"epoch": m.step})[key] = m.value
+            return [by_epoch[e] for e in sorted(by_epoch) if METRIC in by_epoch[e]]
         except Exception:
             return hist
 

@@ -23,6 +23,8 @@ FINGERPRINT_TAG = "gunn_search.fingerprint"  # of the space file, as `--resume` 
 SPACE_TAG = "gunn_search.space"  # the space file's name
 BEST_TRIAL_TAG = "gunn_search.best_trial_id"
 BEST_RUN_TAG = "gunn_search.best_run_id"
+# A search's parameter importances: which trials they came from, or why none were drawn
+IMPORTANCES_TAG = "gunn_search.importances"
 # Of a search (or an ablation, a `gunn-train` run) stopped by a signal: when (UTC) and by which.
 # A resumed search keeps them as the record of its last interruption.
 INTERRUPTED_AT_TAG = "gunn_search.interrupted_at"
