@@ -14,7 +14,7 @@ What it measures
     that many per-epoch results have arrived; trials still running may add one epoch each).
     FIFO searches draw budget/12 trials; ASHA searches as many as ASHA's expected epochs per
     trial fit in the budget (`asha_trials`), which also sets TPE's start-up trials
-    (`gunn_search.run.search.make_sampler`). The search seed is every trial's training seed, so the
+    (`gunn_search.run.decisions.make_sampler`). The search seed is every trial's training seed, so the
     four train a given configuration identically. An "epoch used" is one per-epoch result
     received by the driver, in arrival order; "epochs to target" counts them until a trial first
     reports val_acc >= target. Target per seed: random+FIFO's best val_acc at the end of its
@@ -336,7 +336,7 @@ def main() -> None:
     ap.add_argument("--reduction-factor", type=int, default=3)
     ap.add_argument("--tpe-startup", type=int, default=None, metavar="K",
                     help="TPE's random start-up trials (default: the search's, "
-                    "gunn_search.run.search.tpe_startup_trials)")
+                    "gunn_search.run.decisions.tpe_startup_trials)")
     ap.add_argument("--record-as", choices=[m for m in METHODS if m not in SEARCHES],
                     metavar="KEY", help="with one method: record its rows under KEY (a variant)")
     ap.add_argument("--json", help="also write every search's per-epoch results here")
@@ -362,8 +362,8 @@ def main() -> None:
 
     if args.tpe_startup is not None:
         # Not a setting of a space (the share is the search's rule); replaced for this process.
-        from gunn_search.run import search
-        search.tpe_startup_trials = lambda num_samples: args.tpe_startup
+        from gunn_search.run import decisions
+        decisions.tpe_startup_trials = lambda num_samples: args.tpe_startup
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")  # as gunn-search does
     import ray
 

@@ -144,7 +144,7 @@ def simulate(method, lookup: Lookup, concurrency: int, budget_epochs: float,
     max_epochs = lookup.table.epochs
 
     def fill():
-        nonlocal seq, finished
+        nonlocal finished
         while not finished and len(heap) < concurrency and rec.trials < max_trials:
             job = method.ask()
             if job == FINISHED:

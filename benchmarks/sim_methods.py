@@ -1,7 +1,7 @@
 """The searches `simulate.py` compares, each making its decisions with its own code.
 
 - `TuneSearch`: gunn-search, as it builds its searcher and scheduler from a space file
-  (`gunn_search.run.search.search_parts`: Optuna's searcher in a ConcurrencyLimiter, told PRUNED
+  (`gunn_search.run.decisions.search_parts`: Optuna's searcher in a ConcurrencyLimiter, told PRUNED
   for stopped trials; ResumableASHA or FIFO), driven through Tune's interfaces in the order
   Tune's driver calls them (`TuneController._process_trial_result` and `stop_trial`, Ray 2.60):
   a result goes to the scheduler, then, unless it stopped the trial, to the searcher; a trial's
@@ -62,7 +62,7 @@ class TuneSearch:
         the engine ends the search, and num_samples only set TPE's start-up trials."""
         from ray.tune.schedulers import TrialScheduler
 
-        from gunn_search.run.search import search_parts
+        from gunn_search.run.decisions import search_parts
         from gunn_search.run.trainable import annealing_branch
 
         self.space = space

@@ -39,7 +39,6 @@ Machine and result: benchmarks/RESULTS.md, "Simulated searches".
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import statistics

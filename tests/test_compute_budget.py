@@ -115,7 +115,7 @@ def test_stopper_stops_running_trials_once_spent(tmp_path):
 
 
 def test_searcher_starts_no_trial_once_spent(tmp_path):
-    from gunn_search.run.search import search_parts
+    from gunn_search.run.decisions import search_parts
 
     space = parse_space(smoke(budget_epochs=5), "x")
     folder = str(tmp_path)
@@ -129,7 +129,7 @@ def test_searcher_starts_no_trial_once_spent(tmp_path):
 
 
 def test_tpe_startup_follows_the_trials_a_budget_buys():
-    from gunn_search.run.search import expected_trials
+    from gunn_search.run.decisions import expected_trials
 
     data = smoke(budget_epochs=40, grace_period=1, reduction_factor=2)
     data["search"].pop("num_samples")

@@ -5,7 +5,8 @@ import pytest
 import yaml
 
 from gunn_search.run.scheduler import ResumableASHA
-from gunn_search.run.search import SearchOptions, build_tuner, make_sampler
+from gunn_search.run.decisions import make_sampler
+from gunn_search.run.search import SearchOptions, build_tuner
 from gunn_search.space import parse_space
 from tests.conftest import run_cli
 from tests.space_helpers import TINY, patched

@@ -170,3 +170,21 @@ def ledger(folder: str) -> Ledger:
 def forget(folder: str) -> None:
     """Drop the in-process ledger (a search that ended, or a test's second driver)."""
     _LEDGERS.pop(folder, None)
+
+
+def trials_text(s, path: str) -> str:
+    """"32 trials", or with a budget "trials until 120 epochs are spent (at most 32; 40 spent
+    already)": the first line's count."""
+    if not s.has_budget:
+        return f"{s.num_samples} trials"
+    book, limits = ledger(path), Limits.of(s)
+    out = f"trials until the budget is spent ({book.describe(limits)}"
+    out += f"; at most {s.num_samples} trials)" if s.num_samples < UNBOUNDED else ")"
+    return out
+
+
+def summary(s, path: str, trials: int) -> str | None:
+    """"spent 121/120 epochs on 17 trials": the summary's budget line; None without one."""
+    if not s.has_budget:
+        return None
+    return f"spent {ledger(path).describe(Limits.of(s))} on {trials} trials"

@@ -9,7 +9,6 @@ checkpoint and the Optuna searcher's state comes back.
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import sys
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -19,6 +18,7 @@ from typing import Callable
 
 from gunn_search import private_names
 from gunn_search.run import faults
+from gunn_search.run import compute_budget as budget
 from gunn_search.run.compute_budget import Limits
 from gunn_search.run import interrupts
 from gunn_search.run import study
@@ -29,11 +29,10 @@ from gunn_search.track import store as tr
 from gunn_search.track.tags import FINGERPRINT_TAG, SPACE_TAG
 from gunn_search.run.rungs import branch_epochs_per_trial
 from gunn_search.run.rungs import describe as describe_schedule
-from gunn_search.run.scheduler import ResumableASHA
 from gunn_search.run.ray_session import check_address, init_ray
 from gunn_search.run.state_file import changed_settings, read_state, resumed_settings, write_state
 from gunn_search.run.state_saves import adapt_state_saves, atomic_state_uploads
-from gunn_search.space import Space, define_by_run, fingerprint as space_fingerprint
+from gunn_search.space import Space, fingerprint as space_fingerprint
 from gunn_search.run.trainable import train_trial
 from gunn_search.results.best import ranked as ranked_trials
 from gunn_search.results.status import METRIC, TrialStatus, status_of
@@ -151,12 +150,13 @@ def build_tuner(space: Space, opts: SearchOptions, callbacks: list, on_searcher=
     if opts.resume:
         # Callbacks, searcher and scheduler come back from the pickled experiment state.
         return tune.Tuner.restore(path, trainable=trainable, resume_errored=True)
+    from gunn_search.run.decisions import search_parts
+
     searcher, scheduler = search_parts(
         space, study.open_storage(opts.optuna_storage) if opts.optuna_storage else None,
         opts.name, on_searcher, budget_folder=path)
     if s.has_budget:
         from gunn_search.run.budget_stopper import BudgetStopper
-        from gunn_search.run.compute_budget import Limits
         if stop is not None:
             raise ValueError("a search with a compute budget takes no other stopper")
         stop = BudgetStopper(path, Limits.of(s), float(space.resources.gpus_per_trial))
@@ -178,81 +178,6 @@ def build_tuner(space: Space, opts: SearchOptions, callbacks: list, on_searcher=
             failure_config=tune.FailureConfig(max_failures=opts.max_failures), stop=stop,
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2), verbose=0),
     )
-
-
-def search_parts(space: Space, storage=None, study_name: str | None = None, on_searcher=None,
-                 budget_folder: str | None = None):
-    """The searcher (Optuna's, in a ConcurrencyLimiter) and the scheduler (ASHA or FIFO) a
-    search of `space` makes its decisions with; the simulator of benchmarks/simulate.py drives
-    these same objects. `on_searcher` sees the Optuna searcher before it is wrapped. With a
-    compute budget, the searcher reads the ledger in `budget_folder` before each trial."""
-    import optuna
-    from ray.tune.schedulers import FIFOScheduler
-    from ray.tune.search import ConcurrencyLimiter
-
-    from gunn_search.run.searcher import StoppedAsPrunedOptunaSearch
-
-    s = space.search
-    # Optuna's INFO notes ("A new study created in memory") are noise beside the progress lines.
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    objectives = s.objective_list
-    if len(objectives) > 1:  # Optuna's multi-objective study: one value per objective
-        metric, mode = [o.metric for o in objectives], [o.mode for o in objectives]
-    else:
-        metric, mode = METRIC, s.mode
-    optuna_search = StoppedAsPrunedOptunaSearch(
-        space=define_by_run(space), metric=metric, mode=mode, sampler=make_sampler(s, space.max_epochs),
-        storage=storage, study_name=study_name)
-    if s.has_budget and budget_folder is not None:
-        from gunn_search.run.compute_budget import Limits
-
-        optuna_search.budget_folder, optuna_search.budget_limits = budget_folder, Limits.of(s)
-    if on_searcher is not None:
-        on_searcher(optuna_search)
-    searcher = ConcurrencyLimiter(optuna_search, max_concurrent=s.max_concurrent)
-    if s.scheduler == "asha":
-        scheduler = ResumableASHA(time_attr="epoch", max_t=space.max_epochs,
-                                  grace_period=s.grace_period, reduction_factor=s.reduction_factor,
-                                  objectives=pareto.objectives_of(s))
-    else:
-        scheduler = FIFOScheduler()
-    return searcher, scheduler
-
-
-def make_sampler(s, max_epochs: int | None = None):
-    """The Optuna sampler `search.sampler` names, seeded with the searcher's seed."""
-    import optuna
-
-    if s.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=s.seed)
-    if s.sampler == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=s.seed)
-    # TPE (multi-objective too): the first trials are random (tpe_startup_trials).
-    # multivariate: one joint density over all dimensions, so lr and weight decay (whose good
-    # values go together) are modelled together; constant_liar: a trial still running counts
-    # as a bad result, so parallel trials do not all draw the same point. Optuna 5 has both on
-    # for one objective; said here so that a new Optuna's defaults do not change our searches.
-    return optuna.samplers.TPESampler(seed=s.seed, multivariate=True, constant_liar=True,
-                                      n_startup_trials=tpe_startup_trials(expected_trials(s)))
-
-
-def expected_trials(s, max_epochs: int | None = None) -> int:
-    """The trials a search is expected to run: num_samples, or fewer where an epoch budget
-    buys fewer (`rungs.expected_trial_epochs` each); a search bounded by time or GPU-hours only
-    and no num_samples: 32, the schema's default."""
-    from gunn_search.run.compute_budget import UNBOUNDED
-    from gunn_search.run.rungs import expected_trial_epochs
-
-    n = s.num_samples
-    if s.budget_epochs is not None and max_epochs:
-        n = min(n, math.ceil(s.budget_epochs / expected_trial_epochs(s, max_epochs) - 1e-9))
-    return 32 if n >= UNBOUNDED else max(1, n)
-
-
-def tpe_startup_trials(num_samples: int) -> int:
-    """TPE's random start-up trials: a quarter of the search, 3 to 10 (measured against other
-    shares: benchmarks/RESULTS.md, "Search efficiency")."""
-    return min(10, max(3, num_samples // 4))
 
 
 def run_search(space: Space, opts: SearchOptions,
@@ -321,7 +246,7 @@ def run_search(space: Space, opts: SearchOptions,
         space = resolve_resources(space)
         log(f"{'resuming' if opts.resume else 'starting'} search {opts.name!r}"
             f"{'' if opts.name == opts.experiment else f' of experiment {opts.experiment!r}'}: "
-            f"{trials_text(space.search, path)}, up to {space.max_epochs} epochs each, "
+            f"{budget.trials_text(space.search, path)}, up to {space.max_epochs} epochs each, "
             f"{describe_schedule(space.search, space.max_epochs)}; MLflow at {opts.tracking_uri}")
         try:
             client, exp_id = store.result() if store is not None else open_experiment(opts)
@@ -371,14 +296,20 @@ def run_search(space: Space, opts: SearchOptions,
         interrupt = interrupts.received()
         if interrupt is None:
             study.end(opts.optuna_storage, opts.name, log)
-            write_state(path, {**read_state(path), "finished": True})
+            if not any(r.error is not None for r in results):
+                # Nothing left for --resume alone to continue (errored trials are: it reruns
+                # them). A disk that is full now does not fail a search that finished.
+                try:
+                    write_state(path, {**read_state(path), "finished": True})
+                except SearchError as e:
+                    log(f"could not mark the search finished ({e})")
             out = outcome(results, opts, parent_id, client, space)
         else:  # the MLflow callback has closed the runs as interrupted (on_experiment_end)
             out = SearchOutcome(opts.experiment, parent_id, None, None, None, None, len(results),
                                 path, interrupted=interrupt)
         out.experiment_id = exp_id
         out.optuna_storage = study.shown(opts.optuna_storage)
-        out.budget = budget_summary(space, path, len(results))
+        out.budget = budget.summary(space.search, path, len(results))
         out.search = opts.name
         if on_outcome is not None:
             on_outcome(out)
@@ -435,28 +366,6 @@ def outcome(results, opts: SearchOptions, parent_id: str, client, space: Space |
                          best and best["val_acc"], best and best["config"], len(results),
                          experiment_path(opts), top=ranked[:top_n], front=front,
                          objectives=objectives, importances=importances)
-
-
-def trials_text(s, path: str) -> str:
-    """"32 trials", or with a budget "trials until 120 epochs are spent (at most 32; 40 spent
-    already)": the first line's count."""
-    from gunn_search.run.compute_budget import UNBOUNDED, Limits, ledger
-
-    if not s.has_budget:
-        return f"{s.num_samples} trials"
-    book, limits = ledger(path), Limits.of(s)
-    out = f"trials until the budget is spent ({book.describe(limits)}"
-    out += f"; at most {s.num_samples} trials)" if s.num_samples < UNBOUNDED else ")"
-    return out
-
-
-def budget_summary(space: Space, path: str, trials: int) -> str | None:
-    """"spent 121/120 epochs on 17 trials": the summary's budget line; None without one."""
-    from gunn_search.run.compute_budget import Limits, ledger
-
-    if not space.search.has_budget:
-        return None
-    return f"spent {ledger(path).describe(Limits.of(space.search))} on {trials} trials"
 
 
 def resolve_resources(space: Space) -> Space:

@@ -9,7 +9,8 @@ The first search keeps the name the layout before this had (`<storage>/<experime
 folders still resume. The state file says which experiment a folder belongs to (`experiment`),
 so experiment `smoke-2`'s own first search is not taken for `smoke`'s second; a folder without
 that key (written before) is its experiment's first search. A search that ended on its own
-(not interrupted) is marked `finished` in its state file.
+(not interrupted, no trial errored: `--resume` reruns errored trials) is marked `finished` in
+its state file.
 """
 
 from __future__ import annotations
