@@ -18,10 +18,12 @@ searcher are pickled apart by Tune; both find the one ledger of their experiment
 
 from __future__ import annotations
 
-import math
-import re
 import time
 from dataclasses import dataclass, field
+
+from gunn_search.space.compute_limits import UNBOUNDED, parse_duration
+
+__all__ = ["UNBOUNDED", "parse_duration", "Limits", "Ledger", "ledger"]  # the first two: the space's
 
 FILE = "budget.json"
 
@@ -32,27 +34,6 @@ def location(experiment_path: str) -> tuple[str, str]:
     downloaded at the restore, which would put back the ledger as it was then."""
     folder, _, name = experiment_path.rstrip("/").rpartition("/")
     return folder or ".", f"{name}.{FILE}"
-# `search.num_samples` left out of a space with a budget: trials start while budget is left.
-UNBOUNDED = 1_000_000
-
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_duration(text) -> float:
-    """Seconds of a duration: `90m`, `2h`, `1.5d`, `45s` (a bare number: seconds). ValueError
-    names what is wrong."""
-    if isinstance(text, bool):
-        raise ValueError(f"{text!r} is no duration (use 90m, 2h, 1.5d)")
-    if isinstance(text, (int, float)):
-        seconds = float(text)
-    else:
-        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([smhd]?)\s*", str(text))
-        if not m:
-            raise ValueError(f"{text!r} is no duration (use 90m, 2h, 1.5d)")
-        seconds = float(m.group(1)) * _UNITS[m.group(2) or "s"]
-    if not seconds > 0 or not math.isfinite(seconds):
-        raise ValueError(f"{text!r}: a duration must be more than zero")
-    return seconds
 
 
 @dataclass(frozen=True)

@@ -88,7 +88,7 @@ class SearchSettings(_Strict):
     def _a_duration(cls, v):
         if v is None:
             return v
-        from gunn_search.run.compute_budget import parse_duration
+        from gunn_search.space.compute_limits import parse_duration
 
         seconds = parse_duration(v)  # ValueError: pydantic's one line, naming the field
         return v if isinstance(v, str) else f"{seconds:g}s"
@@ -98,7 +98,7 @@ class SearchSettings(_Strict):
         # Set without pydantic's field tracking: left out, num_samples is resolved again
         # whenever the search section is (a budget from a flag lifts the default's 32 too).
         if "num_samples" not in self.model_fields_set and self.has_budget:
-            from gunn_search.run.compute_budget import UNBOUNDED
+            from gunn_search.space.compute_limits import UNBOUNDED
 
             object.__setattr__(self, "num_samples", UNBOUNDED)
         return self

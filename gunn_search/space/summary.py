@@ -45,7 +45,7 @@ def summarize(space: Space) -> str:
     stopping = (f"ASHA grace_period {se.grace_period}, reduction_factor {se.reduction_factor}, "
                 f"max_t {space.max_epochs}" if se.scheduler == "asha"
                 else f"FIFO (every trial trains {space.max_epochs} epochs)")
-    lines.append(f"search: {sampler} (seed {se.seed}), {se.num_samples} trials, {se.max_concurrent} "
+    lines.append(f"search: {sampler} (seed {se.seed}), {trials_of(se)}, {se.max_concurrent} "
                  f"at a time; {stopping}; metric {se.metric} ({se.mode})")
     lines.append(f"resources per trial: {rs.cpus_per_trial:g} CPU; GPU: "
                  + resources.describe(rs.gpus_per_trial, resources.local_gpu_count(),
@@ -81,3 +81,17 @@ def examples(space: Space, n: int = 5) -> str:
 
 def _round(v):
     return float(f"{v:.4g}") if isinstance(v, float) else v
+
+
+def trials_of(se) -> str:
+    """"32 trials", or under a compute budget "trials until 120 epochs, 2h are spent (at most
+    32)"."""
+    from gunn_search.space.compute_limits import UNBOUNDED
+
+    if not se.has_budget:
+        return f"{se.num_samples} trials"
+    limits = [f"{se.budget_epochs:g} epochs" if se.budget_epochs else "",
+              se.time_budget or "",
+              f"{se.budget_gpu_hours:g} GPU-hours" if se.budget_gpu_hours else ""]
+    out = f"trials until {', '.join(x for x in limits if x)} are spent"
+    return out + (f" (at most {se.num_samples})" if se.num_samples < UNBOUNDED else "")
