@@ -108,6 +108,9 @@ class SyneTunePeer:
         try:
             with warnings.catch_warnings():  # statsmodels' KDE (BOHB) on the global generator
                 warnings.simplefilter("ignore", FutureWarning)
+                # and its bandwidth on a choice of one level (a dimension every good point
+                # shares) divides by zero: BOHB goes on with the other dimensions' kernels
+                warnings.filterwarnings("ignore", "divide by zero", RuntimeWarning)
                 return getattr(self.scheduler, method)(*args)
         finally:
             self.rng_state = np.random.get_state()
