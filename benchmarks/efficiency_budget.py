@@ -62,9 +62,12 @@ def run_real(method: str, seed: int, budget: float, storage: Path) -> dict:
 
 def row_of(method: str, seed: int, out: dict, budget: float, epochs: int) -> dict:
     """The simulator's row of a real search (`epochs_to_target` is put on by `with_target`)."""
-    spent, events, finals = 0.0, [], []
+    from gunn_search.run.compute_budget import result_epochs
+
+    spent, events, finals, trained = 0.0, [], [], {}
     for e in out["events"]:
-        spent += 1.0 + float(e.get("branch_epochs") or 0.0)
+        spent += result_epochs(e, trained.get(e["trial"], e["epoch"] - 1))  # the ledger's rule
+        trained[e["trial"]] = e["epoch"]
         final = e["epoch"] >= epochs
         if final:
             finals.append(e["val_acc"])

@@ -117,6 +117,7 @@ def branch_result(row: dict, job: Job) -> tuple[float | None, float, float]:
 def epoch_metrics(row: dict, job: Job) -> tuple[dict, float, float]:
     """The trainer's metrics for a recorded epoch (as `trainers.loop.train` gives them to the
     trainable's `on_epoch`), its cost in epochs and its seconds."""
+    from gunn_search.run.compute_budget import result_epochs
     from trainers.anneal import BRANCH_EPOCHS, annealed_key
     from trainers.loop import STATUS_NONFINITE
 
@@ -129,7 +130,8 @@ def epoch_metrics(row: dict, job: Job) -> tuple[dict, float, float]:
     if acc is not None:
         m[annealed_key("val")] = acc
         m[BRANCH_EPOCHS] = cost
-    return m, 1.0 + cost, (row["seconds"] or 0.0) + secs
+    # what the real search's ledger counts for this result (gunn-search's budget rule)
+    return m, result_epochs(m, row["epoch"] - 1), (row["seconds"] or 0.0) + secs
 
 
 def simulate(method, lookup: Lookup, concurrency: int, budget_epochs: float,

@@ -70,7 +70,7 @@ def importance_trials(records: list[TrialRecord], min_trials: int = MIN_TRIALS
     return None
 
 
-def too_few(records: list[TrialRecord]) -> str:
+def too_few() -> str:
     """The summary's line when no fidelity has enough trials."""
     return (f"importances: not drawn, fewer than {MIN_TRIALS} trials trained to the end or at "
             f"any one epoch")

@@ -214,7 +214,7 @@ class MLflowSearchCallback(TrialRuns):
             from gunn_search.results.importances import importance_trials, too_few
             fid = importance_trials(records)
             tr.batch(client, self.parent_run_id, tags={
-                IMPORTANCES_TAG: f"importances: {fid.label}" if fid else too_few(records)})
+                IMPORTANCES_TAG: f"importances: {fid.label}" if fid else too_few()})
         with steps.step("note"):
             self._write_note(records, trials)
         with steps.step("end flush"):
