@@ -54,9 +54,8 @@ def check_space(epochs: int, samples: int, seed: int):
 
 
 def run_real(space) -> list[tuple]:
+    import ray
     from ray import tune
-
-    from gunn_search.run.search import SearchOptions, build_tuner
 
     class Results(tune.Callback):
         def on_trial_result(self, iteration, trials, trial, result, **info):
@@ -66,6 +65,17 @@ def run_real(space) -> list[tuple]:
         searcher.__class__ = RecordingSearch
 
     LOG.clear()
+    started = not ray.is_initialized()  # Tuner.fit() starts Ray; stop it only if it did
+    try:
+        return _fit(space, Results, recording)
+    finally:
+        if started and ray.is_initialized():
+            ray.shutdown()
+
+
+def _fit(space, Results, recording) -> list[tuple]:
+    from gunn_search.run.search import SearchOptions, build_tuner
+
     with tempfile.TemporaryDirectory() as tmp:
         opts = SearchOptions(space_path="(in memory)", experiment="sim_check",
                              tracking_uri="unused", storage=tmp)

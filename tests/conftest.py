@@ -35,6 +35,16 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(skip_cuda)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def no_ray_left_behind():
+    """Each module starts with no Ray in this process: one that a module's code left running
+    (Tuner.fit() starts one and keeps it) would make the next module's ray.init() fail."""
+    yield
+    ray = sys.modules.get("ray")  # only a module that imported Ray can have started it
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()
+
+
 # --- helpers for the tests that start servers (`from tests.conftest import ...`) ----------------
 
 BIN = Path(sys.executable).parent
