@@ -74,15 +74,18 @@ def tail(path: Path, n: int = 3000) -> str:
 
 
 class MlflowServer:
-    """`mlflow server` on 127.0.0.1 with a SQLite store (`root/server.db`) and a local artifact
-    root (`root/artifacts`), in its own process group, logging to `root/mlflow-server.log`.
+    """`mlflow server` on 127.0.0.1 with a SQLite store (`root/server.db`; or `backend`, any
+    SQLAlchemy URL) and a local artifact root (`root/artifacts`), in its own process group,
+    logging to `root/mlflow-server.log`.
 
     `start()` returns at once (the server needs 6-11 s); `wait_ready()` waits for /health.
     `stop()` kills it; `start()` again brings it back on the same port and store.
     """
 
-    def __init__(self, root: Path, env: dict[str, str] | None = None, port: int | None = None):
+    def __init__(self, root: Path, env: dict[str, str] | None = None, port: int | None = None,
+                 backend: str | None = None):
         self.root = Path(root)
+        self.backend = backend or f"sqlite:///{self.root / 'server.db'}"
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.artifacts = self.root / "artifacts"
@@ -94,7 +97,7 @@ class MlflowServer:
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
                 [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(self.port),
-                 "--backend-store-uri", f"sqlite:///{self.root / 'server.db'}",
+                 "--backend-store-uri", self.backend,
                  "--default-artifact-root", str(self.artifacts), "--workers", "1"],
                 cwd=self.root, env=self.env, stdout=out, stderr=subprocess.STDOUT,
                 start_new_session=True)

@@ -110,3 +110,39 @@ def test_fail_running_spares_the_trials_still_to_be_told(tmp_path):
 def test_an_unopenable_storage_is_an_exception_the_search_reports(url):
     with pytest.raises(Exception):
         study.study_exists(study.open_storage(url), "exp")
+
+
+def test_a_new_search_claims_the_first_name_free_in_its_storage_and_folder(tmp_path):
+    """Two searches of `smoke` against one storage get smoke and smoke-2, whichever order they
+    ask in; a name whose folder exists here is skipped; the study gets the search's direction."""
+    storage = study.open_storage(f"sqlite:///{tmp_path}/o.db")
+    dirs = ["maximize"]
+    assert study.claim(storage, "smoke", "smoke", dirs, lambda n: False) == "smoke"
+    assert study.claim(storage, "smoke", "smoke", dirs, lambda n: False) == "smoke-2"
+    assert study.claim(storage, "smoke", "smoke", dirs, lambda n: n == "smoke-3") == "smoke-4"
+    loaded = optuna.load_study(study_name="smoke-2", storage=storage)
+    assert loaded.direction == optuna.study.StudyDirection.MAXIMIZE
+    two = study.claim(storage, "pareto", "pareto", ["maximize", "minimize"], lambda n: False)
+    assert [d.name for d in optuna.load_study(study_name=two, storage=storage).directions] == \
+        ["MAXIMIZE", "MINIMIZE"]
+
+
+def test_a_claimed_study_never_used_is_given_back_and_a_used_one_kept(tmp_path):
+    url = f"sqlite:///{tmp_path}/o.db"
+    storage = study.open_storage(url)
+    study.claim(storage, "smoke", "smoke", ["maximize"], lambda n: False)
+    study.release(url, "smoke")
+    assert not study.study_exists(storage, "smoke")
+    name = study.claim(storage, "smoke", "smoke", ["maximize"], lambda n: False)
+    optuna.load_study(study_name=name, storage=storage).ask()
+    study.release(url, name)
+    assert study.study_exists(storage, name)
+
+
+def test_ray_loads_the_claimed_study_instead_of_making_another(tmp_path):
+    url = f"sqlite:///{tmp_path}/o.db"
+    study.claim(study.open_storage(url), "exp", "exp", ["maximize"], lambda n: False)
+    searcher = searcher_with(url, "exp")
+    assert searcher.suggest("a") is not None
+    assert [s.study_name for s in optuna.get_all_study_summaries(url)] == ["exp"]
+    assert len(optuna.load_study(study_name="exp", storage=url).trials) == 1

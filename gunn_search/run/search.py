@@ -27,6 +27,7 @@ from gunn_search.results import pareto
 from gunn_search.errors import SearchError
 from gunn_search.track import store as tr
 from gunn_search.track.tags import FINGERPRINT_TAG, SPACE_TAG
+from gunn_search.track.uri import shown_uri
 from gunn_search.run.rungs import branch_epochs_per_trial
 from gunn_search.run.rungs import describe as describe_schedule
 from gunn_search.run.ray_session import check_address, init_ray
@@ -194,11 +195,7 @@ def run_search(space: Space, opts: SearchOptions,
     adapt_state_saves()
     # ... and never leave a half-written state on a disk that filled up.
     atomic_state_uploads()
-    import ray
     from ray import tune
-
-    from gunn_search.track.search_runs import MLflowSearchCallback, mark_killed
-    from gunn_search.run.progress import ProgressCallback
 
     fingerprint = opts.fingerprint or space_fingerprint(space)
     path = experiment_path(opts)
@@ -220,7 +217,30 @@ def run_search(space: Space, opts: SearchOptions,
     elif state is not None:
         raise SearchError(f"a search {opts.name!r} already exists in {path}; "
                           "use --resume to continue it or --experiment NAME for a new one")
-    opts = replace(opts, optuna_storage=study.storage_for(opts, state, storage_root(opts)))
+
+    def taken_here(name: str) -> bool:
+        return read_state(experiment_path(replace(opts, search=name))) is not None
+
+    url, name = study.storage_for(opts, state, storage_root(opts), space, taken_here)
+    if name != opts.name:  # another search took this name meanwhile: this one is the next
+        opts = replace(opts, search=name)
+        path = experiment_path(opts)
+    opts = replace(opts, optuna_storage=url)
+    try:
+        return _run(space, opts, fingerprint, path, state, on_outcome, log)
+    except BaseException:
+        if not opts.resume and read_state(path) is None:  # claimed, never started: give it back
+            study.release(url, name)
+        raise
+
+
+def _run(space, opts, fingerprint, path, state, on_outcome, log):
+    """run_search once the search's name and study are settled."""
+    import ray
+
+    from gunn_search.track.search_runs import MLflowSearchCallback, mark_killed
+    from gunn_search.run.progress import ProgressCallback
+
     if opts.address:
         check_address(opts.address)
 
@@ -247,7 +267,7 @@ def run_search(space: Space, opts: SearchOptions,
         log(f"{'resuming' if opts.resume else 'starting'} search {opts.name!r}"
             f"{'' if opts.name == opts.experiment else f' of experiment {opts.experiment!r}'}: "
             f"{budget.trials_text(space.search, path)}, up to {space.max_epochs} epochs each, "
-            f"{describe_schedule(space.search, space.max_epochs)}; MLflow at {opts.tracking_uri}")
+            f"{describe_schedule(space.search, space.max_epochs)}; MLflow at {shown_uri(opts.tracking_uri)}")
         try:
             client, exp_id = store.result() if store is not None else open_experiment(opts)
             past = None
@@ -260,7 +280,7 @@ def run_search(space: Space, opts: SearchOptions,
         except SearchError:
             raise
         except Exception as e:  # MlflowException, connection errors: the store is unusable
-            raise SearchError(f"tracking URI {opts.tracking_uri}: cannot start the search's "
+            raise SearchError(f"tracking URI {shown_uri(opts.tracking_uri)}: cannot start the search's "
                               f"MLflow run ({tr.first_line(str(e))})") from None
         write_state(path, {
             "parent_run_id": parent_id, "experiment_id": exp_id,

@@ -30,6 +30,17 @@ def candidate(experiment: str, n: int) -> str:
     return experiment if n == 1 else f"{experiment}-{n}"
 
 
+def following(experiment: str, name: str):
+    """`name` (a search of `experiment`), then the names after it: smoke-3, smoke-4, ..."""
+    m = re.fullmatch(re.escape(experiment) + r"(?:-(\d+))?", name)
+    n = int(m.group(1) or 1) if m else 1
+    if not m:
+        yield name
+    while True:
+        yield candidate(experiment, n)
+        n += 1
+
+
 def searches(storage: str, experiment: str) -> list[tuple[int, str, dict]]:
     """The searches of `experiment` in `storage` that have a state file: (n, name, state), in
     order."""

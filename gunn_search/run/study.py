@@ -9,9 +9,10 @@ an RDB storage will do: Tune pickles the searcher, and Optuna's RDB storage pick
 - Where: `--optuna-storage URL` (Postgres/MySQL on a cluster), else a SQLite file `optuna.db`
   next to the MLflow store when that is a SQLite file, else in the search's local `--storage`
   directory, else in the working directory.
-- Which study: one per experiment, named after it. A new search refuses a name its storage
-  already holds (its trials would be told to the new search's TPE, unasked); `--resume`
-  continues it.
+- Which study: one per search, named after it (`search_names`). A new search creates its study
+  before Ray starts, under the first search name free both in its storage and in the local
+  folder (`claim`): a study another search holds is never reused (its trials would be told to
+  the new search's TPE, unasked); `--resume` continues the search's own.
 - Every trial carries its Tune trial id and its MLflow run id as user attributes; the MLflow
   callback (same process) publishes the run ids through `publish_run_ids`.
 - No trial is left RUNNING: a resumed search fails the study's trials that Tune will not run
@@ -27,6 +28,7 @@ from typing import Callable
 
 from gunn_search import private_names
 from gunn_search.errors import SearchError
+from gunn_search.track.uri import connect_args, database_error
 
 STUDY_FILE = "optuna.db"
 RUN_ID_ATTR = "mlflow_run_id"
@@ -65,7 +67,7 @@ def open_storage(url: str):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         # optuna-dashboard reads while the search writes: wait for a lock, do not fail on it.
         return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 30}})
-    return optuna.storages.RDBStorage(url)
+    return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": connect_args(url)})
 
 
 def study_exists(storage, name: str) -> bool:
@@ -103,11 +105,17 @@ def rerun(study, old):
     return study.ask(fixed_distributions=old.distributions)
 
 
-def storage_for(opts, state: dict | None, storage_root: str) -> str:
-    """The study's storage URL for a search (`SearchOptions`), checked before Ray starts: a new
-    search's study name must be free in it, a resumed search's study must be there. A resumed
-    search keeps its storage; one whose password the state file does not keep is given again
-    with --optuna-storage."""
+def directions(space) -> list[str]:
+    """The study's directions, as Ray's OptunaSearch sets them from the search's objectives."""
+    return [("maximize" if o.mode == "max" else "minimize") for o in space.search.objective_list]
+
+
+def storage_for(opts, state: dict | None, storage_root: str, space,
+                taken_here: Callable[[str], bool] = lambda name: False) -> tuple[str, str]:
+    """The study's storage URL and the search's name, for a search (`SearchOptions`), checked
+    before Ray starts. A resumed search's study must be there; it keeps its storage (one whose
+    password the state file does not keep is given again with --optuna-storage). A new search
+    claims its study now, under the first free name from `opts.name` on (`claim`)."""
     url, name = opts.optuna_storage, opts.name
     if opts.resume and state is not None and state.get("optuna_storage"):
         kept = state["optuna_storage"]
@@ -117,17 +125,52 @@ def storage_for(opts, state: dict | None, storage_root: str) -> str:
         url = url or kept
     url = url or default_storage(opts.tracking_uri, storage_root)
     try:
-        exists = study_exists(open_storage(url), name)
-    except Exception as e:  # a bad URL, a server down, no driver for it
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise SearchError(f"--optuna-storage {shown(url)}: cannot open it ({first})") from None
-    if opts.resume and state is not None and not exists:
-        raise SearchError(f"--resume: the Optuna storage {shown(url)} has no study {name!r}")
-    if not opts.resume and exists:
-        raise SearchError(f"the Optuna storage {shown(url)} already has a study {name!r}; use "
-                          f"--experiment NAME, or delete it: optuna delete-study --study-name "
-                          f"{name} --storage {shown(url)}")
-    return url
+        storage = open_storage(url)
+        exists = study_exists(storage, name)
+    except Exception as e:  # a bad URL, a server down, a wrong password, no driver for it
+        raise SearchError(f"--optuna-storage {shown(url)}: cannot open it ({database_error(e)})") from None
+    if opts.resume:
+        if state is not None and not exists:
+            raise SearchError(f"--resume: the Optuna storage {shown(url)} has no study {name!r}")
+        return url, name
+    return url, claim(storage, opts.experiment, name, directions(space), taken_here)
+
+
+def claim(storage, experiment: str, first: str, dirs: list[str],
+          taken_here: Callable[[str], bool]) -> str:
+    """Create the new search's study under `first`, or the next search name of `experiment`
+    (`search_names`) whose study does not exist yet and whose folder `taken_here` does not
+    know: two searches started at once against one storage (two machines, two terminals) take
+    two names, since the database lets only one of them create a study of a name. Ray's
+    OptunaSearch later loads the study it finds (load_if_exists)."""
+    import optuna
+    from optuna.exceptions import DuplicatedStudyError
+    from optuna.study import StudyDirection
+
+    from gunn_search.run.search_names import following
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # not "A new study created in RDB"
+    for name in following(experiment, first):
+        if taken_here(name):
+            continue
+        try:
+            storage.create_new_study([StudyDirection[d.upper()] for d in dirs], name)
+            return name
+        except DuplicatedStudyError:
+            continue
+    raise AssertionError("unreachable: following() is endless")
+
+
+def release(url: str, name: str) -> None:
+    """Delete a study this driver claimed and never used (the search failed before any trial):
+    a later search may have its name. Best effort: a store that fails now keeps it."""
+    try:
+        storage = open_storage(url)
+        sid = storage.get_study_id_from_name(name)
+        if not storage.get_all_trials(sid, deepcopy=False):
+            storage.delete_study(sid)
+    except Exception:  # gone, or the database is what failed: nothing to undo here
+        pass
 
 
 def end(url: str, name: str, log: Callable[[str], None]) -> None:

@@ -33,6 +33,7 @@ from gunn_search.track.tags import (BEST_RUN_TAG, BEST_TRIAL_TAG, EPOCHS_REDONE_
                                     IMPORTANCES_TAG, INTERRUPTED_AT_TAG, INTERRUPTED_BY_TAG,
                                     NOTE_TAG, PARETO_TAG, ROLE_TAG)
 from gunn_search.track.trial_runs import TrialRuns, epoch_metrics
+from gunn_search.track.uri import shown_uri
 
 
 class MLflowSearchCallback(TrialRuns):
@@ -222,7 +223,7 @@ class MLflowSearchCallback(TrialRuns):
             client.flush()
         if client.pending:
             print(f"gunn-search: {len(client.pending)} MLflow writes could not be delivered to "
-                  f"{self.tracking_uri}: " + ", ".join(sorted({m for m, _, _ in client.pending})),
+                  f"{shown_uri(self.tracking_uri)}: " + ", ".join(sorted({m for m, _, _ in client.pending})),
                   file=sys.stderr)
         else:
             with steps.step("spool cleanup"):

@@ -45,9 +45,48 @@ def check_tracking_uri(uri: str) -> None:
     elif scheme == "sqlite":
         if not uri.startswith("sqlite:///"):
             raise UsageError(f"--tracking-uri {uri!r}: expected sqlite:///PATH")
-    elif scheme not in ("file", "databricks", "postgresql", "mysql", "mssql"):
-        raise UsageError(f"--tracking-uri {uri!r}: unsupported scheme {scheme or '(none)'!r}; "
-                         "use http(s)://HOST:PORT, sqlite:///PATH or file:///PATH")
+    elif scheme.split("+")[0] in DATABASES:  # postgresql+psycopg://...: MLflow's SQL store
+        check_database(uri, "--tracking-uri")
+    elif scheme not in ("file", "databricks"):
+        raise UsageError(f"--tracking-uri {shown_uri(uri)!r}: unsupported scheme "
+                         f"{scheme or '(none)'!r}; use http(s)://HOST:PORT, sqlite:///PATH or "
+                         "file:///PATH")
+
+
+DATABASES = ("postgresql", "mysql", "mssql")
+CONNECT_TIMEOUT_S = 10  # a database host that drops packets: one line in 10 s, not minutes
+
+
+def connect_args(url: str) -> dict:
+    """The driver's connection arguments a store opened at `url` gets: a bounded connect time
+    (libpq and MySQL wait for the OS's TCP timeout by default)."""
+    scheme = url.split(":", 1)[0]
+    return {"connect_timeout": CONNECT_TIMEOUT_S} if scheme.split("+")[0] in DATABASES[:2] else {}
+
+
+def check_database(url: str, flag: str) -> None:
+    """UsageError (one line, password masked) when the database at `url` cannot be logged into:
+    down, unreachable, a wrong password, no driver installed. Run before Ray or MLflow start."""
+    import sqlalchemy
+
+    try:
+        engine = sqlalchemy.create_engine(url, connect_args=connect_args(url),
+                                          poolclass=sqlalchemy.pool.NullPool)
+        with engine.connect():
+            pass
+    except Exception as e:  # ArgumentError, OperationalError, ModuleNotFoundError, ...
+        raise UsageError(f"{flag} {shown_uri(url)}: cannot connect ({database_error(e)})") from None
+
+
+def database_error(e: Exception) -> str:
+    """A database error's first line, the driver's own words, with the fix where it is a
+    missing driver."""
+    first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    if isinstance(e, ModuleNotFoundError) and e.name in ("psycopg", "psycopg2"):
+        return f"{first}; pip install 'gunn-search[postgres]'"
+    if first.startswith("(") and ") " in first:  # "(psycopg.OperationalError) connection ..."
+        first = first.split(") ", 1)[1]
+    return first.removeprefix("connection failed: ")
 
 
 USER_ENV, PASSWORD_ENV = "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"
