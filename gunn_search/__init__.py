@@ -1,10 +1,10 @@
 """gunn-search: hyperparameter and architecture search for GUNN/SUNN networks.
 
-The Python API (`gunn_search.api`): `search`, `export`, `ablate`, `train`. Importing the package
+The Python API (`gunn_search.api`): `search`, `export`, `ablate`, `importances`, `train`. Importing the package
 imports none of Ray, MLflow or torch; each function imports what it needs when called.
 """
 
-__all__ = ["search", "export", "ablate", "train"]
+__all__ = ["search", "export", "ablate", "importances", "train"]
 
 
 def __getattr__(name: str):

@@ -223,6 +223,40 @@ def export(experiment: str, out: str | Path, *, run_id: str | None = None,
     return ExportResult(Path(path).resolve(), load_config(path))
 
 
+@dataclass
+class Importances:
+    search: str  # which search of the experiment
+    values: dict[str, float]  # searched path -> fANOVA importance, most important first
+    label: str | None  # which trials they come from ("at epoch 1, from 6 trials"); None: none
+    why_not: str  # when `values` is empty: why
+
+
+def importances(experiment: str, *, search: str | None = None,
+                tracking_uri: str | None = None) -> Importances:
+    """`gunn-search importances`: the parameter importances of a search (default: the newest
+    of `experiment`), recomputed from its trials in MLflow: the numbers the finished search
+    drew and logged on its parent run (`importance.*`)."""
+    from gunn_search.cli.flags import check_store_exists, tracking_uri as checked_uri
+
+    uri = checked_uri(tracking_uri)
+    check_store_exists(uri)
+    from mlflow.tracking import MlflowClient
+
+    from gunn_search.results.importances import importance_trials, too_few
+    from gunn_search.results.search_records import (find_search, search_importances,
+                                                    trial_records)
+
+    client = MlflowClient(uri)
+    parent, space = find_search(client, experiment, search)
+    records = trial_records(client, parent.info.run_id, space)
+    values = search_importances(records, space)
+    fid = importance_trials(records)
+    return Importances(parent.info.run_name.removeprefix("search-"),
+                       dict(sorted(values.items(), key=lambda kv: -kv[1])),
+                       fid.label if fid and values else None,
+                       "" if values else too_few().removeprefix("importances: "))
+
+
 def ablate(experiment: str, *, variants: str | list[str] = DEFAULT_VARIANTS,
            seeds: int = 3, run_id: str | None = None, epochs: int | None = None,
            final: bool = False, data_dir: str | None = None,

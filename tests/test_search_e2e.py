@@ -170,3 +170,33 @@ def test_warm_start_tells_the_sampler_the_earlier_trials_and_runs_the_best_first
                 "model.stages.1.P"):
         assert first[key] == best.data.params[key], key  # the earlier best ran first
     assert first["epochs"] == "1"
+
+
+def test_importances_recomputed_from_mlflow_are_the_ones_the_search_logged(smoke_search):
+    """The finished search's importances (its parent run's `importance.*` metrics, the numbers
+    in its figure) and `gunn-search importances`, recomputed later from the trials' runs alone,
+    are the same numbers, from the same trials."""
+    from gunn_search import api
+
+    cwd, res = smoke_search
+    uri = f"sqlite:///{cwd / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("smoke")
+    (parent,) = client.search_runs([exp.experiment_id], f"tags.`{tr.ROLE_TAG}` = 'search'")
+    logged = {k.removeprefix("importance."): v for k, v in parent.data.metrics.items()
+              if k.startswith("importance.")}
+    assert logged and sum(logged.values()) == pytest.approx(1.0)
+    again = api.importances("smoke", tracking_uri=uri)
+    assert again.search == "smoke"
+    assert again.values == pytest.approx(logged, rel=1e-9)
+    assert again.label in parent.data.tags["gunn_search.importances"]  # the same trials
+    assert again.label in res.stdout  # ... as the summary said
+    out = run_cli(["gunn-search", "importances", "--experiment", "smoke", "--tracking-uri", uri],
+                  cwd)
+    assert out.returncode == 0, out.stderr
+    first = max(logged, key=logged.get)
+    assert out.stdout.splitlines()[1].split() == [first, f"{logged[first]:.4f}"]
+    bad = run_cli(["gunn-search", "importances", "--experiment", "smoke", "--search", "nope",
+                   "--tracking-uri", uri], cwd)
+    assert bad.returncode == 2 and "no such search" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1

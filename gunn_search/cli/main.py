@@ -3,8 +3,9 @@
     gunn-search --space smoke.yaml [--num-samples N] [--max-epochs E] [--dry-run] ...
     gunn-search export --experiment NAME [--run-id ID] --out best.yaml
     gunn-search ablate --experiment NAME [--run-id ID] [--variants gunn,sunn,gunn-nores] [--seeds 3]
+    gunn-search importances --experiment NAME [--search SEARCH]
 
-This module picks the command (`gunn_search.cli.search`, `.export`, `.ablate`)
+This module picks the command (`gunn_search.cli.search`, `.export`, `.ablate`, `.importances`)
 and turns a user's mistake into one line and exit 2. Results go to stdout, status and errors to
 stderr.
 """
@@ -33,6 +34,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if argv and argv[0] == "export":
             return cmd_export(argv[1:])
+        if argv and argv[0] == "importances":
+            from gunn_search.cli.importances import cmd_importances
+            return cmd_importances(argv[1:])
         if argv and argv[0] == "ablate":
             from gunn_search.cli.ablate import cmd_ablate
             return cmd_ablate(argv[1:])

@@ -98,7 +98,9 @@ def param_importances(records: list[TrialRecord], maximize: bool = True,
     fid = importance_trials(records)
     if fid is None:
         return {}
-    valued = importance_sample(fid.valued)
+    # In trial-id order: fANOVA's forest depends on the order of its rows, and the same search
+    # read back from MLflow (`search_records`) must give the same importances.
+    valued = importance_sample(sorted(fid.valued, key=lambda rv: rv[0].trial_id))
     axes = searched_axes([r for r, _ in valued], distributions)
     if not axes:
         return {}

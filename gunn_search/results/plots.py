@@ -154,8 +154,12 @@ def plot_optimization_history(records: list[TrialRecord], path: Path, metric: st
 
 
 def plot_param_importances(records: list[TrialRecord], path: Path, metric: str = "val_acc",
-                           maximize: bool = True, distributions: dict | None = None) -> Path | None:
-    imp = param_importances(records, maximize=maximize, distributions=distributions)
+                           maximize: bool = True, distributions: dict | None = None,
+                           importances: dict | None = None) -> Path | None:
+    """`importances`: `param_importances` of these records already computed (the search logs
+    them too), else computed here."""
+    imp = (importances if importances is not None else
+           param_importances(records, maximize=maximize, distributions=distributions))
     if not imp:
         return None
     items = sorted(imp.items(), key=lambda kv: kv[1])  # least important at the bottom
@@ -310,7 +314,8 @@ def plot_learning_curves(records: list[TrialRecord], path: Path, metric: str = "
 
 def write_search_plots(records: list[TrialRecord], out_dir: str | Path, metric: str = "val_acc",
                        *, maximize: bool | None = None,
-                       distributions: dict | None = None) -> list[Path]:
+                       distributions: dict | None = None,
+                       importances: dict | None = None) -> list[Path]:
     """Write the search plots that `records` support into `out_dir`; return their paths.
 
     `maximize` defaults to True unless `metric` looks like a loss/error. A plot the records
@@ -331,6 +336,8 @@ def write_search_plots(records: list[TrialRecord], out_dir: str | Path, metric: 
         before = set(plt.get_fignums())
         extra = ({"distributions": distributions}
                  if fn in (plot_param_importances, plot_parallel_coordinates) else {})
+        if fn is plot_param_importances:
+            extra["importances"] = importances
         try:
             p = fn(records, out / name, metric=metric, maximize=maximize, **extra)
         except Exception:  # a plot is a by-product; never lose the others to one

@@ -139,9 +139,7 @@ class _Outside(Exception):
     pass
 
 
-def replay(space: Space, cfg: TrainConfig) -> tuple[dict, dict] | None:
-    """(Optuna params, distributions) that make the space sample ``cfg``; None when ``cfg`` is
-    not a point of the space."""
+def _replayed(space: Space, cfg: TrainConfig) -> tuple[_Replay, dict] | None:
     trial = _Replay(cfg)
     try:
         values = sample(trial, space)
@@ -150,7 +148,21 @@ def replay(space: Space, cfg: TrainConfig) -> tuple[dict, dict] | None:
         return None
     if again.model_dump(mode="json", exclude=IGNORED) != cfg.model_dump(mode="json", exclude=IGNORED):
         return None
-    return trial.params, trial.distributions
+    return trial, values
+
+
+def replay(space: Space, cfg: TrainConfig) -> tuple[dict, dict] | None:
+    """(Optuna params, distributions) that make the space sample ``cfg``; None when ``cfg`` is
+    not a point of the space."""
+    got = _replayed(space, cfg)
+    return None if got is None else (got[0].params, got[0].distributions)
+
+
+def sampled_values(space: Space, cfg: TrainConfig) -> dict | None:
+    """The trial config values (by dotted path, searched ones included) with which the space
+    samples ``cfg``; None when ``cfg`` is not a point of the space."""
+    got = _replayed(space, cfg)
+    return None if got is None else got[1]
 
 
 @dataclass

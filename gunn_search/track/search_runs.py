@@ -204,8 +204,20 @@ class MLflowSearchCallback(TrialRuns):
                 self._log_pareto(trials)
         with steps.step("plots"):
             try:
+                from gunn_search.results.search_records import (IMPORTANCE_METRIC,
+                                                                search_importances)
+
+                imp = search_importances(records, self.space)
+                # The numbers behind the figure, on the parent run: `gunn-search importances`
+                # recomputes the same ones from MLflow later.
+                if imp:
+                    tr.batch(client, self.parent_run_id, metrics={
+                        IMPORTANCE_METRIC + p: v for p, v in imp.items()},
+                        step=self.n_results + 1)
                 dists = {p: dist.to_optuna(d) for p, d in self.space.searched().items()}
-                paths = write_search_plots(records, self._spool() / "plots", distributions=dists)
+                paths = write_search_plots(records, self._spool() / "plots", distributions=dists,
+                                           maximize=self.space.search.mode == "max",
+                                           importances=imp)
             except Exception as e:  # plots are a convenience: never fail a finished search
                 print(f"gunn-search: plots failed: {tr.first_line(str(e))}", file=sys.stderr)
                 paths = []
