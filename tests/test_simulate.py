@@ -237,3 +237,20 @@ def test_recorder_resumes_where_it_stopped(tmp_path, capsys):
     assert again.runs[(0, 0)] == t.runs[(0, 0)]
     assert record_curves.main([*argv[:-2], "--out", str(out), "--epochs", "3"]) == 2
     assert "holds another problem" in capsys.readouterr().err
+
+
+def test_the_free_oracle_share_counts_only_searches_where_a_third_is_possible():
+    """Budget 10 trainings of 12 epochs. The oracle trains one configuration (12 epochs):
+    random + FIFO reaching the target after 48 epochs makes a third possible (12/48), after 24
+    not; the default's share is taken over the first search only."""
+    def row(m, s, e):
+        return {"method": m, "search_seed": s, "epochs_to_target": e, "best_final": 0.9,
+                "budget_epochs": 120, "budget_trainings": 10}
+
+    rows = [row("random_fifo", 0, 48), row("random_fifo", 1, 24), row("default", 0, 12),
+            row("default", 1, 30)]
+    lines = simulate.summary(rows, ["default", "random_fifo"], 120)
+    assert lines[0].startswith("free oracle: a third of random + FIFO's epochs is possible in "
+                               "1 of 2 searches (its median share there 0.250)")
+    default = next(ln for ln in lines if ln.startswith("| default |"))
+    assert "| 0.250 |" in default  # 12 of 48, the second search left out
