@@ -78,15 +78,34 @@ def table_space(meta: dict, train_seed: int, search_seed: int, **search):
     return parse_space(data, meta["space"])
 
 
+def split_variant(key: str) -> tuple[str, dict]:
+    """A method key and its search settings: `default:grace_period=1,reduction_factor=2` is
+    gunn-search with those `search.` settings (each value read as YAML, as `--set` reads it);
+    a plain key has none."""
+    import yaml
+
+    base, _, rest = key.partition(":")
+    settings = {}
+    for part in filter(None, rest.split(",")):
+        name, eq, value = part.partition("=")
+        if not eq:
+            raise ValueError(f"method {key!r}: {part!r} is not NAME=VALUE")
+        settings[name.strip()] = yaml.safe_load(value)
+    if settings and base not in ("default", "random_fifo"):
+        raise ValueError(f"method {key!r}: only default and random_fifo take search settings")
+    return base, settings
+
+
 def make_method(key: str, meta: dict, train_seed: int, search_seed: int, budget: float,
                 concurrency: int):
     from sim_methods import OptunaPruned, TopKOneEpoch, TuneSearch
 
     from gunn_search.run.rungs import expected_trial_epochs
 
-    if key in ("default", "random_fifo"):
-        over = {"max_concurrent": concurrency}
-        if key == "random_fifo":
+    base, settings = split_variant(key)
+    if base in ("default", "random_fifo"):
+        over = {"max_concurrent": concurrency, **settings}
+        if base == "random_fifo":
             over.update(sampler="random", scheduler="fifo")
         space = table_space(meta, train_seed, search_seed, **over)
         trials = math.ceil(budget / expected_trial_epochs(space.search, space.max_epochs) - 1e-9)
@@ -147,12 +166,14 @@ def with_target(rows: list[dict], target: float) -> None:
                 break
 
 
-def summary(rows: list[dict], methods: list[str], budget: float) -> list[str]:
+def summary(rows: list[dict], methods: list[str], budget: float,
+            reference: str = "default") -> list[str]:
     from scipy.stats import wilcoxon
 
     from harness import table_head, table_row
 
-    by = {m: {r["search_seed"]: r for r in rows if r["method"] == m} for m in methods}
+    by = {m: {r["search_seed"]: r for r in rows if r["method"] == m}
+          for m in {*methods, *(r["method"] for r in rows)}}
 
     def cost(r):
         return r["epochs_to_target"] if r["epochs_to_target"] is not None else budget + 1
@@ -170,18 +191,18 @@ def summary(rows: list[dict], methods: list[str], budget: float) -> list[str]:
            f"{statistics.median(third.values()) if third else float('nan'):.3f})", "",
            table_head(["method", "searches", "median epochs to target", "reached",
                        "median best_final", "median share of random + FIFO's epochs where a "
-                       "third is possible", "p (default fewer epochs)",
-                       "p (default better best_final)"])]
+                       "third is possible", f"p ({reference} fewer epochs)",
+                       f"p ({reference} better best_final)"])]
     for m in methods:
         rs = list(by[m].values())
         p1 = p2 = "–"
-        if m != "default" and "default" in by:
-            seeds = sorted(set(by[m]) & set(by["default"]))
-            a = [cost(by["default"][s]) for s in seeds]
+        if m != reference and reference in by:
+            seeds = sorted(set(by[m]) & set(by[reference]))
+            a = [cost(by[reference][s]) for s in seeds]
             b = [cost(by[m][s]) for s in seeds]
             if any(x != y for x, y in zip(a, b)):
                 p1 = f"{wilcoxon(a, b, alternative='less').pvalue:.3g}"
-            fa = [by["default"][s]["best_final"] or 0.0 for s in seeds]
+            fa = [by[reference][s]["best_final"] or 0.0 for s in seeds]
             fb = [by[m][s]["best_final"] or 0.0 for s in seeds]
             if any(x != y for x, y in zip(fa, fb)):
                 p2 = f"{wilcoxon(fa, fb, alternative='greater').pvalue:.3g}"
@@ -227,6 +248,8 @@ def check_mapping(folder: str, searches: int, trials: int) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     from harness import spawn_pool
 
+    from trainers.errors import ConfigError
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--table", default=str(DEFAULT_TABLE))
     ap.add_argument("--methods", nargs="+", default=[m for m in METHODS if m not in PEERS])
@@ -235,11 +258,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--search-seeds", type=seed_range, default=seed_range("0-199"))
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--reference", default="default",
+                    help="the method the p-value columns test against each other (default: "
+                         "default); a variant key such as default:grace_period=1")
     ap.add_argument("--check-mapping", action="store_true")
     args = ap.parse_args(argv)
-    unknown = [m for m in args.methods if m not in METHODS]
+    try:
+        unknown = [m for m in args.methods if split_variant(m)[0] not in METHODS]
+        for m in args.methods:  # a variant's settings are the schema's to check, before the run
+            if split_variant(m)[1]:
+                table_space(table_of(args.table).meta, 0, 0, **split_variant(m)[1])
+    except (ValueError, FileNotFoundError, ConfigError) as e:
+        print(f"simulate: {str(e).splitlines()[0]}", file=sys.stderr)
+        return 2
     if unknown:
-        print(f"simulate: unknown method {unknown[0]!r} (known: {', '.join(METHODS)})",
+        print(f"simulate: unknown method {unknown[0]!r} (known: {', '.join(METHODS)}; "
+              "default and random_fifo take search settings: default:grace_period=1,...)",
               file=sys.stderr)
         return 2
     try:
@@ -272,7 +306,8 @@ def main(argv: list[str] | None = None) -> int:
     with_target(rows, target)
     lines = [f"target {target:.4f} (median best of {len(fifo)} random + FIFO searches); budget "
              f"{budget:g} epochs, {args.concurrency} at a time; {time.time() - t:.0f} s", "",
-             *summary(rows, [m for m in methods if m in args.methods] or methods, budget)]
+             *summary(rows, [m for m in methods if m in args.methods] or methods, budget,
+                     args.reference)]
     print("\n".join(lines))
     if args.json:
         from harness import write_json

@@ -196,6 +196,38 @@ def test_unknown_method_is_one_line(table, capsys):
     assert "unknown method 'nope'" in capsys.readouterr().err
 
 
+def test_a_variant_of_the_default_searches_with_its_settings(table, tmp_path, capsys):
+    """`default:grace_period=4,branch_epochs=0` is gunn-search with those search settings: its
+    trials stop only at its own rungs (4 and 12 with rf 3), and the p-values test it against the
+    others when it is the reference."""
+    key = "default:grace_period=4,branch_epochs=0"
+    base, settings = simulate.split_variant(key)
+    assert (base, settings) == ("default", {"grace_period": 4, "branch_epochs": 0})
+    out = tmp_path / "sim.json"
+    rc = simulate.main(["--table", str(table.folder), "--methods", "default", key,
+                        "--reference", key, "--budget-trainings", "4", "--search-seeds", "0-3",
+                        "--workers", "1", "--json", str(out)])
+    assert rc == 0
+    import json
+
+    rows = [r for r in json.loads(out.read_text())["rows"] if r["method"] == key]
+    stops = {e[2] for r in rows for e in r["events"]}
+    # a stopped trial's last epoch is a rung; every trial reaches the first rung
+    assert stops <= set(range(1, 13)) and min(
+        max(e[2] for e in r["events"]) for r in rows) >= 4
+    text = capsys.readouterr().out
+    assert f"p ({key} fewer epochs)" in text and f"| {key} |" in text
+
+
+def test_a_bad_variant_is_one_line(table, capsys):
+    assert simulate.main(["--table", str(table.folder), "--methods",
+                          "default:grace_period=0"]) == 2
+    assert "search.grace_period" in capsys.readouterr().err
+    assert simulate.main(["--table", str(table.folder), "--methods",
+                          "optuna_sha:grace_period=2"]) == 2
+    assert "only default and random_fifo" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_simulator_decides_as_the_real_search():
     """A real search (Ray Tune, the real trainable) replayed into the simulator's TuneSearch:
