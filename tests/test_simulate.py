@@ -286,3 +286,33 @@ def test_the_free_oracle_share_counts_only_searches_where_a_third_is_possible():
                                "1 of 2 searches (its median share there 0.250)")
     default = next(ln for ln in lines if ln.startswith("| default |"))
     assert "| 0.250 |" in default  # 12 of 48, the second search left out
+
+
+def test_sweep_compares_each_candidate_with_optuna_and_the_peers(table, tmp_path, capsys):
+    """sweep_defaults.py: one row per candidate and setting, p-values against Optuna TPE +
+    HyperbandPruner, the peer most likely better, and the goal judged from them."""
+    import json
+
+    import sweep_defaults
+
+    out = tmp_path / "sweep.json"
+    rc = sweep_defaults.main(["--tables", str(table.folder), "--candidates", "default",
+                              "default:grace_period=4,branch_epochs=0", "--peers", "topk_1epoch",
+                              "--budgets", "4", "--concurrency", "2", "--search-seeds", "0-5",
+                              "--workers", "1", "--json", str(out)])
+    assert rc == 0
+    (setting,) = json.loads(out.read_text())["settings"]
+    assert [r["candidate"] for r in setting["results"]] == [
+        "default", "default:grace_period=4,branch_epochs=0"]
+    for r in setting["results"]:
+        assert r["searches"] == 6 and 0 <= r["p_fewer_epochs_than_reference"] <= 1
+        assert r["peer_most_likely_better_final"] in (None, "random_fifo", "optuna_hyperband",
+                                                      "topk_1epoch")
+        assert r["goal_met"] == (r["p_fewer_epochs_than_reference"] < 0.05
+                                 and r["reached"] >= r["reference_reached"]
+                                 and r["p_peer_better_final"] >= 0.05)
+    assert {r["method"] for r in setting["rows"]} == {
+        "default", "default:grace_period=4,branch_epochs=0", "random_fifo", "optuna_hyperband",
+        "topk_1epoch"}
+    assert "| `default` |" in capsys.readouterr().out
+    assert sweep_defaults.main(["--tables", str(table.folder), "--candidates", "optuna_sha"]) == 2
