@@ -1,6 +1,8 @@
 """ResumableASHA rebuilds its rungs from the results restored trials persisted."""
 
 import json
+
+import pytest
 from types import SimpleNamespace
 
 import pyarrow.fs as pafs
@@ -75,6 +77,24 @@ def test_rung_epochs_and_a_trials_branch_cost_follow_asha():
     assert branch_epochs_per_trial(s, 12) == 1.5  # rungs 2, 4, 8
     assert branch_epochs_per_trial(s.model_copy(update={"scheduler": "fifo"}), 12) == 0.0
     assert branch_epochs_per_trial(s.model_copy(update={"branch_epochs": 0.0}), 12) == 0.0
+    first = s.model_copy(update={"branch_rungs": "first"})
+    assert branch_epochs_per_trial(first, 12) == 0.5  # rung 2 only
+
+
+def test_branching_at_the_first_rung_only_costs_one_branch_per_trial():
+    from gunn_search.run.rungs import (branching_rungs, expected_epochs,
+                                       expected_trial_epochs)
+    from gunn_search.space.schema import SearchSettings
+
+    s = SearchSettings(grace_period=2, reduction_factor=3, branch_epochs=2.0)
+    assert branching_rungs(s, 12) == [2, 6]
+    first = s.model_copy(update={"branch_rungs": "first"})
+    assert branching_rungs(first, 12) == [2]
+    assert branching_rungs(first.model_copy(update={"branch_epochs": 0.0}), 12) == []
+    # all reach 2 (+2 branch), 1/3 go on to 6 (+2 more with every rung branching), 1/9 to 12
+    assert expected_epochs(2, 3, 12, 2.0) == pytest.approx(2 + 2 + 4 / 3 + 2 / 3 + 6 / 9)
+    assert expected_trial_epochs(first, 12) == pytest.approx(2 + 2 + 4 / 3 + 6 / 9)
+    assert expected_epochs(2, 3, 12, 2.0, branches=0) == expected_epochs(2, 3, 12)
 
 
 def test_the_search_says_where_its_rungs_are_and_what_they_compare():
@@ -88,6 +108,9 @@ def test_the_search_says_where_its_rungs_are_and_what_they_compare():
         "ASHA rungs at epochs 2, 6 (1/3 goes on)"
     assert describe(s.model_copy(update={"scheduler": "fifo"}), 12) == \
         "every trial trains to the end (fifo)"
+    assert describe(s.model_copy(update={"branch_rungs": "first"}), 12) == (
+        "ASHA rungs at epochs 2, 6 (1/3 goes on), the first comparing a 2-epoch annealing "
+        "branch, the others the trial's own val_acc")
 
 
 

@@ -70,28 +70,37 @@ def rung_epochs(grace_period: int, reduction_factor: int, max_t: int) -> list[in
     return out
 
 
-def branch_epochs_per_trial(search, max_epochs: int) -> float:
-    """The epochs a trial trained to the end spends in annealing branches (one per rung), as
-    `search.branch_epochs` asks them (the trainer rounds a branch to whole steps)."""
+def branching_rungs(search, max_epochs: int) -> list[int]:
+    """The rungs at which a trial runs an annealing branch (`search.branch_rungs`): every rung,
+    or the first only (later rungs then compare the trial's own val_acc); none under FIFO or
+    with `search.branch_epochs` 0."""
     if search.scheduler != "asha" or not search.branch_epochs:
-        return 0.0
-    return search.branch_epochs * len(rung_epochs(search.grace_period, search.reduction_factor,
-                                                  max_epochs))
+        return []
+    at = rung_epochs(search.grace_period, search.reduction_factor, max_epochs)
+    return at[:1] if search.branch_rungs == "first" else at
 
 
-def expected_epochs(grace: int, rf: int, max_t: int, branch: float = 0.0) -> float:
+def branch_epochs_per_trial(search, max_epochs: int) -> float:
+    """The epochs a trial trained to the end spends in annealing branches (one per branching
+    rung), as `search.branch_epochs` asks them (the trainer rounds a branch to whole steps)."""
+    return (search.branch_epochs or 0.0) * len(branching_rungs(search, max_epochs))
+
+
+def expected_epochs(grace: int, rf: int, max_t: int, branch: float = 0.0,
+                    branches: int | None = None) -> float:
     """Expected epochs of one trial under ASHA: all reach the first rung, 1/rf of a rung the
-    next one; each rung reached costs `branch` epochs more (its annealing branch). What a
-    compute budget is expected to buy (trials = budget / this)."""
-    epochs, share, t = 0.0, 1.0, 0
+    next one; each of the first `branches` rungs reached (all: None) costs `branch` epochs more
+    (its annealing branch). What a compute budget is expected to buy (trials = budget / this)."""
+    epochs, share, t, k = 0.0, 1.0, 0, 0
     rung = grace
     while True:
         top = min(rung, max_t)
         epochs += share * (top - t)
         if top >= max_t:
             return epochs
-        epochs += share * branch
-        t, share, rung = top, share / rf, rung * rf
+        if branches is None or k < branches:
+            epochs += share * branch
+        t, share, rung, k = top, share / rf, rung * rf, k + 1
 
 
 def expected_trial_epochs(search, max_epochs: int) -> float:
@@ -99,7 +108,8 @@ def expected_trial_epochs(search, max_epochs: int) -> float:
     if search.scheduler != "asha":
         return float(max_epochs)
     return expected_epochs(search.grace_period, search.reduction_factor, max_epochs,
-                           search.branch_epochs or 0.0)
+                           search.branch_epochs or 0.0,
+                           1 if search.branch_rungs == "first" else None)
 
 
 def describe(search, max_epochs: int) -> str:
@@ -112,6 +122,9 @@ def describe(search, max_epochs: int) -> str:
         return "ASHA has no rung below the last epoch"
     out = (f"ASHA rungs at epoch{'s' if len(at) > 1 else ''} {', '.join(map(str, at))} "
            f"(1/{search.reduction_factor} goes on)")
-    if search.branch_epochs:
+    if search.branch_epochs and search.branch_rungs == "first" and len(at) > 1:
+        out += (f", the first comparing a {search.branch_epochs:g}-epoch annealing branch, "
+                "the others the trial's own val_acc")
+    elif search.branch_epochs:
         out += f", each comparing a {search.branch_epochs:g}-epoch annealing branch"
     return out

@@ -20,7 +20,7 @@ from ray import tune
 from trainers.config import DataConfig
 
 from gunn_search.run import faults
-from gunn_search.run.rungs import rung_epochs
+from gunn_search.run.rungs import branching_rungs
 from gunn_search.run.spare_cpus import LentThreads
 from gunn_search.space import Space, trial_config
 from gunn_search.space.sample import runtime_config
@@ -69,8 +69,7 @@ def annealing_branch(space: Space, epochs: int):
         return None
     from trainers.anneal import AnnealingBranch
 
-    at = [e for e in rung_epochs(s.grace_period, s.reduction_factor, space.max_epochs)
-          if e < epochs]
+    at = [e for e in branching_rungs(s, space.max_epochs) if e < epochs]
     return AnnealingBranch(frozenset(at), s.branch_epochs) if at else None
 
 

@@ -66,6 +66,9 @@ class SearchSettings(_Strict):
     # schedule has left, and the rung compares that copy's val_acc (trainers/anneal.py); 0: the
     # trial's own val_acc. Unset: `default_branch_epochs` (a sixth of the epochs).
     branch_epochs: float | None = Field(default=None, ge=0.0)
+    # ASHA: which rungs branch: all, or the first only (later rungs compare the trial's own
+    # val_acc, which ranks well once the schedule's rate has dropped).
+    branch_rungs: Literal["all", "first"] = "all"
     metric: Literal["val_acc"] = "val_acc"
     mode: Literal["max"] = "max"
     # More than one: a multi-objective search (Pareto front); ASHA stops on the first, which
