@@ -63,7 +63,6 @@ class TuneSearch:
         from ray.tune.schedulers import TrialScheduler
 
         from gunn_search.run.decisions import search_parts
-        from gunn_search.run.trainable import annealing_branch
 
         self.space = space
         self.searcher, self.scheduler = search_parts(space)
@@ -74,11 +73,10 @@ class TuneSearch:
         self.trials: dict[str, SimpleNamespace] = {}
         self.count = 0
         self.capped = capped
-        branch = annealing_branch(space, space.max_epochs)
-        self.branch_at = branch.at if branch else frozenset()
-        self.branch_length = branch.epochs if branch else 0.0
 
     def ask(self):
+        from gunn_search.run.trainable import annealing_branch
+
         if self.capped and self.count >= self.space.search.num_samples:
             return FINISHED
         tid = f"sim{self.count:05d}"
@@ -91,8 +89,10 @@ class TuneSearch:
         trial = SimpleNamespace(trial_id=tid, last_result={}, config=config)
         self.trials[tid] = trial
         self.scheduler.on_trial_add(None, trial)
-        return Job(config, branch_at=self.branch_at, branch_length=self.branch_length,
-                   handle=tid)
+        # the trial's branches, as its trainable places them (at its bracket's rungs)
+        branch = annealing_branch(self.space, self.space.max_epochs, tid)
+        return Job(config, branch_at=branch.at if branch else frozenset(),
+                   branch_length=branch.epochs if branch else 0.0, handle=tid)
 
     def report(self, tid: str, epoch: int, metrics: dict) -> bool:
         from gunn_search.run.trainable import epoch_report

@@ -178,3 +178,47 @@ def test_promoted_keeps_the_top_share_of_a_rung_by_pareto_order():
     rung = [[0.9, 500], [0.8, 400], [0.5, 450], [0.4, 480], [0.3, 490]]
     assert not promoted(rung, [0.45, 470], 3, objs)  # dominated by [0.8, 400]
     assert promoted(rung, [0.95, 600], 3, objs)  # the most accurate: an extreme of the front
+
+
+def test_hyperband_brackets_get_tunes_shares_and_each_trial_keeps_its_bracket(tmp_path):
+    """With `search.brackets`, a trial's bracket is `rungs.bracket_of` its id: the same when a
+    restore re-adds it (its results replayed into that bracket's rungs), and the same one the
+    trainable places its branches by."""
+    import collections
+    import math
+
+    from gunn_search.run.rungs import bracket_of, bracket_rungs, bracket_shares
+    from gunn_search.space.schema import SearchSettings
+
+    s = SearchSettings(grace_period=1, reduction_factor=2, branch_epochs=0.0, brackets=3)
+    assert [bracket_rungs(1, 2, 8, b) for b in range(3)] == [[1, 2, 4], [2, 4], [4]]
+    e = [math.exp(n - 3) for n in (3, 2, 1)]  # Tune's weighting: e ** (rungs - most rungs)
+    assert bracket_shares(s, 8) == pytest.approx([x / sum(e) for x in e])
+    drawn = collections.Counter(bracket_of(f"trial_{i:05d}", s, 8) for i in range(3000))
+    assert [drawn[b] / 3000 for b in range(3)] == pytest.approx(bracket_shares(s, 8), abs=0.03)
+    assert bracket_of("x", s.model_copy(update={"brackets": 1}), 8) == 0
+
+    def sched():
+        out = ResumableASHA(time_attr="epoch", metric="val_acc", mode="max", max_t=8,
+                            grace_period=1, reduction_factor=2, brackets=3, search=s)
+        # Tune's milestones (its last at max_t, where a trial ends anyway)
+        assert [[m for m, _ in b._rungs] for b in out._brackets] == [[8, 4, 2, 1], [8, 4, 2],
+                                                                     [8, 4]]
+        return out
+
+    ids = [f"trial_{i:05d}" for i in range(12)]
+    results = {t: [{"epoch": e, "val_acc": 0.5 + 0.01 * i} for e in (1, 2)]
+               for i, t in enumerate(ids)}
+    first = sched()
+    trials = [fake_trial(tmp_path, t, results[t]) for t in ids]
+    for t in trials:
+        first.on_trial_add(None, SimpleNamespace(trial_id=t.trial_id, last_result={}))
+        assert first._trial_info[t.trial_id] is first._brackets[bracket_of(t.trial_id, s, 8)]
+        for r in results[t.trial_id]:
+            first.on_trial_result(None, t, r)
+    again = sched()  # a restore: every trial re-added with its persisted results
+    for t in trials:
+        again.on_trial_add(None, t)
+    for b1, b2 in zip(first._brackets, again._brackets):
+        assert [dict(r) for _, r in b1._rungs] == [dict(r) for _, r in b2._rungs]
+    assert sum(len(r) for b in again._brackets for _, r in b._rungs) > 0

@@ -100,12 +100,31 @@ def test_budget_is_honoured_and_branch_epochs_count(table):
 
 def test_default_stops_trials_at_its_rungs_with_branch_results(table):
     method = simulate.make_method("default", table.meta, 0, 0, 240, 2)
-    assert method.branch_at == frozenset({2, 6}) and method.branch_length == 2
+    job = method.ask()
+    assert job.branch_at == frozenset({2, 6}) and job.branch_length == 2
     rec = sim_engine.simulate(method, sim_engine.Lookup(table, 0, method.space), 2, 240)
     last = {}
     for _, _, tid, epoch, _, _ in rec.events:
         last[tid] = epoch
     assert set(last.values()) <= {2, 6, 12} and 2 in last.values() and 12 in last.values()
+
+
+def test_with_brackets_each_trial_branches_and_stops_at_its_own_brackets_rungs(table):
+    from gunn_search.run.rungs import bracket_of, bracket_rungs
+
+    method = simulate.make_method("default:brackets=2,grace_period=2,reduction_factor=3",
+                                  table.meta, 0, 0, 240, 2)
+    s = method.space.search
+    rec = sim_engine.simulate(method, sim_engine.Lookup(table, 0, method.space), 2, 240)
+    last = {}
+    for _, _, tid, epoch, _, _ in rec.events:
+        last[tid] = epoch
+    # the 2 trials still training when the budget ran out stop where they are
+    running = list(dict.fromkeys(e[2] for e in reversed(rec.events)))[:2]
+    brackets = {t: bracket_of(t, s, 12) for t in last if t not in running}
+    assert set(brackets.values()) == {0, 1}
+    for t, b in brackets.items():  # a trial stops only at its bracket's rungs or the end
+        assert last[t] in {*bracket_rungs(2, 3, 12, b), 12}
 
 
 @pytest.mark.parametrize("key", ["optuna_hyperband", "optuna_sha", "topk_1epoch"])

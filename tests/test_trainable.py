@@ -132,6 +132,13 @@ def test_a_trial_branches_at_its_asha_rungs_and_reports_what_the_rung_compares()
     assert annealing_branch(space(grace_period=1, branch_epochs=0), 9) is None
     assert annealing_branch(space(grace_period=1, reduction_factor=3, branch_epochs=0.5,
                                   branch_rungs="first"), 9).at == {1}
+    # with Hyperband brackets, at the rungs of the trial's own bracket
+    from gunn_search.run.rungs import bracket_of
+
+    sp = space(grace_period=1, reduction_factor=3, branch_epochs=0.5, brackets=2)
+    ids = {bracket_of(f"t{i}", sp.search, 9): f"t{i}" for i in range(20)}
+    assert annealing_branch(sp, 9, ids[0]).at == {1, 3}
+    assert annealing_branch(sp, 9, ids[1]).at == {3}
     at_rung = {"epoch": 3, "val_acc": 0.2, ANNEALED_METRIC: 0.7}
     assert rung_result(at_rung) == 0.7
     assert rung_result({"epoch": 4, "val_acc": 0.3}) == 0.3  # not a rung: ASHA does not look

@@ -47,6 +47,7 @@ def search_parts(space: Space, storage=None, study_name: str | None = None, on_s
     if s.scheduler == "asha":
         scheduler = ResumableASHA(time_attr="epoch", max_t=space.max_epochs,
                                   grace_period=s.grace_period, reduction_factor=s.reduction_factor,
+                                  brackets=s.brackets, search=s,
                                   objectives=pareto.objectives_of(s))
     else:
         scheduler = FIFOScheduler()

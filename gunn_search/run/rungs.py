@@ -8,6 +8,7 @@ of the same rungs; none of that needs Ray here, so the driver validates a space 
 
 from __future__ import annotations
 
+import hashlib
 import math
 from typing import TYPE_CHECKING
 
@@ -70,20 +71,53 @@ def rung_epochs(grace_period: int, reduction_factor: int, max_t: int) -> list[in
     return out
 
 
-def branching_rungs(search, max_epochs: int) -> list[int]:
-    """The rungs at which a trial runs an annealing branch (`search.branch_rungs`): every rung,
-    or the first only (later rungs then compare the trial's own val_acc); none under FIFO or
-    with `search.branch_epochs` 0."""
+def bracket_rungs(grace_period: int, reduction_factor: int, max_t: int, bracket: int) -> list[int]:
+    """The rungs of Hyperband bracket `bracket` (0: ASHA's own): its first rung is
+    grace * rf**bracket, as Tune's `_Bracket` places them for `brackets` > 1."""
+    return rung_epochs(grace_period * reduction_factor ** bracket, reduction_factor, max_t)
+
+
+def bracket_shares(search, max_epochs: int) -> list[float]:
+    """The share of new trials each bracket gets: Tune's weighting (e to the power of the
+    bracket's number of rungs, normalised), so the most aggressive bracket gets most."""
+    sizes = [len(bracket_rungs(search.grace_period, search.reduction_factor, max_epochs, b))
+             for b in range(search.brackets)]
+    w = [math.exp(n - max(sizes)) for n in sizes]
+    return [x / sum(w) for x in w]
+
+
+def bracket_of(trial_id: str, search, max_epochs: int) -> int:
+    """The bracket of a trial: drawn by `bracket_shares` from a hash of its id, so that the
+    scheduler (when the trial is added, and again when a restore re-adds it) and the trainable
+    (which places the trial's branches at its bracket's rungs) agree without talking. Tune's
+    own choice draws from numpy's global generator, which neither a restore nor a trial's
+    process shares."""
+    if search.brackets <= 1:
+        return 0
+    u = int(hashlib.sha256(trial_id.encode()).hexdigest()[:12], 16) / 16 ** 12
+    acc = 0.0
+    for b, share in enumerate(bracket_shares(search, max_epochs)):
+        acc += share
+        if u < acc:
+            return b
+    return search.brackets - 1
+
+
+def branching_rungs(search, max_epochs: int, bracket: int = 0) -> list[int]:
+    """The rungs of `bracket` at which a trial runs an annealing branch (`search.branch_rungs`):
+    every rung, or the first only (later rungs then compare the trial's own val_acc); none
+    under FIFO or with `search.branch_epochs` 0."""
     if search.scheduler != "asha" or not search.branch_epochs:
         return []
-    at = rung_epochs(search.grace_period, search.reduction_factor, max_epochs)
+    at = bracket_rungs(search.grace_period, search.reduction_factor, max_epochs, bracket)
     return at[:1] if search.branch_rungs == "first" else at
 
 
-def branch_epochs_per_trial(search, max_epochs: int) -> float:
-    """The epochs a trial trained to the end spends in annealing branches (one per branching
-    rung), as `search.branch_epochs` asks them (the trainer rounds a branch to whole steps)."""
-    return (search.branch_epochs or 0.0) * len(branching_rungs(search, max_epochs))
+def branch_epochs_per_trial(search, max_epochs: int, bracket: int = 0) -> float:
+    """The epochs a trial of `bracket` trained to the end spends in annealing branches (one per
+    branching rung), as `search.branch_epochs` asks them (the trainer rounds a branch to whole
+    steps)."""
+    return (search.branch_epochs or 0.0) * len(branching_rungs(search, max_epochs, bracket))
 
 
 def expected_epochs(grace: int, rf: int, max_t: int, branch: float = 0.0,
@@ -104,12 +138,15 @@ def expected_epochs(grace: int, rf: int, max_t: int, branch: float = 0.0,
 
 
 def expected_trial_epochs(search, max_epochs: int) -> float:
-    """`expected_epochs` for a search's settings (FIFO: every trial trains to the end)."""
+    """`expected_epochs` for a search's settings, over its brackets by their shares (FIFO:
+    every trial trains to the end)."""
     if search.scheduler != "asha":
         return float(max_epochs)
-    return expected_epochs(search.grace_period, search.reduction_factor, max_epochs,
-                           search.branch_epochs or 0.0,
-                           1 if search.branch_rungs == "first" else None)
+    rf = search.reduction_factor
+    return sum(share * expected_epochs(search.grace_period * rf ** b, rf, max_epochs,
+                                       search.branch_epochs or 0.0,
+                                       1 if search.branch_rungs == "first" else None)
+               for b, share in enumerate(bracket_shares(search, max_epochs)))
 
 
 def describe(search, max_epochs: int) -> str:
@@ -122,6 +159,12 @@ def describe(search, max_epochs: int) -> str:
         return "ASHA has no rung below the last epoch"
     out = (f"ASHA rungs at epoch{'s' if len(at) > 1 else ''} {', '.join(map(str, at))} "
            f"(1/{search.reduction_factor} goes on)")
+    if search.brackets > 1:
+        shares = bracket_shares(search, max_epochs)
+        out += f" in {search.brackets} Hyperband brackets, " + ", ".join(
+            f"{round(100 * sh)}% from rung {bracket_rungs(search.grace_period, search.reduction_factor, max_epochs, b)[0]}"
+            if bracket_rungs(search.grace_period, search.reduction_factor, max_epochs, b)
+            else f"{round(100 * sh)}% trained to the end" for b, sh in enumerate(shares))
     if search.branch_epochs and search.branch_rungs == "first" and len(at) > 1:
         out += (f", the first comparing a {search.branch_epochs:g}-epoch annealing branch, "
                 "the others the trial's own val_acc")

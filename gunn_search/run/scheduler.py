@@ -32,6 +32,7 @@ from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 from gunn_search.private_names import bracket_class
 from gunn_search.results.pareto import Objective, pareto_keys
 from gunn_search.results.status import RUNG_METRIC
+from gunn_search.run.rungs import bracket_of
 
 
 def trial_results(trial) -> list[dict]:
@@ -100,8 +101,11 @@ class ResumableASHA(ASHAScheduler):
     are restored; with ``objectives`` (more than one), its rungs compare points of all of them
     (`ParetoBracket`)."""
 
-    def __init__(self, *, objectives: list[Objective] | None = None, **kwargs):
+    def __init__(self, *, objectives: list[Objective] | None = None, search=None, **kwargs):
+        """`search`: the search's settings, by which a trial's bracket is chosen
+        (`rungs.bracket_of`, as the trainable chooses it); without, Tune's own random choice."""
         super().__init__(**kwargs)
+        self.search = search
         self.objectives = objectives if objectives and len(objectives) > 1 else None
         if self.objectives:  # Tune's brackets as built, made Pareto ones
             self._brackets = [ParetoBracket.of(b, self.objectives) for b in self._brackets]
@@ -145,6 +149,9 @@ class ResumableASHA(ASHAScheduler):
 
     def on_trial_add(self, tune_controller, trial) -> None:
         super().on_trial_add(tune_controller, trial)
+        if self.search is not None and len(self._brackets) > 1:
+            self._trial_info[trial.trial_id] = self._brackets[
+                bracket_of(trial.trial_id, self.search, self._max_t)]
         if not trial.last_result:  # a new trial: nothing to replay
             return
         bracket = self._trial_info[trial.trial_id]

@@ -20,7 +20,7 @@ from ray import tune
 from trainers.config import DataConfig
 
 from gunn_search.run import faults
-from gunn_search.run.rungs import branching_rungs
+from gunn_search.run.rungs import bracket_of, branching_rungs
 from gunn_search.run.spare_cpus import LentThreads
 from gunn_search.space import Space, trial_config
 from gunn_search.space.sample import runtime_config
@@ -60,16 +60,18 @@ def cached_data(d: DataConfig, device: str) -> DataSplits:
     return _DATA_CACHE[key]
 
 
-def annealing_branch(space: Space, epochs: int):
+def annealing_branch(space: Space, epochs: int, trial_id: str = ""):
     """The `after_epoch` hook that branches at this trial's ASHA rungs, or None (FIFO, or
-    `search.branch_epochs` 0). The rungs are the search's (max_t: the space's largest epochs)
-    that come before the trial's own last epoch: there its schedule has annealed already."""
+    `search.branch_epochs` 0). The rungs are those of the trial's bracket (`rungs.bracket_of`;
+    max_t: the space's largest epochs) that come before the trial's own last epoch: there its
+    schedule has annealed already."""
     s = space.search
     if s.scheduler != "asha" or not s.branch_epochs:
         return None
     from trainers.anneal import AnnealingBranch
 
-    at = [e for e in branching_rungs(s, space.max_epochs) if e < epochs]
+    bracket = bracket_of(trial_id, s, space.max_epochs)
+    at = [e for e in branching_rungs(s, space.max_epochs, bracket) if e < epochs]
     return AnnealingBranch(frozenset(at), s.branch_epochs) if at else None
 
 
@@ -148,7 +150,7 @@ def train_trial(config: dict, space: Space) -> None:
         # The cores of slots the search's end left idle (spare_cpus.py), during an epoch too.
         lent = LentThreads(ctx.get_experiment_name(), cpus) if ctx and device == "cpu" else None
 
-        branch = annealing_branch(space, cfg.epochs)
+        branch = annealing_branch(space, cfg.epochs, ctx.get_trial_id() if ctx else "")
 
         def on_epoch(metrics: dict, ckpt_path: Path | None) -> bool:
             out = epoch_report(metrics, cfg.epochs, costs)

@@ -62,6 +62,9 @@ class SearchSettings(_Strict):
     # branches; without, the lr drop or half)
     grace_period: int | None = Field(default=None, ge=1)
     reduction_factor: int = Field(default=3, ge=2)  # ASHA: 1/rf of a rung goes on
+    # ASHA: Hyperband brackets; bracket b's first rung is grace_period * rf**b, and new trials
+    # go to the brackets in Tune's shares (most to the first: `rungs.bracket_shares`).
+    brackets: int = Field(default=1, ge=1)
     # ASHA: at each rung a copy of the trial trains this many more epochs at the lower rates its
     # schedule has left, and the rung compares that copy's val_acc (trainers/anneal.py); 0: the
     # trial's own val_acc. Unset: `default_branch_epochs` (a sixth of the epochs).
