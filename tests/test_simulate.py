@@ -110,21 +110,27 @@ def test_default_stops_trials_at_its_rungs_with_branch_results(table):
 
 
 def test_with_brackets_each_trial_branches_and_stops_at_its_own_brackets_rungs(table):
+    from sim_methods import TuneSearch
+
     from gunn_search.run.rungs import bracket_of, bracket_rungs
 
-    method = simulate.make_method("default:brackets=2,grace_period=2,reduction_factor=3",
-                                  table.meta, 0, 0, 240, 2)
-    s = method.space.search
-    rec = sim_engine.simulate(method, sim_engine.Lookup(table, 0, method.space), 2, 240)
+    space = simulate.table_space(table.meta, 0, 0, brackets=2, grace_period=2,
+                                 reduction_factor=3, num_samples=24, max_concurrent=2)
+    method = TuneSearch(space)  # 24 trials, each ended by the scheduler (no budget cut)
+    jobs = {}
+    ask = method.ask
+    method.ask = lambda: jobs.setdefault(len(jobs), ask())
+    rec = sim_engine.simulate(method, sim_engine.Lookup(table, 0, space), 2, 10_000)
     last = {}
     for _, _, tid, epoch, _, _ in rec.events:
         last[tid] = epoch
-    # the 2 trials still training when the budget ran out stop where they are
-    running = list(dict.fromkeys(e[2] for e in reversed(rec.events)))[:2]
-    brackets = {t: bracket_of(t, s, 12) for t in last if t not in running}
-    assert set(brackets.values()) == {0, 1}
+    brackets = {t: bracket_of(t, space.search, 12) for t in last}
+    assert len(last) == 24 and set(brackets.values()) == {0, 1}
     for t, b in brackets.items():  # a trial stops only at its bracket's rungs or the end
         assert last[t] in {*bracket_rungs(2, 3, 12, b), 12}
+    for job in jobs.values():  # and branches at its bracket's rungs
+        if job not in (None, "finished"):
+            assert job.branch_at == set(bracket_rungs(2, 3, 12, brackets[job.handle]))
 
 
 @pytest.mark.parametrize("key", ["optuna_hyperband", "optuna_sha", "topk_1epoch"])
