@@ -67,7 +67,7 @@ from harness import (check_exit, column_table, derive_space, finish, loadavg,  #
 
 def count_points(uri: str, experiment: str, storage: Path, max_epochs: int) -> dict:
     from gunn_search.track.store import EPOCH_METRICS, RUNG_METRICS
-    from gunn_search.results.status import TrialStatus
+    from gunn_search.status import TrialStatus
 
     client, parent, children = search_runs(uri, experiment)
     tune = tune_results(storage)

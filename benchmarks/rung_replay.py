@@ -58,7 +58,7 @@ def replay_search(curves: dict[int, list[float]], order: list[int], budget: floa
     after each step, as (epochs used, best). `promote(recorded, result, rf)`: the rung's rule
     (results may be points of several objectives then); `finished` gets the configurations
     trained to the end."""
-    from gunn_search.run.rungs import rung_epochs  # the search's own rule for where rungs are
+    from gunn_search.space.rungs import rung_epochs  # the search's own rule for where rungs are
 
     max_t = len(next(iter(curves.values())))
     recorded: dict[int, list[float]] = {r: [] for r in (rung_epochs(grace, rf, max_t)

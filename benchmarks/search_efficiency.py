@@ -70,8 +70,8 @@ BUDGETED = ("default", "random_fifo", "optuna_hyperband")
 
 
 def asha_epochs_per_trial(grace: int, rf: int, max_t: int, branch: float = 0.0) -> float:
-    """Expected epochs of one trial under ASHA (`gunn_search.run.rungs.expected_epochs`)."""
-    from gunn_search.run.rungs import expected_epochs
+    """Expected epochs of one trial under ASHA (`gunn_search.space.rungs.expected_epochs`)."""
+    from gunn_search.space.rungs import expected_epochs
 
     return expected_epochs(grace, rf, max_t, branch)
 
@@ -83,7 +83,7 @@ def asha_trials(budget: int, grace: int, rf: int, max_t: int, branch: float = 0.
 def recorder_cls():
     from ray import tune
 
-    from gunn_search.results.status import TrialStatus, status_of
+    from gunn_search.status import TrialStatus, status_of
 
     class Recorder(tune.Callback):
         """Every per-epoch result in the order the driver receives it."""
@@ -106,7 +106,7 @@ def recorder_cls():
 def budget_stopper_cls():
     from ray.tune.stopper import Stopper
 
-    from gunn_search.results.status import TrialStatus, status_of
+    from gunn_search.status import TrialStatus, status_of
 
     class EpochBudget(Stopper):
         """Stop the whole experiment once `budget` epochs have been reported: one per per-epoch

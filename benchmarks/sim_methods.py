@@ -51,7 +51,7 @@ from types import SimpleNamespace
 
 from sim_engine import FINISHED, Job
 
-from gunn_search.results.status import METRIC
+from gunn_search.status import METRIC
 
 
 class TuneSearch:

@@ -14,7 +14,7 @@ from datetime import datetime
 import numpy as np
 from sim_engine import Job
 
-from gunn_search.results.status import METRIC
+from gunn_search.status import METRIC
 
 
 def _values(space, decode, config) -> dict:

@@ -13,7 +13,7 @@ What it measures
     best val_acc among trials trained to the end), `trials`, `spent`.
 
     A search under a budget: gunn-search's searcher is built with `search.num_samples` set to the
-    trials the budget is expected to buy (`gunn_search.run.rungs.expected_trial_epochs`), which
+    trials the budget is expected to buy (`gunn_search.space.rungs.expected_trial_epochs`), which
     sets TPE's start-up trials as a search of that many would; it may start more while budget
     is left.
 
@@ -100,7 +100,7 @@ def make_method(key: str, meta: dict, train_seed: int, search_seed: int, budget:
                 concurrency: int):
     from sim_methods import OptunaPruned, TopKOneEpoch, TuneSearch
 
-    from gunn_search.run.rungs import expected_trial_epochs
+    from gunn_search.space.rungs import expected_trial_epochs
 
     base, settings = split_variant(key)
     if base in ("default", "random_fifo"):

@@ -90,7 +90,8 @@ def plan_search(space: str | Path, *, experiment: str | None = None,
                 resume: bool = False, **settings) -> SearchPlan:
     """Everything a search checks before Ray starts (`settings`: those of
     `load_searched_space`); raises the one-line errors."""
-    from gunn_search.cli.flags import check_gpus_here, tracking_uri as checked_uri
+    from gunn_search.run.resources import check_gpus_here
+    from gunn_search.track.uri import tracking_uri as checked_uri
 
     searched, path, fp = load_searched_space(space, **settings)
     if max_failures < 0:
@@ -176,7 +177,7 @@ def trials_table(tracking_uri: str, experiment_id: str | None, parent_run_id: st
     (the last epoch's), then the params; a DataFrame when pandas is installed."""
     from mlflow.tracking import MlflowClient
 
-    from gunn_search.track.tags import PARENT_TAG, STATUS_TAG, TRIAL_TAG
+    from gunn_search.tags import PARENT_TAG, STATUS_TAG, TRIAL_TAG
 
     rows = []
     if experiment_id is not None:
@@ -204,7 +205,7 @@ def export(experiment: str, out: str | Path, *, run_id: str | None = None,
            tracking_uri: str | None = None, epochs: int | None = None, final: bool = False,
            max_params: int | None = None, max_macs: int | None = None) -> ExportResult:
     """`gunn-search export`: write a searched trial's config (default: the best) to `out`."""
-    from gunn_search.cli.flags import check_store_exists, tracking_uri as checked_uri
+    from gunn_search.track.uri import check_store_exists, tracking_uri as checked_uri
 
     if epochs is not None and epochs < 1:
         raise UsageError(f"--epochs must be >= 1 (got {epochs})")
@@ -236,7 +237,7 @@ def importances(experiment: str, *, search: str | None = None,
     """`gunn-search importances`: the parameter importances of a search (default: the newest
     of `experiment`), recomputed from its trials in MLflow: the numbers the finished search
     drew and logged on its parent run (`importance.*`)."""
-    from gunn_search.cli.flags import check_store_exists, tracking_uri as checked_uri
+    from gunn_search.track.uri import check_store_exists, tracking_uri as checked_uri
 
     uri = checked_uri(tracking_uri)
     check_store_exists(uri)
@@ -283,8 +284,8 @@ def plan_ablation(experiment: str, *, variants, seeds, run_id, epochs, final, da
     """The checks `ablate` makes before Ray starts; its `AblationOptions`."""
     from gunn_search.ablation.run import AblationOptions
     from gunn_search.ablation.variants import parse_variants
-    from gunn_search.cli.flags import (check_gpus_here, check_store_exists, gpus_request,
-                                       tracking_uri as checked_uri)
+    from gunn_search.run.resources import check_gpus_here, gpus_request
+    from gunn_search.track.uri import check_store_exists, tracking_uri as checked_uri
 
     names = parse_variants(variants if isinstance(variants, str) else ",".join(variants))
     if seeds < 2:

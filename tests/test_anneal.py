@@ -10,7 +10,7 @@ from trainers import anneal
 from trainers.anneal import BRANCH_EPOCHS, AnnealingBranch, annealed_key, linear_decay, run_branch
 from trainers.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from trainers.loop import train
-from gunn_search.results.status import ANNEALED_METRIC
+from gunn_search.status import ANNEALED_METRIC
 
 
 @pytest.fixture(autouse=True)

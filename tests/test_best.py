@@ -1,7 +1,7 @@
 """gunn_search.results.best: one rule for the best trial, over plain records."""
 
 from gunn_search.results.best import best_trial, can_be_best, ranked
-from gunn_search.results.status import METRIC, TrialStatus
+from gunn_search.status import METRIC, TrialStatus
 
 
 def rec(name, status, value):

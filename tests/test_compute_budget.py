@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from gunn_search.results.status import STATUS_KEY, TrialStatus
+from gunn_search.status import STATUS_KEY, TrialStatus
 from gunn_search.run import compute_budget as cb
 from gunn_search.space import load_space, parse_space
 from trainers.config_errors import ConfigError

@@ -129,7 +129,7 @@ def test_trial_config_files_leave_the_spool_once_delivered(tmp_path):
     from mlflow.tracking import MlflowClient
 
     from gunn_search.track import store as tr
-    from gunn_search.track.search_runs import MLflowSearchCallback
+    from gunn_search.run.search_runs import MLflowSearchCallback
     from gunn_search.space import example_configs, load_space
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from gunn_search.track import store as tr
-from gunn_search.track.tags import INTERRUPTED_AT_TAG, INTERRUPTED_BY_TAG
+from gunn_search.tags import INTERRUPTED_AT_TAG, INTERRUPTED_BY_TAG
 from tests.test_faults import BIN, runs_of, steps, write_space
 
 pytestmark = pytest.mark.slow

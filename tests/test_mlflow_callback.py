@@ -1,12 +1,16 @@
-"""gunn_search.track.search_runs without Ray running: trials are stand-ins with an id and a config."""
+"""gunn_search.run.search_runs without Ray running: trials are stand-ins with an id and a config."""
 
+import pickle
+import sys
 from types import SimpleNamespace
 
+import pytest
 from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 
 from gunn_search.track import store as tr
-from gunn_search.track.search_runs import MLflowSearchCallback
+from gunn_search.run import search_runs
+from gunn_search.run.search_runs import MLflowSearchCallback
 from gunn_search.space import example_configs, load_space
 
 
@@ -53,7 +57,7 @@ def test_resumed_search_deletes_the_run_of_a_trial_tune_never_saved(tmp_path, ca
 
 def test_plot_imports_start_only_once_every_trial_is_sampled_and_a_slot_is_free(tmp_path,
                                                                                  monkeypatch):
-    from gunn_search.track import search_runs as mlflow_callback
+    from gunn_search.run import search_runs as mlflow_callback
 
     started = []
     monkeypatch.setattr(mlflow_callback, "_import_plotting", lambda: started.append(1))
@@ -124,3 +128,17 @@ def test_trial_runs_log_the_config_paths_and_the_plots_get_numbers_and_distribut
     lr = seen["distributions"]["optim.lr"]
     assert isinstance(lr, FloatDistribution) and lr.log
     assert set(seen["distributions"]) == set(space.searched())
+
+
+
+def test_a_search_saved_before_the_callback_moved_to_run_still_unpickles():
+    """Tune's state names the callback's class by its module; it was gunn_search.track's."""
+    old = f"c{search_runs.FORMER_NAME}\nMLflowSearchCallback\n.".encode()  # a pickled class
+    sys.modules.pop(search_runs.FORMER_NAME, None)
+    try:
+        with pytest.raises(ModuleNotFoundError):
+            pickle.loads(old)
+        search_runs.answer_to_former_name()
+        assert pickle.loads(old) is MLflowSearchCallback
+    finally:
+        sys.modules.pop(search_runs.FORMER_NAME, None)

@@ -8,8 +8,8 @@ from mlflow.tracking import MlflowClient
 
 from gunn_search.track import ui
 from gunn_search.track import store as tr
-from gunn_search.track.search_runs import MLflowSearchCallback
-from gunn_search.track.tags import NOTE_TAG
+from gunn_search.run.search_runs import MLflowSearchCallback
+from gunn_search.tags import NOTE_TAG
 from gunn_search.space import example_configs, load_space
 
 

@@ -204,7 +204,7 @@ def test_config_residual_reaches_the_spec(tmp_path):
 
 def test_residual_is_searchable_in_a_space():
     from gunn_search.space import parse_space, trial_config
-    from gunn_search.space.summary import summarize
+    from gunn_search.run.summary import summarize
 
     space = parse_space({"model": {"stages": [{"N": 8, "P": 2}], "residual": {"choice": [True, False]}},
                          "epochs": 2, "search": {"grace_period": 1}}, "nores-space")

@@ -24,7 +24,7 @@ from gunn_search.results.plots import (
 from gunn_search.results.importances import param_importances
 from gunn_search.results.search_axes import searched_axes
 
-from gunn_search.results.status import TrialStatus
+from gunn_search.status import TrialStatus
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 ALL_FILES = {HISTORY_FILE, IMPORTANCES_FILE, PARALLEL_FILE, CURVES_FILE}

@@ -3,7 +3,8 @@
 import io
 from types import SimpleNamespace
 
-from gunn_search.run.progress import ProgressCallback, fmt_duration
+from gunn_search.run.progress import ProgressCallback
+from gunn_search.space.compute_limits import fmt_duration
 
 
 class Terminal(io.StringIO):

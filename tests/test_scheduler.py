@@ -49,7 +49,7 @@ def test_missing_results_file_is_harmless(tmp_path):
 
 
 def test_the_search_scheduler_compares_rung_results_not_the_trials_own_val_acc(tmp_path):
-    from gunn_search.results.status import RUNG_METRIC
+    from gunn_search.status import RUNG_METRIC
 
     sched = ResumableASHA(time_attr="epoch", max_t=4, grace_period=1, reduction_factor=2)
     assert sched.set_search_properties("val_acc", "max")  # what Tune passes: takes the mode only
@@ -68,7 +68,7 @@ def test_the_search_scheduler_compares_rung_results_not_the_trials_own_val_acc(t
 
 
 def test_rung_epochs_and_a_trials_branch_cost_follow_asha():
-    from gunn_search.run.rungs import branch_epochs_per_trial, rung_epochs
+    from gunn_search.space.rungs import branch_epochs_per_trial, rung_epochs
     from gunn_search.space.schema import SearchSettings
 
     assert rung_epochs(1, 3, 12) == [1, 3, 9]
@@ -82,7 +82,7 @@ def test_rung_epochs_and_a_trials_branch_cost_follow_asha():
 
 
 def test_branching_at_the_first_rung_only_costs_one_branch_per_trial():
-    from gunn_search.run.rungs import (branching_rungs, expected_epochs,
+    from gunn_search.space.rungs import (branching_rungs, expected_epochs,
                                        expected_trial_epochs)
     from gunn_search.space.schema import SearchSettings
 
@@ -98,7 +98,7 @@ def test_branching_at_the_first_rung_only_costs_one_branch_per_trial():
 
 
 def test_the_search_says_where_its_rungs_are_and_what_they_compare():
-    from gunn_search.run.rungs import describe
+    from gunn_search.space.rungs import describe
     from gunn_search.space.schema import SearchSettings
 
     s = SearchSettings(grace_period=2, reduction_factor=3, branch_epochs=2.0)
@@ -124,7 +124,7 @@ def mo_scheduler():
 
 
 def test_with_two_objectives_a_cheap_trial_survives_a_rung_that_accuracy_alone_would_cut(tmp_path):
-    from gunn_search.results.status import RUNG_METRIC
+    from gunn_search.status import RUNG_METRIC
 
     big, cheap = {"cost.params": 900}, {"cost.params": 100}
     first = {"epoch": 1, "val_acc": 0.0, RUNG_METRIC: 0.9, **big}
@@ -142,7 +142,7 @@ def test_with_two_objectives_a_cheap_trial_survives_a_rung_that_accuracy_alone_w
 
 
 def test_with_two_objectives_a_dominated_trial_is_cut_and_restores_refill_points(tmp_path):
-    from gunn_search.results.status import RUNG_METRIC
+    from gunn_search.status import RUNG_METRIC
 
     def res(acc, params):
         return {"epoch": 1, "val_acc": acc, RUNG_METRIC: acc, "cost.params": params}
@@ -187,7 +187,7 @@ def test_hyperband_brackets_get_tunes_shares_and_each_trial_keeps_its_bracket(tm
     import collections
     import math
 
-    from gunn_search.run.rungs import bracket_of, bracket_rungs, bracket_shares
+    from gunn_search.space.rungs import bracket_of, bracket_rungs, bracket_shares
     from gunn_search.space.schema import SearchSettings
 
     s = SearchSettings(grace_period=1, reduction_factor=2, branch_epochs=0.0, brackets=3)

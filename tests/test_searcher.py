@@ -38,7 +38,7 @@ def test_stopped_trials_are_pruned_with_their_last_value_and_finished_ones_compl
 
 
 def test_a_pruned_trials_value_is_the_rung_result_asha_compared():
-    from gunn_search.results.status import RUNG_METRIC
+    from gunn_search.status import RUNG_METRIC
 
     space = load_space("smoke.yaml")
     searcher = StoppedAsPrunedOptunaSearch(space=define_by_run(space), metric="val_acc",

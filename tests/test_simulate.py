@@ -112,7 +112,7 @@ def test_default_stops_trials_at_its_rungs_with_branch_results(table):
 def test_with_brackets_each_trial_branches_and_stops_at_its_own_brackets_rungs(table):
     from sim_methods import TuneSearch
 
-    from gunn_search.run.rungs import bracket_of, bracket_rungs
+    from gunn_search.space.rungs import bracket_of, bracket_rungs
 
     space = simulate.table_space(table.meta, 0, 0, brackets=2, grace_period=2,
                                  reduction_factor=3, num_samples=24, max_concurrent=2)

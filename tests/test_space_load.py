@@ -231,7 +231,7 @@ def test_overrides_of_a_one_point_space():
 # --- the summary (--dry-run) ----------------------------------------------------------------------
 
 def test_summary_describes_the_space():
-    from gunn_search.space.summary import examples, summarize
+    from gunn_search.run.summary import examples, summarize
 
     space = parse_space(patched(BASE, ("name", "base"), ("budget", {"max_params": 10**6})), "f.yaml")
     text = summarize(space)
@@ -253,7 +253,7 @@ def test_summary_describes_the_space():
 
 
 def test_summary_of_a_one_point_space():
-    from gunn_search.space.summary import examples, summarize
+    from gunn_search.run.summary import examples, summarize
 
     text = summarize(parse_space(TINY, "one.yaml"))
     assert "1 trials" in text and "searched dimensions (0):" in text

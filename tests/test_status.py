@@ -1,8 +1,8 @@
-"""gunn_search.results.status: a trial's status from its last result, its error and its end."""
+"""gunn_search.status: a trial's status from its last result, its error and its end."""
 
 import pytest
 
-from gunn_search.results.status import STATUS_KEY, Kind, TrialStatus, status_of
+from gunn_search.status import STATUS_KEY, Kind, TrialStatus, status_of
 
 
 def result(status, epoch=1):

@@ -247,7 +247,7 @@ def test_registered_model_by_name(tmp_path):
 def test_mlflow_tracking(tmp_path, capsys, monkeypatch):
     from mlflow.tracking import MlflowClient
 
-    from gunn_search.track.tags import STATUS_TAG
+    from gunn_search.tags import STATUS_TAG
 
     monkeypatch.chdir(tmp_path)  # the default artifact root is relative to the working directory
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"

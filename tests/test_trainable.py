@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from gunn_search.run import trainable
-from gunn_search.results import status as trial_status
+from gunn_search import status as trial_status
 from gunn_search.space import example_configs, load_space, trial_config
 from gunn_search.space.sample import runtime_config
 from gunn_search.run.trainable import cached_data
@@ -67,7 +67,7 @@ def test_trial_status_names_match_the_trainer():
 def test_the_search_driver_does_not_import_torch():
     # The driver only validates, samples and tracks; importing torch there cost 1.3-1.9 s of
     # every search's start-up. Checked in a fresh interpreter (this one has torch loaded).
-    code = ("import sys; import gunn_search.cli.main, gunn_search.run.search, gunn_search.track.search_runs, "
+    code = ("import sys; import gunn_search.cli.main, gunn_search.run.search, gunn_search.run.search_runs, "
             "gunn_search.results.plots, gunn_search.run.progress, gunn_search.run.searcher, gunn_search.results.export; "
             "import trainers; trainers.NetworkSpec; "
             "assert gunn_search.cli.main.main(['--space', 'smoke.yaml', '--dry-run']) == 0; "
@@ -120,7 +120,7 @@ def test_a_search_trial_trains_compiled_with_bf16_and_channels_last(tmp_path):
 def test_a_trial_branches_at_its_asha_rungs_and_reports_what_the_rung_compares():
     from gunn_search.space import parse_space
     from gunn_search.run.trainable import annealing_branch, rung_result
-    from gunn_search.results.status import ANNEALED_METRIC
+    from gunn_search.status import ANNEALED_METRIC
 
     data = load_space("smoke.yaml").data
     def space(**search):
@@ -133,7 +133,7 @@ def test_a_trial_branches_at_its_asha_rungs_and_reports_what_the_rung_compares()
     assert annealing_branch(space(grace_period=1, reduction_factor=3, branch_epochs=0.5,
                                   branch_rungs="first"), 9).at == {1}
     # with Hyperband brackets, at the rungs of the trial's own bracket
-    from gunn_search.run.rungs import bracket_of
+    from gunn_search.space.rungs import bracket_of
 
     sp = space(grace_period=1, reduction_factor=3, branch_epochs=0.5, brackets=2)
     ids = {bracket_of(f"t{i}", sp.search, 9): f"t{i}" for i in range(20)}

@@ -9,9 +9,9 @@ from mlflow.tracking import MlflowClient
 
 from gunn_search.ablation import run as ab
 from gunn_search.ablation.callback import AblationCallback
-from gunn_search.results.status import STATUS_KEY
+from gunn_search.status import STATUS_KEY
 from gunn_search.run import interrupts
-from gunn_search.track import tags
+from gunn_search import tags
 from trainers.config import parse_config
 
 from tests.test_ablation import tiny_config

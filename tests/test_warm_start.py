@@ -7,7 +7,7 @@ import pytest
 from gunn_search.track import store as tr
 from gunn_search.run.searcher import StoppedAsPrunedOptunaSearch
 from gunn_search.space import define_by_run, example_configs, load_space, trial_config, with_overrides
-from gunn_search.results.status import Kind
+from gunn_search.status import Kind
 from gunn_search.results.warm_start import PastTrial, apply, config_from_params, replay
 
 

@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import sys
 
-from gunn_search.results.status import Kind, TrialStatus
+from gunn_search.status import Kind, TrialStatus
 from gunn_search.run import interrupts
 from gunn_search.track import store as tr
-from gunn_search.track.tags import PARENT_TAG, ROLE_TAG, SEED_TAG, VARIANT_TAG
+from gunn_search.tags import PARENT_TAG, ROLE_TAG, SEED_TAG, VARIANT_TAG
 from gunn_search.track.trial_runs import TrialRuns, epoch_metrics
 
 ROLE = "ablation_run"  # the role tag of an ablation's nested runs (the parent's is "ablation")
@@ -64,6 +64,9 @@ class AblationCallback(TrialRuns):
 
     def existing_runs(self, client) -> dict:
         return ablation_runs(client, self.experiment_id, self.parent_run_id)
+
+    def register_abort(self, abort) -> None:
+        interrupts.on_abort(abort)
 
     def run_end(self, status: TrialStatus) -> str:
         # A cell ends with epochs left only if something stopped it, which nothing here does.

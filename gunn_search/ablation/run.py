@@ -39,7 +39,7 @@ from gunn_search.ablation.variants import (
     seeds_of,
     variant_config,
 )
-from gunn_search.track.tags import NOTE_TAG, PATH_TAG, SOURCE_TAG
+from gunn_search.tags import NOTE_TAG, PATH_TAG, SOURCE_TAG
 
 ROLE = "ablation"
 
@@ -101,7 +101,7 @@ def run_ablation(opts: AblationOptions) -> AblationResult:
 
     from gunn_search.run import resources
     from gunn_search.ablation.callback import AblationCallback, ablation_runs, ablation_trial
-    from gunn_search.track.search_runs import mark_killed
+    from gunn_search.run.search_runs import mark_killed
     from gunn_search.run.search_names import safe_name
     from gunn_search.run.progress import ProgressCallback
 
@@ -198,7 +198,7 @@ def interrupted_ablation(client, exp_id: str, source_id: str, variants: Sequence
 def collect(results, base: TrainConfig, opts: AblationOptions, seeds: list[int], source_id: str,
             search_id: str, parent_id: str, run_ids: dict) -> AblationResult:
     """The outcome from Tune's results (each run's last reported metrics)."""
-    from gunn_search.results.status import Kind, status_of
+    from gunn_search.status import Kind, status_of
 
     split = base.data.split
     errors = {v: {s: None for s in seeds} for v in opts.variants}

@@ -224,7 +224,7 @@ def fmt(v) -> str:
 
 
 def dry_run(space) -> int:
-    from gunn_search.space.summary import examples, summarize
+    from gunn_search.run.summary import examples, summarize
 
     print(summarize(space))
     print("\nexample samples ({N,P} per stage, the other searched values, the price):")

@@ -30,9 +30,9 @@ from trainers.errors import DiskFullError, TrainerError, report
 from trainers.loop import STATUS_COMPLETED, STATUS_NONFINITE, STATUS_STOPPED
 
 from gunn_search.run import interrupts
-from gunn_search.results.status import Kind, TrialStatus
-from gunn_search.track.tags import (ERROR_TAG, INTERRUPTED_AT_TAG, INTERRUPTED_BY_TAG, ROLE_TAG,
-                                    STATUS_TAG)
+from gunn_search.status import Kind, TrialStatus
+from gunn_search.tags import (ERROR_TAG, INTERRUPTED_AT_TAG, INTERRUPTED_BY_TAG, ROLE_TAG,
+                              STATUS_TAG)
 from gunn_search.track.uri import check_tracking_uri, quiet_libraries
 
 

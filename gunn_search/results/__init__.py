@@ -1,2 +1,2 @@
-"""What a search leaves: a trial's status, the best trials and the Pareto front, plots, export
-and warm start."""
+"""What a search leaves: the best trials and the Pareto front, plots, export and warm start (a
+trial's status is shared vocabulary: gunn_search.status)."""

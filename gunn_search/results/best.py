@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Iterable, Mapping, TypeVar
 
-from gunn_search.results.status import METRIC, TrialStatus, parse_status
+from gunn_search.status import METRIC, TrialStatus, parse_status
 
 R = TypeVar("R", bound=Mapping)
 

@@ -18,12 +18,11 @@ from mlflow.tracking import MlflowClient
 from trainers.config import ConfigError, TrainConfig, dump_config, parse_config, read_yaml
 
 from gunn_search.errors import ExportError
-from gunn_search.run.search_names import safe_name
 from gunn_search.results.best import best_trial, can_be_best
-from gunn_search.results.status import METRIC
+from gunn_search.status import METRIC
 from gunn_search.track import store as tr
-from gunn_search.track.tags import (PARENT_TAG, ROLE_TAG, SEARCH_TAG, STATUS_TAG, TRIAL_RUN_TAG,
-                                    TRIAL_TAG)
+from gunn_search.tags import (PARENT_TAG, ROLE_TAG, SEARCH_TAG, STATUS_TAG, TRIAL_RUN_TAG,
+                              TRIAL_TAG)
 
 
 def export_config(cfg: TrainConfig, search_run_id: str = "", trial_run_id: str = "",

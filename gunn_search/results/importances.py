@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from gunn_search.private_names import distribution_contains
 from gunn_search.results.search_axes import TrialRecord, finite, searched_axes
-from gunn_search.results.status import ANNEALED_METRIC, METRIC, Kind, parse_status
+from gunn_search.status import ANNEALED_METRIC, METRIC, Kind, parse_status
 
 logger = logging.getLogger(__name__)
 

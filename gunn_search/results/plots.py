@@ -43,7 +43,7 @@ from gunn_search.results.search_axes import (  # noqa: E402
     searched_axes,
     valued_records,
 )
-from gunn_search.results.status import Kind, parse_status  # noqa: E402
+from gunn_search.status import Kind, parse_status  # noqa: E402
 
 logger = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ every epoch, the status tag and the best val_acc.
 from __future__ import annotations
 
 from gunn_search.results.search_axes import TrialRecord
-from gunn_search.results.status import ANNEALED_METRIC, METRIC
-from gunn_search.track.tags import PARENT_TAG, ROLE_TAG, STATUS_TAG, TRIAL_TAG
+from gunn_search.status import ANNEALED_METRIC, METRIC
+from gunn_search.tags import PARENT_TAG, ROLE_TAG, STATUS_TAG, TRIAL_TAG
 
 IMPORTANCE_METRIC = "importance."  # + a searched path: the parent run's metric of its importance
 
@@ -66,7 +66,7 @@ def find_search(client, experiment: str, search: str | None = None):
 
     from gunn_search.errors import SearchError
     from gunn_search.space import parse_space
-    from gunn_search.track.tags import SPACE_TAG
+    from gunn_search.tags import SPACE_TAG
 
     exp = client.get_experiment_by_name(experiment)
     if exp is None:

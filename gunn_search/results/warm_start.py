@@ -28,8 +28,8 @@ from gunn_search.private_names import distribution_contains, searcher_study
 from gunn_search.space import Space, trial_config
 from gunn_search.space.sample import sample
 from gunn_search.space.schema import PLACEMENT_KEYS
-from gunn_search.results.status import METRIC, Kind, parse_status
-from gunn_search.track.tags import ROLE_TAG, STATUS_TAG
+from gunn_search.status import METRIC, Kind, parse_status
+from gunn_search.tags import ROLE_TAG, STATUS_TAG
 
 # Not compared: where a trial ran or logged, where its data lives, how long it trained.
 IGNORED = {"tracking": True, "epochs": True, "eval_batch_size": True,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from ray import tune
 
-from gunn_search.results.status import STATUS_KEY, TrialStatus
+from gunn_search.status import STATUS_KEY, TrialStatus
 from gunn_search.run.compute_budget import Limits, ledger
 
 

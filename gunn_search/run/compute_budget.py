@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from gunn_search.space.compute_limits import UNBOUNDED, parse_duration
+from gunn_search.space.compute_limits import UNBOUNDED, fmt_duration, parse_duration
 
 __all__ = ["UNBOUNDED", "parse_duration", "Limits", "Ledger", "ledger"]  # the first two: the space's
 
@@ -126,8 +126,6 @@ class Ledger:
 
     def describe(self, limits: Limits) -> str:
         """"52/120 epochs, 0h41m/2h00m": what is spent of each limit."""
-        from gunn_search.run.progress import fmt_duration
-
         parts = []
         if limits.epochs is not None:
             parts.append(f"{self.epochs:g}/{limits.epochs:g} epochs")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 
 from gunn_search.results import pareto
-from gunn_search.results.status import METRIC
+from gunn_search.status import METRIC
 from gunn_search.run.scheduler import ResumableASHA
 from gunn_search.space import Space, define_by_run
 
@@ -76,7 +76,7 @@ def expected_trials(s, max_epochs: int | None = None) -> int:
     buys fewer (`rungs.expected_trial_epochs` each); a search bounded by time or GPU-hours only
     and no num_samples: 32, the schema's default."""
     from gunn_search.run.compute_budget import UNBOUNDED
-    from gunn_search.run.rungs import expected_trial_epochs
+    from gunn_search.space.rungs import expected_trial_epochs
 
     n = s.num_samples
     if s.budget_epochs is not None and max_epochs:

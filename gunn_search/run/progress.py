@@ -12,16 +12,8 @@ import time
 
 from ray import tune
 
-from gunn_search.results.status import METRIC, Kind, status_of
-
-
-def fmt_duration(seconds: float) -> str:
-    s = int(round(seconds))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+from gunn_search.space.compute_limits import fmt_duration
+from gunn_search.status import METRIC, Kind, status_of
 
 
 class ProgressCallback(tune.Callback):

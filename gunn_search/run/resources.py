@@ -4,6 +4,9 @@
 trials share them: a whole GPU each when there are at least as many GPUs as trials at a time,
 else an equal fraction (1/2, 1/3, ...) so that whole numbers of trials fit on each GPU. On a
 machine or cluster without GPUs it is 0: the trials train on their CPUs.
+
+``--gpus-per-trial`` is read here too (`gpus_value`, `gpus_request`, `check_gpus_here`): the
+commands' flags and the Python API take it alike, so it sits below both.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from __future__ import annotations
 import math
 import os
 from glob import glob
+
+from gunn_search.errors import UsageError
 
 AUTO = "auto"
 
@@ -55,3 +60,43 @@ def describe(requested: float | str, cluster_gpus: float, max_concurrent: int) -
         return "auto: no GPU found, trials train on the CPU"
     return (f"auto: {per:g} GPU per trial ({int(cluster_gpus)} GPU(s), {max_concurrent} trials "
             "at a time)")
+
+
+def gpus_value(text: str) -> float | str:
+    """``--gpus-per-trial``'s text as the value `resources.gpus_per_trial` takes: auto or a
+    number (ValueError otherwise). Whether it is a good one is the key's rule (below)."""
+    if text == AUTO:
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"expected auto or a number (got {text!r})") from None
+
+
+def gpus_request(text: str) -> float | str:
+    """``--gpus-per-trial`` of a command without a space file (ablate): `gpus_value`, checked by
+    the rule of the space file's `resources.gpus_per_trial` (`space.schema.Resources`);
+    UsageError (one line) otherwise."""
+    from pydantic import ValidationError
+
+    from trainers.config_errors import describe_error
+
+    from gunn_search.space.schema import Resources
+
+    try:
+        return Resources(gpus_per_trial=gpus_value(text)).gpus_per_trial
+    except ValueError as e:  # pydantic's ValidationError is a ValueError too
+        problem = (describe_error(e.errors()[0])[1] if isinstance(e, ValidationError)
+                   else str(e))
+        raise UsageError(f"--gpus-per-trial: {problem}") from None
+
+
+def check_gpus_here(gpus: float | str, address: str | None) -> None:
+    """A GPU asked for on this machine (no cluster to join) must be there: never train on the
+    CPU in silence. A cluster's GPUs may be on other nodes, so it is not checked then."""
+    if gpus == AUTO or gpus <= 0 or address:
+        return
+    import torch
+    if not torch.cuda.is_available():
+        raise UsageError(f"--gpus-per-trial {gpus:g}: this machine has no GPU (use "
+                         "--gpus-per-trial 0 to train on the CPU)")

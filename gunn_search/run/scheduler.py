@@ -16,7 +16,7 @@ non-dominated rank and crowding distance (`pareto.pareto_order`), the rung metri
 for the first objective. Ranking by val_acc alone would leave which cheap configurations survive
 the first rung to chance, and with them the cheap end of the front.
 
-Where the rungs fall and their defaults are plain arithmetic, in `gunn_search.run.rungs`.
+Where the rungs fall and their defaults are plain arithmetic, in `gunn_search.space.rungs`.
 
 Tune's bracket class and the attributes of ASHA's and the bracket's used here are private
 names of Ray Tune, declared in `gunn_search.private_names`.
@@ -31,8 +31,8 @@ from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
 from gunn_search.private_names import bracket_class
 from gunn_search.results.pareto import Objective, pareto_keys
-from gunn_search.results.status import RUNG_METRIC
-from gunn_search.run.rungs import bracket_of
+from gunn_search.space.rungs import bracket_of
+from gunn_search.status import RUNG_METRIC
 
 
 def trial_results(trial) -> list[dict]:

@@ -26,17 +26,17 @@ from gunn_search.track import ui as mlflow_ui
 from gunn_search.results import pareto
 from gunn_search.errors import SearchError
 from gunn_search.track import store as tr
-from gunn_search.track.tags import FINGERPRINT_TAG, SPACE_TAG
+from gunn_search.tags import FINGERPRINT_TAG, SPACE_TAG
 from gunn_search.track.uri import shown_uri
-from gunn_search.run.rungs import branch_epochs_per_trial
-from gunn_search.run.rungs import describe as describe_schedule
+from gunn_search.space.rungs import branch_epochs_per_trial
+from gunn_search.space.rungs import describe as describe_schedule
 from gunn_search.run.ray_session import check_address, init_ray
 from gunn_search.run.state_file import changed_settings, read_state, resumed_settings, write_state
 from gunn_search.run.state_saves import adapt_state_saves, atomic_state_uploads
 from gunn_search.space import Space, fingerprint as space_fingerprint
 from gunn_search.run.trainable import train_trial
 from gunn_search.results.best import ranked as ranked_trials
-from gunn_search.results.status import METRIC, TrialStatus, status_of
+from gunn_search.status import METRIC, TrialStatus, status_of
 
 @dataclass
 class SearchOptions:
@@ -150,6 +150,9 @@ def build_tuner(space: Space, opts: SearchOptions, callbacks: list, on_searcher=
     path = experiment_path(opts)
     if opts.resume:
         # Callbacks, searcher and scheduler come back from the pickled experiment state.
+        from gunn_search.run.search_runs import answer_to_former_name
+
+        answer_to_former_name()  # a search saved before the callback moved to run/
         return tune.Tuner.restore(path, trainable=trainable, resume_errored=True)
     from gunn_search.run.decisions import search_parts
 
@@ -238,7 +241,7 @@ def _run(space, opts, fingerprint, path, state, on_outcome, log):
     """run_search once the search's name and study are settled."""
     import ray
 
-    from gunn_search.track.search_runs import MLflowSearchCallback, mark_killed
+    from gunn_search.run.search_runs import MLflowSearchCallback, mark_killed
     from gunn_search.run.progress import ProgressCallback
 
     if opts.address:
@@ -373,7 +376,7 @@ def outcome(results, opts: SearchOptions, parent_id: str, client, space: Space |
             best_run = "unknown (MLflow unreachable)"
     importances = None
     try:  # what the MLflow callback drew the importances from (its tag on the parent run)
-        from gunn_search.track.tags import IMPORTANCES_TAG
+        from gunn_search.tags import IMPORTANCES_TAG
         importances = client.get_run(parent_id).data.tags.get(IMPORTANCES_TAG)
     except Exception:  # tracking unreachable: the summary goes without it
         pass

@@ -25,7 +25,7 @@ import warnings
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
-from gunn_search.results.status import RUNG_METRIC, STATUS_KEY, Kind, status_of
+from gunn_search.status import RUNG_METRIC, STATUS_KEY, Kind, status_of
 from gunn_search.run import study
 
 

@@ -20,11 +20,11 @@ from ray import tune
 from trainers.config import DataConfig
 
 from gunn_search.run import faults
-from gunn_search.run.rungs import bracket_of, branching_rungs
+from gunn_search.space.rungs import bracket_of, branching_rungs
 from gunn_search.run.spare_cpus import LentThreads
 from gunn_search.space import Space, trial_config
 from gunn_search.space.sample import runtime_config
-from gunn_search.results.status import ANNEALED_METRIC, METRIC, RUNG_METRIC, STATUS_KEY, TrialStatus
+from gunn_search.status import ANNEALED_METRIC, METRIC, RUNG_METRIC, STATUS_KEY, TrialStatus
 
 if TYPE_CHECKING:
     from trainers.data import DataSplits

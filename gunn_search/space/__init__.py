@@ -9,7 +9,11 @@ own sections. One job per module:
     sample          Optuna define-by-run sampling; the exact TrainConfig of a sample
     load            finding and reading a space file (bundled names too)
     overrides       a read space with settings changed (flags, dotted paths)
-    summary         the human summary of --dry-run
+    compute_limits  the compute budget's keys: durations, the trial count a budget leaves out
+    rungs           ASHA's rungs and their defaults, as plain arithmetic
+
+Nothing here imports the rest of the search (run, track, results): the contract in
+pyproject.toml keeps the space below them.
 """
 
 from trainers.config_errors import ConfigError as SpaceError

@@ -1,7 +1,9 @@
 """What a space's compute-budget keys mean (`search.budget_epochs`, `search.time_budget`,
-`search.budget_gpu_hours`): durations as written (`90m`, `2h`, `1.5d`), and the trial count of a
+`search.budget_gpu_hours`): durations as written (`90m`, `2h`, `1.5d`) and as shown (`1m15s`,
+`1h02m`: the progress line's and the ledger's, one format for both), and the trial count of a
 search whose `num_samples` a budget left out. Counting what a search spends is the run's
-business (`gunn_search.run.compute_budget`); the schema only needs these to read a file.
+business (`gunn_search.run.compute_budget`); the schema reads a file with these, the run shows
+what it spent with them.
 """
 
 from __future__ import annotations
@@ -30,3 +32,13 @@ def parse_duration(text) -> float:
     if not seconds > 0 or not math.isfinite(seconds):
         raise ValueError(f"{text!r}: a duration must be more than zero")
     return seconds
+
+
+def fmt_duration(seconds: float) -> str:
+    """A duration as the progress line and the budget's ledger show it: 5s, 1m15s, 1h02m."""
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"

@@ -24,12 +24,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from trainers.config import TrainConfig, parse_config
 from trainers.config_errors import ConfigError, describe_error, unknown_key, validation_error
 
-from gunn_search.run.rungs import default_branch_epochs, default_grace_period
 from gunn_search.space import distributions as dist
 from gunn_search.space.budget import Budget, check_feasible
 from gunn_search.space.distributions import Choice, Distribution
 from gunn_search.space.extract import data_with_dims, extract, to_yaml
 from gunn_search.space.paths import get_path
+from gunn_search.space.rungs import default_branch_epochs, default_grace_period
 
 # Keys that say where a trial runs, not what it trains: the search sets them for each trial.
 PLACEMENT_KEYS = ("device", "out_dir", "num_threads")
@@ -219,7 +219,7 @@ def parse_space(data: dict, source: str = "space") -> Space:
 
 
 def settle(space: Space, source: str) -> Space:
-    """Resolve what the file left to ASHA's defaults (`gunn_search.run.rungs`) and check the rules
+    """Resolve what the file left to ASHA's defaults (`gunn_search.space.rungs`) and check the rules
     across keys; returns ``space``. Resolved here, not written back into `space.data`: a changed
     `epochs` (--max-epochs) settles the space again and moves the rung and the branch with it."""
     if space.search.branch_epochs is None:

@@ -30,10 +30,10 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from gunn_search.track import ui
-# The run tags, defined in gunn_search.track.tags; callers that hold this module name them
+# The run tags, defined in gunn_search.tags; callers that hold this module name them
 # through it (tr.STATUS_TAG), so they are kept importable from here.
-from gunn_search.track.tags import (PARENT_TAG, ROLE_TAG, SEARCH_TAG,  # noqa: F401
-                                    STATUS_TAG, TRIAL_TAG)
+from gunn_search.tags import (PARENT_TAG, ROLE_TAG, SEARCH_TAG,  # noqa: F401
+                              STATUS_TAG, TRIAL_TAG)
 
 # Per-epoch metrics logged for each trial (anything else Tune adds is Ray's, not ours).
 # At ASHA's rungs only: the annealing branch's result (trainers/anneal.py); what each epoch's

@@ -1,5 +1,5 @@
 """One MLflow run per trial of a Tune experiment, kept from the driver: the bookkeeping that the
-search's callback (gunn_search.track.search_runs) and the ablation's
+search's callback (gunn_search.run.search_runs) and the ablation's
 (gunn_search.ablation.callback) share.
 
 A trial's run is created the first time the trial shows up, nested under the experiment's parent
@@ -7,12 +7,13 @@ run and tagged with its Tune trial id and `running`; its training config goes in
 config's dotted paths, as `gunn-train` logs them), its price as metrics and the config itself as
 the artifact `train_config.yaml`. A trial that fails and is retried continues its run
 (`retrying after error`, then running again); an ended trial's run is closed once, with its
-final status (`gunn_search.results.status.status_of`) and its details in tags of their own.
+final status (`gunn_search.status.status_of`) and its details in tags of their own.
 
 A resumed experiment finds the runs an earlier driver created by their tags and sets each
 RUNNING again as its trial restarts. Stopped by a signal (gunn_search.run.interrupts), the runs
 of the trials it cut are `interrupted` and KILLED; after a second signal, which raises out of
-Tune at once, `abort` closes them from outside Tune. Every write goes through a `BufferedClient`:
+Tune at once, `abort` closes them from outside Tune (each kind of experiment registers it with
+the signal handling in `register_abort`: signals are the run layer's, above this one). Every write goes through a `BufferedClient`:
 a tracking store that is down queues writes, it never stops the trials.
 """
 
@@ -23,18 +24,16 @@ import sys
 import tempfile
 from abc import abstractmethod
 from pathlib import Path
-from typing import Hashable
+from typing import Callable, Hashable
 
 import yaml
 from mlflow.tracking import MlflowClient
 from ray import tune
 
-from gunn_search.results.status import METRIC, Kind, TrialStatus, status_of
-from gunn_search.run import interrupts
 from gunn_search.space.budget import config_cost, cost_metrics
+from gunn_search.status import METRIC, Kind, TrialStatus, status_of
+from gunn_search.tags import ERROR_TAG, PARENT_TAG, STATUS_TAG, STOPPED_AT_TAG, TRIAL_TAG
 from gunn_search.track import store as tr
-from gunn_search.track.tags import (ERROR_TAG, PARENT_TAG, STATUS_TAG, STOPPED_AT_TAG,
-                                    TRIAL_TAG)
 
 CONFIG_ARTIFACT = "train_config.yaml"
 
@@ -95,6 +94,12 @@ class TrialRuns(tune.Callback):
     def resumed(self, client: MlflowClient) -> None:
         """Read back what else a resumed experiment's runs hold (none here)."""
 
+    @abstractmethod
+    def register_abort(self, abort: Callable[[], None]) -> None:
+        """Have `abort` called when a second signal raises out of Tune (the subclasses hand it
+        to `gunn_search.run.interrupts.on_abort`). A method, not a constructor argument: Tune
+        pickles the callbacks with the experiment, and a resumed one comes back from that."""
+
     # --- the client ---------------------------------------------------------------------------
     @property
     def client(self) -> tr.BufferedClient:
@@ -113,7 +118,7 @@ class TrialRuns(tune.Callback):
     # --- Tune hooks ---------------------------------------------------------------------------
     def setup(self, **info):
         # A second Ctrl-C raises out of Tune at once: the runs are then closed from here.
-        interrupts.on_abort(self.abort)
+        self.register_abort(self.abort)
 
     def on_trial_start(self, iteration, trials, trial, **info):
         self._start(trial)

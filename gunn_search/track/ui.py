@@ -31,9 +31,9 @@ from __future__ import annotations
 import json
 from typing import Any, Mapping, Sequence
 
-from gunn_search.results.status import METRIC
-from gunn_search.track.tags import (KIND_TAG, PARENT_TAG, PRIMARY_METRIC_TAG, STATUS_TAG,
-                                    VIEW_TAG_PREFIX)
+from gunn_search.status import METRIC
+from gunn_search.tags import (KIND_TAG, PARENT_TAG, PRIMARY_METRIC_TAG, STATUS_TAG,
+                              VIEW_TAG_PREFIX)
 
 MODEL_TRAINING = "custom_model_development"
 EXPERIMENT_TAGS = {KIND_TAG: MODEL_TRAINING, PRIMARY_METRIC_TAG: METRIC}

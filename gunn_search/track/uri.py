@@ -16,6 +16,20 @@ def default_tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(DEFAULT_STORE).resolve()}"
 
 
+def tracking_uri(given: str | None) -> str:
+    """The tracking URI a command uses (the default when none is given), checked."""
+    uri = given or default_tracking_uri()
+    check_tracking_uri(uri)
+    return uri
+
+
+def check_store_exists(uri: str) -> None:
+    """A command that reads a search's results needs its local store to exist."""
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
+        raise UsageError(f"no MLflow store at {uri[len('sqlite:///'):]} (run a search first, "
+                         "or pass --tracking-uri)")
+
+
 def quiet_libraries() -> None:
     """Keep MLflow's and alembic's INFO notes (store creation, migrations) off the terminal."""
     import logging

@@ -11,7 +11,7 @@ ROLE_TAG = "gunn_search.role"  # search, trial, ablation, ablation_run, train
 TRIAL_TAG = "gunn_search.trial_id"  # the Tune trial id: how a resumed search finds its runs
 SEARCH_TAG = "gunn_search.search_run_id"  # on an exported config's runs: the search it came from
 TRIAL_RUN_TAG = "gunn_search.trial_run_id"  # ... and the trial
-# A trial's status (a `gunn_search.results.status.TrialStatus`); its details in tags of their own.
+# A trial's status (a `gunn_search.status.TrialStatus`); its details in tags of their own.
 STATUS_TAG = "gunn_search.status"
 ERROR_TAG = "gunn_search.error"  # the first line worth showing of the error
 STOPPED_AT_TAG = "gunn_search.stopped_at_epoch"  # the last epoch a trial stopped early trained

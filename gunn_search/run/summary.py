@@ -1,5 +1,6 @@
 """What `gunn-search --dry-run` prints: the space in words, every searched dimension with its
-distribution, and a few sampled configs with their prices."""
+distribution, and a few sampled configs with their prices. In run/, not space/: it says what
+GPUs a trial would get here (gunn_search.run.resources)."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ running, interrupted) is what the plots, the progress line, the export and the s
 Tune result carries it under `STATUS_KEY`, and `status_of` is the one rule that turns a trial's
 last result (or its error) into its status; the best trial is `gunn_search.results.best`'s.
 MLflow holds the status in the tag `gunn_search.status`; the details go in their own tags
-(`gunn_search.stopped_at_epoch`, `gunn_search.error`; all named in gunn_search.track.tags).
+(`gunn_search.stopped_at_epoch`, `gunn_search.error`; all named in gunn_search.tags).
 Kept apart from `gunn_search.run.trainable` so the driver can name them without importing torch.
 """
 

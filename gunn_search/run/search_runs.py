@@ -12,6 +12,9 @@ A search stopped by Ctrl-C or SIGTERM (gunn_search.run.interrupts) ends differen
 cut are `interrupted` and their runs KILLED, the parent run is KILLED with the signal and its
 time as tags, and nothing of a finished search (best config, plots) is written. `--resume`
 sets each run RUNNING again when its trial starts again.
+
+It lives in run/, not track/: it joins the run's interrupts, study and timing to the tracking,
+and run is the layer that may import track (the contract in pyproject.toml).
 """
 
 from __future__ import annotations
@@ -24,16 +27,27 @@ from pathlib import Path
 
 from gunn_search.results import pareto
 from gunn_search.results.best import best_trial
-from gunn_search.results.status import ANNEALED_METRIC, METRIC, Kind, TrialStatus
+from gunn_search.status import ANNEALED_METRIC, METRIC, Kind, TrialStatus
 from gunn_search.run import interrupts, study, timing
 from gunn_search.space import trial_config
 from gunn_search.track import store as tr
 from gunn_search.track import ui as mlflow_ui
-from gunn_search.track.tags import (BEST_RUN_TAG, BEST_TRIAL_TAG, EPOCHS_REDONE_TAG, ERROR_TAG,
-                                    IMPORTANCES_TAG, INTERRUPTED_AT_TAG, INTERRUPTED_BY_TAG,
-                                    NOTE_TAG, PARETO_TAG, ROLE_TAG)
+from gunn_search.tags import (BEST_RUN_TAG, BEST_TRIAL_TAG, EPOCHS_REDONE_TAG, ERROR_TAG,
+                              IMPORTANCES_TAG, INTERRUPTED_AT_TAG, INTERRUPTED_BY_TAG,
+                              NOTE_TAG, PARETO_TAG, ROLE_TAG)
 from gunn_search.track.trial_runs import TrialRuns, epoch_metrics
 from gunn_search.track.uri import shown_uri
+
+# Where this module was before it moved into run/ (the layers of pyproject.toml). A search's Tune
+# state pickles its callback by the module's name, so a search saved then is resumed only if that
+# name still finds this module (`answer_to_former_name`, before `Tuner.restore`).
+FORMER_NAME = "gunn_search.track.search_runs"
+
+
+def answer_to_former_name() -> None:
+    """Let a pickle that names `FORMER_NAME` find this module (no module is left at the old
+    path: track/ must not import run/)."""
+    sys.modules.setdefault(FORMER_NAME, sys.modules[__name__])
 
 
 class MLflowSearchCallback(TrialRuns):
@@ -87,6 +101,9 @@ class MLflowSearchCallback(TrialRuns):
             hist = client.get_metric_history(run_id, "train_loss")
             self.logged_upto[tid] = max((m.step for m in hist), default=0)
         self.best = client.get_run(self.parent_run_id).data.metrics.get("best_val_acc")
+
+    def register_abort(self, abort) -> None:
+        interrupts.on_abort(abort)
 
     # --- Tune hooks -----------------------------------------------------------------------------
     def on_trial_result(self, iteration, trials, trial, result, **info):
