@@ -99,7 +99,12 @@ def test_budget_is_honoured_and_branch_epochs_count(table):
 
 
 def test_default_stops_trials_at_its_rungs_with_branch_results(table):
+    # the default on a step schedule: plain rungs at the lr drop (epoch 6), no branch
     method = simulate.make_method("default", table.meta, 0, 0, 240, 2)
+    job = method.ask()
+    assert job.branch_at == frozenset() and method.space.search.grace_period == 6
+    method = simulate.make_method("default:grace_period=2,branch_epochs=2", table.meta, 0, 0,
+                                  240, 2)
     job = method.ask()
     assert job.branch_at == frozenset({2, 6}) and job.branch_length == 2
     rec = sim_engine.simulate(method, sim_engine.Lookup(table, 0, method.space), 2, 240)
@@ -114,7 +119,7 @@ def test_with_brackets_each_trial_branches_and_stops_at_its_own_brackets_rungs(t
 
     from gunn_search.space.rungs import bracket_of, bracket_rungs
 
-    space = simulate.table_space(table.meta, 0, 0, brackets=2, grace_period=2,
+    space = simulate.table_space(table.meta, 0, 0, brackets=2, grace_period=2, branch_epochs=2,
                                  reduction_factor=3, num_samples=24, max_concurrent=2)
     method = TuneSearch(space)  # 24 trials, each ended by the scheduler (no budget cut)
     jobs = {}

@@ -257,18 +257,20 @@ def test_without_branches_grace_period_defaults_to_the_first_epoch_after_the_lr_
 
 
 @pytest.mark.parametrize("changes,grace,branch", [
-    ([("epochs", 12)], 2, 2.0),                               # measured: a sixth, and a sixth
-    ([("epochs", 30)], 5, 5.0),                               # the CIFAR spaces
-    ([("epochs", 4)], 1, 0.67),
+    # a step schedule: no branch, the first rung at the lr drop (chosen on the simulator)
+    ([("epochs", 12)], 6, 0.0),
+    ([("epochs", 30)], 15, 0.0),                              # the CIFAR spaces
+    ([("epochs", 4)], 2, 0.0),
+    # other schedules: a branch, and the first rung, of a sixth of the epochs
     ([("epochs", 30), ("schedule", {"kind": "cosine"})], 5, 5.0),
+    ([("epochs", 4), ("schedule", {"kind": "cosine"})], 1, 0.67),
     ([("epochs", 30), ("search.branch_epochs", 1.5)], 5, 1.5),  # set in the file: kept
-    ([("epochs", 30), ("search.scheduler", "fifo")], 15, 5.0),  # fifo: no rungs, no branches
+    ([("epochs", 30), ("search.scheduler", "fifo")], 15, 0.0),  # fifo: no rungs, no branches
     # two objectives: no branch, so the first rung is at the lr drop
     ([("epochs", 12), ("search.objectives", [{"metric": "val_acc", "mode": "max"},
                                              {"metric": "cost.params", "mode": "min"}])], 6, 0.0),
 ])
-def test_with_branches_the_first_rung_and_the_branch_are_a_sixth_of_the_epochs(changes, grace,
-                                                                               branch):
+def test_the_default_first_rung_and_branch_follow_the_schedule(changes, grace, branch):
     space = parse(patched(BASE, ("search.grace_period", None), *changes))
     assert (space.search.grace_period, space.search.branch_epochs) == (grace, branch)
 
@@ -280,6 +282,10 @@ def test_default_grace_period_and_branch_follow_a_changed_epochs():
     assert "grace_period" not in space.data["search"]  # resolved, not written back
     assert "branch_epochs" not in space.data["search"]
     changed = with_overrides(space, {"epochs": 12}).search
+    assert (changed.grace_period, changed.branch_epochs) == (6, 0.0)
+    cosine = parse(patched(BASE, ("search.grace_period", None), ("epochs", 30),
+                           ("schedule", {"kind": "cosine"})))
+    changed = with_overrides(cosine, {"epochs": 12}).search
     assert (changed.grace_period, changed.branch_epochs) == (2, 2.0)
     no_branch = parse(patched(BASE, ("search.grace_period", None), ("epochs", 30),
                               ("search.branch_epochs", 0)))
