@@ -92,38 +92,72 @@ def simulated_target(budget: float, seeds=range(200), table: str | None = None) 
     return statistics.median(r["best_final"] or 0.0 for r in rows)
 
 
+def recorded(path, budget: float) -> tuple[float | None, list[dict]]:
+    """The target and rows an earlier run at this budget wrote to `path` (none if it is absent
+    or at another budget): a run of many real searches resumes where it stopped."""
+    import json
+
+    p = Path(path) if path else None
+    if p is None or not p.exists():
+        return None, []
+    data = json.loads(p.read_text())
+    if data.get("budget_epochs") != budget:
+        return None, []
+    return data.get("target"), data.get("rows", [])
+
+
+def run_searches(methods, seeds, budget: float, target: float, rows: list[dict], json_path,
+                 run) -> list[dict]:
+    """Every (seed, method) search not yet in `rows`, in seed order, `run(method, seed)` giving
+    a row; `rows` (with `epochs_to_target` against `target`) written after each."""
+    from simulate import with_target
+
+    from harness import write_json
+
+    done = {(r["method"], r["search_seed"]) for r in rows}
+    for seed in seeds:
+        for m in methods:
+            if (m, seed) in done:
+                continue
+            row = run(m, seed)
+            rows.append(row)
+            with_target(rows, target)
+            print(f"seed {seed} {m}: best_final {row['best_final']}, epochs to target "
+                  f"{row['epochs_to_target']}, {row['trials']} trials, spent {row['spent']:g}"
+                  f" ({row['wall']:.0f} s)", file=sys.stderr, flush=True)
+            if json_path:
+                write_json(json_path, {"target": target, "budget_epochs": budget,
+                                       "concurrency": 2, "rows": rows})
+    return rows
+
+
 def main(args) -> None:
-    """`search_efficiency.py` with the simulator's method keys."""
+    """`search_efficiency.py` with the simulator's method keys; with `--json` a file of an
+    earlier run at the same budget, the searches it holds are kept and not run again."""
     import os
     import shutil
     import tempfile
 
     import ray
     from digits_problem import EPOCHS
-    from simulate import summary, with_target
+    from simulate import summary
 
-    from harness import write_json
-
-    target = args.target if args.target is not None else simulated_target(args.budget)
+    old_target, rows = recorded(args.json, args.budget)
+    target = args.target if args.target is not None else old_target
+    if target is None:
+        target = simulated_target(args.budget)
+    if rows:
+        print(f"resuming {args.json}: {len(rows)} searches recorded", file=sys.stderr, flush=True)
     print(f"target {target:.4f}", file=sys.stderr, flush=True)
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")  # as gunn-search does
     storage = Path(tempfile.mkdtemp(prefix="gunn-efficiency-"))
     ray.init(address="local", include_dashboard=False, log_to_driver=False,
              configure_logging=True, logging_level="ERROR")
-    rows: list[dict] = []
     try:
-        for seed in args.seeds:
-            for m in args.methods:
-                row = row_of(m, seed, run_real(m, seed, args.budget, storage), args.budget,
-                             EPOCHS)
-                rows.append(row)
-                with_target(rows, target)
-                print(f"seed {seed} {m}: best_final {row['best_final']}, epochs to target "
-                      f"{row['epochs_to_target']}, {row['trials']} trials, spent {row['spent']:g}"
-                      f" ({row['wall']:.0f} s)", file=sys.stderr, flush=True)
-                if args.json:
-                    write_json(args.json, {"target": target, "budget_epochs": args.budget,
-                                           "concurrency": 2, "rows": rows})
+        rows = run_searches(
+            args.methods, args.seeds, args.budget, target, rows, args.json,
+            lambda m, seed: row_of(m, seed, run_real(m, seed, args.budget, storage), args.budget,
+                                   EPOCHS))
     finally:
         ray.shutdown()
         shutil.rmtree(storage, ignore_errors=True)

@@ -346,3 +346,34 @@ def test_sweep_compares_each_candidate_with_optuna_and_the_peers(table, tmp_path
         "topk_1epoch"}
     assert "| `default` |" in capsys.readouterr().out
     assert sweep_defaults.main(["--tables", str(table.folder), "--candidates", "optuna_sha"]) == 2
+
+
+def test_real_searches_under_a_budget_resume_where_they_stopped(tmp_path):
+    """efficiency_budget.py: a run cut after two searches, run again with the same --json and
+    budget, runs only the searches it lacks, against the target it recorded."""
+    import json
+
+    import efficiency_budget as eb
+
+    out = tmp_path / "real.json"
+    ran = []
+
+    def run(m, seed):
+        ran.append((m, seed))
+        if len(ran) == 3:
+            raise KeyboardInterrupt  # the run is stopped during its third search
+        return {"method": m, "search_seed": seed, "best_final": 0.5 + seed / 10,
+                "trials": 3, "spent": 12.0, "wall": 1.0, "budget_epochs": 24,
+                "events": [[12.0, 1.0, 12, 0.5 + seed / 10, True]]}
+
+    with pytest.raises(KeyboardInterrupt):
+        eb.run_searches(["default", "random_fifo"], [0, 1], 24, 0.55, [], out, run)
+    target, rows = eb.recorded(out, 24)
+    assert target == 0.55 and [(r["method"], r["search_seed"]) for r in rows] == [
+        ("default", 0), ("random_fifo", 0)]
+    assert eb.recorded(out, 36) == (None, [])  # another budget: nothing to resume
+    ran.clear()
+    rows = eb.run_searches(["default", "random_fifo"], [0, 1], 24, target, rows, out, run)
+    assert ran == [("default", 1), ("random_fifo", 1)]
+    saved = json.loads(out.read_text())["rows"]
+    assert len(saved) == 4 and [r["epochs_to_target"] for r in saved] == [None, None, 12.0, 12.0]
