@@ -32,9 +32,9 @@ def default_branch_epochs(space: Space) -> float:
     table (benchmarks/RESULTS.md, "Defaults chosen on the simulator"), at budgets of 10 and 30
     full trainings with 2 and 8 trials at a time, these plain rungs at the lr drop reached the
     target in fewer epochs than Optuna TPE + HyperbandPruner in all four (p <= 2.3e-6), the
-    2-epoch branches at epochs 2 and 6 in three, and at 10 trainings with 8 at a time the
-    branches found a worse best than random search (p 8e-14): every trial pays 2 epochs more
-    at its first rung.
+    2-epoch branches at epochs 2 and 6 at 30 trainings only, and at 10 trainings with 8 at a
+    time the branches found a worse best than random search (p 8e-14): every trial pays 2
+    epochs more at its first rung.
 
     None in a multi-objective search either: there a rung compares points whose costs are exact
     from the start, and a branch's epochs are trials not trained to the end: in the replay of
