@@ -4,7 +4,8 @@ Every variant trains once per seed, and a seed gives every variant the same init
 data order, so two variants are compared seed by seed: the paired difference d_s = a_s - b_s has
 mean d̄ and sample standard deviation s_d (n - 1 in the denominator), and its confidence interval
 is d̄ ± t_{(1+c)/2, n-1} · s_d / √n (Student's t with n - 1 degrees of freedom), which is what
-`scipy.stats.ttest_rel(a, b).confidence_interval(c)` gives. Pairing removes the seed-to-seed
+`scipy.stats.ttest_rel(a, b).confidence_interval(c)` gives, and is: the interval is scipy's.
+Pairing removes the seed-to-seed
 variation the variants share, so the interval is narrower than an unpaired one on the same runs.
 """
 
@@ -13,43 +14,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
-
-# Two-sided 95 % quantiles of Student's t, t_{0.975, dof}, for dof 1..30 (the usual table); used
-# only where scipy cannot be imported. Beyond 30 the quantile is interpolated in 1/dof toward the
-# normal's 1.959964 (error < 0.002).
-T975 = (12.706205, 4.302653, 3.182446, 2.776445, 2.570582, 2.446912, 2.364624, 2.306004,
-        2.262157, 2.228139, 2.200985, 2.178813, 2.160369, 2.144787, 2.131450, 2.119905,
-        2.109816, 2.100922, 2.093024, 2.085963, 2.079614, 2.073873, 2.068658, 2.063899,
-        2.059539, 2.055529, 2.051831, 2.048407, 2.045230, 2.042272)
-Z975 = 1.959964
-
-
-def t_quantile(q: float, dof: int) -> float:
-    """The q-quantile of Student's t with `dof` degrees of freedom.
-
-    scipy's when it can be imported (a dependency of scikit-learn, so normally); otherwise the
-    table above, which has q = 0.975 only.
-    """
-    if dof < 1:
-        raise ValueError(f"dof must be >= 1 (got {dof})")
-    try:
-        from scipy.stats import t
-    except ImportError:
-        return t975_table(dof) if math.isclose(q, 0.975) else _no_scipy(q)
-    return float(t.ppf(q, dof))
-
-
-def t975_table(dof: int) -> float:
-    """t_{0.975, dof} from the table (no scipy)."""
-    if dof <= len(T975):
-        return T975[dof - 1]
-    last = len(T975)
-    return Z975 + (T975[-1] - Z975) * last / dof  # t - z shrinks about as 1/dof
-
-
-def _no_scipy(q: float) -> float:
-    raise RuntimeError(f"the {q} quantile of Student's t needs scipy (the table has 0.975 only)")
-
 
 @dataclass(frozen=True)
 class Summary:
@@ -108,9 +72,14 @@ def paired_difference(a: Mapping | Sequence[float], b: Mapping | Sequence[float]
     if s.n < 2:
         return PairedDifference(s.n, s.mean, math.nan, math.nan, math.nan, math.nan, confidence,
                                 diffs)
+    from scipy.stats import ttest_rel
+
     sem = s.std / math.sqrt(s.n)
-    half = t_quantile((1 + confidence) / 2, s.n - 1) * sem
-    return PairedDifference(s.n, s.mean, s.std, sem, s.mean - half, s.mean + half, confidence,
+    if sem == 0:  # every seed differs alike: scipy's interval is nan, the difference is exact
+        return PairedDifference(s.n, s.mean, s.std, sem, s.mean, s.mean, confidence, diffs)
+    ci = ttest_rel([float(a[k]) for k in seeds], [float(b[k]) for k in seeds]).confidence_interval(
+        confidence)
+    return PairedDifference(s.n, s.mean, s.std, sem, float(ci.low), float(ci.high), confidence,
                             diffs)
 
 
