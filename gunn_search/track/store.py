@@ -345,12 +345,11 @@ def batch(client: BufferedClient, run_id: str, metrics: dict | None = None, step
           params: dict | None = None, tags: dict | None = None) -> None:
     now = int(time.time() * 1000)
     params = [Param(k, str(v)[:6000]) for k, v in (params or {}).items()]
-    # MLflow takes at most 100 params in one log_batch; a config has about 50.
-    for i in range(100, len(params), 100):
-        client.call("log_batch", run_id, params=params[i:i + 100])
+    # One call: MlflowClient.log_batch splits what is over the store's limit of 100 params or
+    # tags a request itself (TrackingServiceClient.log_batch, chunk_list).
     client.call("log_batch", run_id,
                 metrics=[Metric(k, v, now, step) for k, v in (metrics or {}).items()],
-                params=params[:100], tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()])
+                params=params, tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()])
 
 
 def child_runs(client: MlflowClient, experiment_id: str, parent_run_id: str,
