@@ -60,8 +60,11 @@ def run_seed(seed: int, budget: int) -> dict:
         return res.final.get("val_acc", 0.0)
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # Named: HyperbandPruner draws a trial's bracket from a hash of the study's name (Optuna's
+    # default name is a fresh uuid), so a seeded search gives its trials the same brackets.
     study = optuna.create_study(
-        direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed),
+        direction="maximize", study_name=f"peer-hyperband-{seed}",
+        sampler=optuna.samplers.TPESampler(seed=seed),
         pruner=optuna.pruners.HyperbandPruner(min_resource=1, max_resource=EPOCHS,
                                               reduction_factor=3))
     study.optimize(objective, n_trials=10_000, n_jobs=2)

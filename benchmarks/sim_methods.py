@@ -126,7 +126,10 @@ class OptunaPruned:
                                                reduction_factor=3)
         else:
             p = optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
-        self.study = optuna.create_study(direction="maximize",
+        # A study name of its own: HyperbandPruner gives a trial its bracket by a hash of the
+        # study's name and the trial's number, and Optuna's default name is a fresh uuid, which
+        # would make a seeded search draw other brackets on every run.
+        self.study = optuna.create_study(direction="maximize", study_name=f"sim-{pruner}-{seed}",
                                          sampler=optuna.samplers.TPESampler(seed=seed), pruner=p)
         self.space, self.max_epochs = space, max_epochs
         self.trials: dict[int, object] = {}

@@ -377,3 +377,13 @@ def test_real_searches_under_a_budget_resume_where_they_stopped(tmp_path):
     assert ran == [("default", 1), ("random_fifo", 1)]
     saved = json.loads(out.read_text())["rows"]
     assert len(saved) == 4 and [r["epochs_to_target"] for r in saved] == [None, None, 12.0, 12.0]
+
+
+def test_optuna_on_its_own_is_the_same_search_on_every_run(table):
+    """The Optuna peer's brackets follow its study's name (HyperbandPruner hashes it): a seeded
+    search run twice makes the same trials and stops."""
+    def events():
+        method = simulate.make_method("optuna_hyperband", table.meta, 0, 3, 120, 2)
+        return sim_engine.simulate(method, sim_engine.Lookup(table, 0, method.space), 2, 120).events
+
+    assert events() == events()
