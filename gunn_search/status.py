@@ -14,6 +14,8 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Mapping
 
+from trainers.metric_names import annealed_key
+
 METRIC = "val_acc"
 # The key of every Tune result the trainable reports that holds the trial's status so far
 # (gunn_search.run.trainable): `running` until its last epoch, then how it ended.
@@ -21,7 +23,7 @@ STATUS_KEY = "trial_status"
 # What ASHA compares at a rung: the val_acc of an annealing branch there (trainers/anneal.py,
 # logged as `annealed_val_acc`); at other epochs (and without branches) the trial's own val_acc.
 RUNG_METRIC = "rung_val_acc"
-ANNEALED_METRIC = "annealed_val_acc"  # == trainers.anneal.annealed_key("val") (tests/test_anneal.py)
+ANNEALED_METRIC = annealed_key("val")  # annealed_val_acc
 
 
 class Kind(StrEnum):

@@ -23,14 +23,7 @@ import torch
 
 from trainers.data import batches
 from trainers.loop import EpochState, sgd_step
-
-# Branch epochs are counted apart from the run's own epochs (every budget counts both).
-BRANCH_EPOCHS = "branch_epochs"
-
-
-def annealed_key(eval_name: str, what: str = "acc") -> str:
-    """The metric name of a branch's result: `annealed_val_acc` beside the run's `val_acc`."""
-    return f"annealed_{eval_name}_{what}"
+from trainers.metric_names import BRANCH_EPOCHS, annealed_key
 
 
 def branch_steps(epochs: float, steps_per_epoch: int) -> int:

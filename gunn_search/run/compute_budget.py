@@ -21,6 +21,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from trainers.metric_names import BRANCH_EPOCHS
+
 from gunn_search.space.compute_limits import UNBOUNDED, fmt_duration, parse_duration
 
 __all__ = ["UNBOUNDED", "parse_duration", "Limits", "Ledger", "ledger"]  # the first two: the space's
@@ -62,7 +64,7 @@ def result_epochs(result: dict, trained_before: int) -> float:
     epoch = int(result.get("epoch", 0) or 0)
     if epoch <= trained_before:  # Tune's repeat of a last result, or an epoch counted already
         return 0.0
-    return epoch - trained_before + float(result.get("branch_epochs") or 0.0)
+    return epoch - trained_before + float(result.get(BRANCH_EPOCHS) or 0.0)
 
 
 @dataclass

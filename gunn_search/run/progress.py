@@ -12,6 +12,8 @@ import time
 
 from ray import tune
 
+from trainers.metric_names import BRANCH_EPOCHS
+
 from gunn_search.space.compute_limits import fmt_duration
 from gunn_search.status import METRIC, Kind, status_of
 
@@ -75,7 +77,7 @@ class ProgressCallback(tune.Callback):
         epoch = int(result.get("epoch", 0))
         if status.has_result and epoch > self.running.get(trial.trial_id, 0):
             self.epochs += epoch - self.running.get(trial.trial_id, 0)
-            self.epochs += float(result.get("branch_epochs") or 0.0)
+            self.epochs += float(result.get(BRANCH_EPOCHS) or 0.0)
             self.running[trial.trial_id] = epoch
         v = result.get(METRIC)
         if status.has_result and isinstance(v, (int, float)) and (

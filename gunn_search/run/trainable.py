@@ -86,7 +86,7 @@ def epoch_report(metrics: dict, epochs: int, costs: dict) -> dict:
     """What a trial reports to Tune after an epoch of its `epochs`: the loop's metrics, the
     config's costs, the branch epochs it spent, the rung result and its status (the simulator
     of benchmarks/simulate.py reports through this too)."""
-    from trainers.anneal import BRANCH_EPOCHS
+    from trainers.metric_names import BRANCH_EPOCHS
     from trainers.loop import STATUS_NONFINITE
 
     out = {k: v for k, v in metrics.items() if k != "status"} | costs

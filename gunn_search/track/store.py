@@ -28,6 +28,7 @@ from typing import Any
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from trainers.metric_names import BRANCH_EPOCHS, annealed_key
 
 from gunn_search.track import ui
 # The run tags, defined in gunn_search.tags; callers that hold this module name them
@@ -38,10 +39,10 @@ from gunn_search.tags import (PARENT_TAG, ROLE_TAG, SEARCH_TAG,  # noqa: F401
 # Per-epoch metrics logged for each trial (anything else Tune adds is Ray's, not ours).
 # At ASHA's rungs only: the annealing branch's result (trainers/anneal.py); what each epoch's
 # branch cost (branch_epochs, 0 between rungs) is logged every epoch.
-RUNG_METRICS = ("annealed_val_acc", "annealed_val_loss")
+RUNG_METRICS = (annealed_key("val"), annealed_key("val", "loss"))
 EPOCH_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_seconds",
                  "images_per_s", "peak_memory_bytes", "num_threads",  # num_threads: CPU only
-                 "branch_epochs") + RUNG_METRICS
+                 BRANCH_EPOCHS) + RUNG_METRICS
 
 
 def local_store_uri(path: str | Path) -> str:
