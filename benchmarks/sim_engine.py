@@ -118,7 +118,7 @@ def epoch_metrics(row: dict, job: Job) -> tuple[dict, float, float]:
     """The trainer's metrics for a recorded epoch (as `trainers.loop.train` gives them to the
     trainable's `on_epoch`), its cost in epochs and its seconds."""
     from gunn_search.run.compute_budget import result_epochs
-    from trainers.anneal import BRANCH_EPOCHS, annealed_key
+    from trainers.metric_names import BRANCH_EPOCHS, annealed_key
     from trainers.loop import STATUS_NONFINITE
 
     m = {"epoch": row["epoch"], "val_acc": row["val_acc"],

@@ -31,7 +31,7 @@ def default_branch_epochs(space: Space) -> float:
     and no branch epochs are spent. On the simulator's 200 paired searches of the recorded
     table (benchmarks/RESULTS.md, "Defaults chosen on the simulator"), at budgets of 10 and 30
     full trainings with 2 and 8 trials at a time, these plain rungs at the lr drop reached the
-    target in fewer epochs than Optuna TPE + HyperbandPruner in all four (p <= 2.3e-6), the
+    target in fewer epochs than Optuna TPE + HyperbandPruner in all four (p <= 6e-5), the
     2-epoch branches at epochs 2 and 6 at 30 trainings only, and at 10 trainings with 8 at a
     time the branches found a worse best than random search (p 8e-14): every trial pays 2
     epochs more at its first rung.
