@@ -41,7 +41,6 @@ from gunn_search.results.search_axes import (  # noqa: E402
     TrialRecord,
     finite,
     searched_axes,
-    valued_records,
 )
 from gunn_search.status import Kind, parse_status  # noqa: E402
 

@@ -144,11 +144,3 @@ def _axis_of(name: str, d, records: list[TrialRecord]) -> Axis | None:
     xs = sorted({float(v) for v in observed if finite(v) is not None})
     return Axis(name, kind, float(d.low), float(d.high), log=bool(d.log), observed=xs)
 
-
-def valued_records(records: list[TrialRecord]) -> list[tuple[TrialRecord, float]]:
-    out = []
-    for r in records:
-        v = finite(r.value)
-        if v is not None:
-            out.append((r, v))
-    return out
