@@ -69,3 +69,15 @@ def test_report_prints_the_line_on_stderr_and_returns_the_exit_code(capsys):
 def test_an_error_of_neither_layer_prints_the_same_way_with_exit_2(capsys):
     assert report("gunn-search", ValueError("odd")) == errors.EXIT_USER_ERROR == 2
     assert capsys.readouterr().err == "gunn-search: error: odd\n"
+
+
+def test_first_line_cuts_a_message_to_its_first_line_and_shown_line_finds_a_tracebacks_error():
+    from gunn_search.track.store import shown_line
+    from trainers.errors import first_line
+
+    assert first_line(ValueError("\n  bad value\nmore detail")) == "bad value"
+    assert first_line(KeyError()) == "KeyError"  # no message: its type
+    assert first_line(RuntimeError(""), "CUDA out of memory") == "CUDA out of memory"
+    assert first_line("one\ntwo") == "one" and first_line("") == "unknown error"
+    tb = 'Traceback (most recent call last):\n  File "x.py", line 1\n    f()\nValueError: boom\n'
+    assert shown_line(tb) == "ValueError: boom"

@@ -15,7 +15,7 @@ import torch
 
 from trainers.config import ConfigError, TrainConfig, parse_config
 from trainers.disk_full import disk_full, is_disk_full
-from trainers.errors import CheckpointError
+from trainers.errors import CheckpointError, first_line
 
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -66,7 +66,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises UnpicklingError, RuntimeError, EOFError, ... here
-        first = (str(e).strip().splitlines() or [e.__class__.__name__])[0]
+        first = first_line(e)
         raise CheckpointError(f"{path}: not a loadable checkpoint (refused by "
                               f"weights_only=True or corrupt): {first[:200]}") from None
     if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:

@@ -14,7 +14,7 @@ from typing import Sequence
 
 from trainers.checkpoint import CHECKPOINT_NAME
 from trainers.config import TrainConfig, load_config, parse_config
-from trainers.errors import DiskFullError, TrainerError, UsageError, report
+from trainers.errors import DiskFullError, TrainerError, UsageError, first_line, report
 from trainers.loop import EpochCallback, TrainResult, train
 
 
@@ -73,7 +73,7 @@ def run(args: argparse.Namespace, on_epoch: EpochCallback | None = None) -> tupl
     try:
         result = train(cfg, on_epoch=on_epoch, resume=resume, resume_changed=args.resume_changed)
     except ValueError as e:  # e.g. a CUDA device asked for on a machine without one
-        raise UsageError(str(e).splitlines()[0]) from None
+        raise UsageError(first_line(e)) from None
     return cfg, result
 
 

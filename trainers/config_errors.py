@@ -16,7 +16,7 @@ from typing import Annotated, Any, Union
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from trainers.errors import ConfigError
+from trainers.errors import ConfigError, first_line
 
 
 def read_yaml(path: str | Path) -> dict:
@@ -46,7 +46,7 @@ def read_yaml(path: str | Path) -> dict:
 def yaml_problem(e: yaml.YAMLError) -> str:
     mark = getattr(e, "problem_mark", None)
     where = f"line {mark.line + 1}: " if mark is not None else ""
-    problem = getattr(e, "problem", None) or (str(e).splitlines() or ["unknown error"])[0]
+    problem = getattr(e, "problem", None) or first_line(e, "unknown error")
     if isinstance(e, yaml.constructor.ConstructorError):
         return f"{where}unsupported YAML tag (plain YAML only): {problem}"
     return f"{where}malformed YAML: {problem}"

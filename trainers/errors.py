@@ -66,6 +66,17 @@ class DiskFullError(TrainerError, OSError):
         return self.strerror or super().__str__()
 
 
+def first_line(error: BaseException | str, default: str | None = None) -> str:
+    """An error's first non-empty line (a library's message often goes on with details), else
+    `default`, else the exception's type name: the one place a message is cut to a line."""
+    lines = [ln.strip() for ln in str(error).splitlines() if ln.strip()]
+    if lines:
+        return lines[0]
+    if default is not None:
+        return default
+    return type(error).__name__ if isinstance(error, BaseException) else "unknown error"
+
+
 def error_line(prog: str, e: BaseException, then: str = "") -> str:
     """The one line a command prints for a user-facing error: ``prog: error: message`` and
     `then` (what is kept, how to go on), a message of several lines joined into one."""

@@ -190,7 +190,7 @@ def run_tracked(args, cfg: TrainConfig, uri: str, argv: Sequence[str] = ()) -> i
         return interrupted(cfg, argv, done, run_id)
     except BaseException as e:
         tr.batch(client, run_id, tags={STATUS_TAG: TrialStatus.ERRORED,
-                                       ERROR_TAG: tr.first_line(str(e) or type(e).__name__)})
+                                       ERROR_TAG: tr.shown_line(str(e) or type(e).__name__)})
         client.call("set_terminated", run_id, "FAILED")
         raise
     status = TRAINER_STATUS[result.status]

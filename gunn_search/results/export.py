@@ -110,7 +110,7 @@ def read_trial_config(client: MlflowClient, experiment: str, run_id: str | None 
                 local = client.download_artifacts(run_id, "train_config.yaml", d)
             except (MlflowException, OSError) as e:
                 raise ExportError(f"run {run_id}: no train_config.yaml artifact "
-                                  f"({tr.first_line(str(e))})") from None
+                                  f"({tr.shown_line(str(e))})") from None
             return search_id, run_id, parse_config(read_yaml(local),
                                                    f"run {run_id} train_config.yaml")
     except ConfigError as e:

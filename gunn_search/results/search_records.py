@@ -8,6 +8,8 @@ every epoch, the status tag and the best val_acc.
 
 from __future__ import annotations
 
+from trainers.errors import first_line
+
 from gunn_search.results.search_axes import TrialRecord
 from gunn_search.status import ANNEALED_METRIC, METRIC
 from gunn_search.tags import PARENT_TAG, ROLE_TAG, STATUS_TAG, TRIAL_TAG
@@ -91,6 +93,6 @@ def find_search(client, experiment: str, search: str | None = None):
                 data = yaml.safe_load(f)
         except Exception as e:
             raise SearchError(f"search run {parent.info.run_id}: its space file {space_file!r} "
-                              f"cannot be read ({str(e).splitlines()[0] if str(e) else e!r})"
+                              f"cannot be read ({first_line(e)})"
                               ) from None
     return parent, parse_space(data, space_file)

@@ -54,9 +54,9 @@ def init_ray(address: str | None, runtime_env: dict | None = None) -> bool:
                      configure_logging=True, logging_level="ERROR", runtime_env=runtime_env)
     except (ConnectionError, ray.exceptions.RayError) as e:
         if not address:
-            raise SearchError(f"could not start Ray on this machine ({tr.first_line(str(e))})"
+            raise SearchError(f"could not start Ray on this machine ({tr.shown_line(str(e))})"
                               ) from None
         raise SearchError(f"--address {address}: could not join the Ray cluster "
-                          f"({tr.first_line(str(e))}); if it uses token authentication, "
+                          f"({tr.shown_line(str(e))}); if it uses token authentication, "
                           "set RAY_AUTH_MODE=token and its token here too") from None
     return True

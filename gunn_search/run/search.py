@@ -284,7 +284,7 @@ def _run(space, opts, fingerprint, path, state, on_outcome, log):
             raise
         except Exception as e:  # MlflowException, connection errors: the store is unusable
             raise SearchError(f"tracking URI {shown_uri(opts.tracking_uri)}: cannot start the search's "
-                              f"MLflow run ({tr.first_line(str(e))})") from None
+                              f"MLflow run ({tr.shown_line(str(e))})") from None
         write_state(path, {
             "parent_run_id": parent_id, "experiment_id": exp_id,
             "tracking_uri": opts.tracking_uri, "fingerprint": fingerprint,

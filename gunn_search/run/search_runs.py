@@ -236,7 +236,7 @@ class MLflowSearchCallback(TrialRuns):
                                            maximize=self.space.search.mode == "max",
                                            importances=imp)
             except Exception as e:  # plots are a convenience: never fail a finished search
-                print(f"gunn-search: plots failed: {tr.first_line(str(e))}", file=sys.stderr)
+                print(f"gunn-search: plots failed: {tr.shown_line(str(e))}", file=sys.stderr)
                 paths = []
         with steps.step("plot upload"):
             for p in paths:
@@ -285,7 +285,7 @@ class MLflowSearchCallback(TrialRuns):
                 path = pareto.plot(plottable, on_front, objectives, d / "pareto_front.png")
                 self.client.call("log_artifact", self.parent_run_id, str(path), "plots")
             except Exception as e:  # a plot is a convenience
-                print(f"gunn-search: Pareto plot failed: {tr.first_line(str(e))}", file=sys.stderr)
+                print(f"gunn-search: Pareto plot failed: {tr.shown_line(str(e))}", file=sys.stderr)
 
     def _searched_values(self, trial) -> dict:
         """The trial's values of the searched dimensions, as numbers where they are numbers."""
@@ -317,7 +317,7 @@ class MLflowSearchCallback(TrialRuns):
         try:
             note = mlflow_ui.trials_note(rows, mlflow_ui.shown_params(self.space))
         except Exception as e:  # a description is a convenience
-            print(f"gunn-search: run description failed: {tr.first_line(str(e))}", file=sys.stderr)
+            print(f"gunn-search: run description failed: {tr.shown_line(str(e))}", file=sys.stderr)
             return
         tr.batch(self.client, self.parent_run_id, tags={NOTE_TAG: note})
 

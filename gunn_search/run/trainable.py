@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from ray import tune
 
 from trainers.config import DataConfig
+from trainers.errors import first_line
 
 from gunn_search.run import faults
 from gunn_search.space.rungs import bracket_of, branching_rungs
@@ -173,7 +174,7 @@ def train_trial(config: dict, space: Space) -> None:
             train(cfg, on_epoch=on_epoch, resume=resume, data=data, log=lambda m: None,
                   on_step=on_step if hooks else None, after_epoch=branch)
         except torch.cuda.OutOfMemoryError as e:
-            first = (str(e).strip().splitlines() or ["CUDA out of memory"])[0]
+            first = first_line(e, "CUDA out of memory")
             tune.report({METRIC: 0.0, RUNG_METRIC: 0.0, "epoch": 0, STATUS_KEY: TrialStatus.OOM,
                          "error": first[:250]})
     finally:

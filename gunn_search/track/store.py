@@ -28,6 +28,7 @@ from typing import Any
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from trainers.errors import first_line
 from trainers.metric_names import BRANCH_EPOCHS, annealed_key
 
 from gunn_search.track import ui
@@ -242,7 +243,7 @@ class BufferedClient:
             self.pending.append((method, args, kwargs))
             self.next_retry = time.monotonic() + self.retry_every
             if not self.warned:
-                first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+                first = first_line(e)
                 print(f"gunn-search: MLflow write failed ({first[:160]}); buffering and "
                       "retrying, training goes on", file=sys.stderr, flush=True)
                 self.warned = True
@@ -318,13 +319,16 @@ def trial_error_line(trial) -> str:
     path = getattr(trial, "error_file", None)
     try:
         if path and Path(path).exists():
-            return first_line(Path(path).read_text())
+            return shown_line(Path(path).read_text())
     except OSError:
         pass
     return "unknown error"
 
 
-def first_line(text: str) -> str:
+def shown_line(text: str) -> str:
+    """The line worth showing of an error's text, at most 250 characters: a Python traceback's
+    closing "ErrorType: message" line, else the last line (a message's first line:
+    `trainers.errors.first_line`)."""
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
     # A Python traceback ends with "ErrorType: message"; that is the line worth showing.
     for ln in reversed(lines):

@@ -111,7 +111,7 @@ class TrialRuns(tune.Callback):
                 self.earlier = set(self.runs)
                 self.resumed(raw)
             except Exception as e:  # tracking down at start: carry on, writes are buffered
-                print(f"gunn-search: could not read existing MLflow runs: {tr.first_line(str(e))}",
+                print(f"gunn-search: could not read existing MLflow runs: {tr.shown_line(str(e))}",
                       file=sys.stderr)
         return self._client
 

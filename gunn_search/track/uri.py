@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from trainers.errors import first_line
+
 from gunn_search.errors import UsageError
 
 DEFAULT_STORE = "mlflow.db"
@@ -95,7 +97,7 @@ def check_database(url: str, flag: str) -> None:
 def database_error(e: Exception) -> str:
     """A database error's first line, the driver's own words, with the fix where it is a
     missing driver."""
-    first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    first = first_line(e)
     if isinstance(e, ModuleNotFoundError) and e.name in ("psycopg", "psycopg2"):
         return f"{first}; pip install 'gunn-search[postgres]'"
     if first.startswith("(") and ") " in first:  # "(psycopg.OperationalError) connection ..."
