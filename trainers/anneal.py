@@ -97,10 +97,11 @@ def run_branch(state: EpochState, steps: int, lr_of_step: Callable[[int], float]
 @dataclass(frozen=True)
 class AnnealingBranch:
     """An `after_epoch` hook: a branch of `epochs` after each epoch in `at` (ASHA's rungs) where
-    the schedule has a lower rate left to reach."""
+    the schedule has a lower rate left to reach. No default length: the search's default is
+    `gunn_search.space.rungs.default_branch_epochs`, the one place it is decided."""
 
     at: frozenset[int]
-    epochs: float = 0.5
+    epochs: float
 
     def __call__(self, state: EpochState) -> dict:
         if state.epoch not in self.at:
