@@ -111,6 +111,9 @@ def test_the_search_says_where_its_rungs_are_and_what_they_compare():
     assert describe(s.model_copy(update={"branch_rungs": "first"}), 12) == (
         "ASHA rungs at epochs 2, 6 (1/3 goes on), the first comparing a 2-epoch annealing "
         "branch, the others the trial's own val_acc")
+    assert describe(s.model_copy(update={"brackets": 3, "branch_epochs": 0.0}), 12) == (
+        "ASHA rungs at epochs 2, 6 (1/3 goes on) in 3 Hyperband brackets, 67% from rung 2, "
+        "24% from rung 6, 9% trained to the end")
 
 
 
