@@ -131,9 +131,31 @@ def run_searches(methods, seeds, budget: float, target: float, rows: list[dict],
     return rows
 
 
+def seed_table(rows: list[dict], methods) -> list[str]:
+    """Per seed that every method has searched: each method's epochs to target (never: not
+    reached), best_final and trials, as a Markdown table."""
+    from harness import table_head, table_row
+
+    seeds = sorted({r["search_seed"] for r in rows})
+    by = {(r["method"], r["search_seed"]): r for r in rows}
+    out = [table_head(["seed", *(f"{m}: epochs to target / best_final / trials" for m in methods)])]
+    for seed in seeds:
+        if not all((m, seed) in by for m in methods):
+            continue
+        cells = []
+        for m in methods:
+            r = by[(m, seed)]
+            e = r["epochs_to_target"]
+            best = "–" if r["best_final"] is None else f"{r['best_final']:.4f}"
+            cells.append(f"{'never' if e is None else f'{e:g}'} / {best} / {r['trials']}")
+        out.append(table_row([str(seed), *cells]))
+    return out
+
+
 def main(args) -> None:
     """`search_efficiency.py` with the simulator's method keys; with `--json` a file of an
-    earlier run at the same budget, the searches it holds are kept and not run again."""
+    earlier run at the same budget, the searches it holds are kept and not run again (run
+    with every search recorded, it prints the tables only)."""
     import os
     import shutil
     import tempfile
@@ -161,4 +183,5 @@ def main(args) -> None:
     finally:
         ray.shutdown()
         shutil.rmtree(storage, ignore_errors=True)
-    print("\n".join(summary(rows, list(args.methods), args.budget)))
+    print("\n".join([*seed_table(rows, list(args.methods)), "",
+                     *summary(rows, list(args.methods), args.budget)]))

@@ -387,3 +387,6 @@ def test_optuna_on_its_own_is_the_same_search_on_every_run(table):
         return sim_engine.simulate(method, sim_engine.Lookup(table, 0, method.space), 2, 120).events
 
     assert events() == events()
+    lines = eb.seed_table(saved, ["default", "random_fifo"])
+    assert lines[-2:] == ["| 0 | never / 0.5000 / 3 | never / 0.5000 / 3 |",
+                          "| 1 | 12 / 0.6000 / 3 | 12 / 0.6000 / 3 |"]
