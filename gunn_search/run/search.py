@@ -12,7 +12,7 @@ import contextlib
 import os
 import sys
 from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -23,7 +23,6 @@ from gunn_search.run.compute_budget import Limits
 from gunn_search.run import interrupts
 from gunn_search.run import study
 from gunn_search.track import ui as mlflow_ui
-from gunn_search.results import pareto
 from gunn_search.errors import SearchError
 from gunn_search.track import store as tr
 from gunn_search.tags import FINGERPRINT_TAG, SPACE_TAG
@@ -34,9 +33,9 @@ from gunn_search.run.ray_session import check_address, init_ray
 from gunn_search.run.state_file import changed_settings, read_state, resumed_settings, write_state
 from gunn_search.run.state_saves import adapt_state_saves, atomic_state_uploads
 from gunn_search.space import Space, fingerprint as space_fingerprint
+from gunn_search.run.outcome import SearchOutcome, outcome
 from gunn_search.run.trainable import train_trial
-from gunn_search.results.best import ranked as ranked_trials
-from gunn_search.status import METRIC, TrialStatus, status_of
+from gunn_search.status import METRIC
 
 @dataclass
 class SearchOptions:
@@ -60,29 +59,6 @@ class SearchOptions:
     @property
     def name(self) -> str:
         return self.search or self.experiment
-
-
-@dataclass
-class SearchOutcome:
-    experiment: str
-    parent_run_id: str
-    best_trial_id: str | None
-    best_run_id: str | None
-    best_val_acc: float | None
-    best_config: dict | None
-    num_trials: int
-    experiment_path: str
-    top: list[dict] = field(default_factory=list)  # the best trials, best first (see `outcome`)
-    front: list[dict] | None = None  # multi-objective: the Pareto front of the finished trials
-    objectives: list | None = None
-    experiment_id: str | None = None  # MLflow's id of `experiment`
-    optuna_storage: str | None = None  # where the study is, password masked
-    # Set when Ctrl-C or SIGTERM stopped the search: Tune saved its state, `--resume` continues
-    # it; no best trial is named (nothing was decided), `num_trials` is the trials started.
-    interrupted: interrupts.Interrupt | None = None
-    budget: str | None = None  # with a compute budget: "spent 121/120 epochs on 17 trials"
-    search: str | None = None  # which search of the experiment (search_names)
-    importances: str | None = None  # "importances: from 9 trials trained to the end", or why none
 
 
 def experiment_path(opts: SearchOptions) -> str:
@@ -326,7 +302,7 @@ def _run(space, opts, fingerprint, path, state, on_outcome, log):
                     write_state(path, {**read_state(path), "finished": True})
                 except SearchError as e:
                     log(f"could not mark the search finished ({e})")
-            out = outcome(results, opts, parent_id, client, space)
+            out = outcome(results, opts.experiment, path, parent_id, client, space)
         else:  # the MLflow callback has closed the runs as interrupted (on_experiment_end)
             out = SearchOutcome(opts.experiment, parent_id, None, None, None, None, len(results),
                                 path, interrupted=interrupt)
@@ -348,47 +324,6 @@ def _run(space, opts, fingerprint, path, state, on_outcome, log):
         from gunn_search.run.compute_budget import forget
         forget(path)  # read again from its file by a later search of this process
     return out
-
-
-def outcome(results, opts: SearchOptions, parent_id: str, client, space: Space | None = None,
-            top_n: int = 5) -> SearchOutcome:
-    """The best trials, from Tune's results (so they are known even if MLflow is unreachable)."""
-    rows = []
-    for r in results:
-        df = r.metrics_dataframe
-        last = r.metrics or {}
-        status = status_of(last, r.error, ended=True)
-        epochs = int(last.get("epoch", 0) or 0)
-        value = float(df[METRIC].max()) if df is not None and METRIC in df else None
-        rows.append({"trial_id": last.get("trial_id", "?"), "trial": last.get("trial_id", "?"),
-                     "status": status, "val_acc": value, "epochs": epochs, "config": dict(r.config),
-                     "epoch_seconds": last.get("epoch_seconds"),
-                     **{k: v for k, v in r.config.items() if k.startswith("cost.")}})
-    ranked = ranked_trials(rows)
-    best = ranked[0] if ranked else None
-    best_run = None
-    if best is not None:
-        try:
-            runs = tr.child_runs(client, client.get_run(parent_id).info.experiment_id, parent_id,
-                                 trial_id=best["trial_id"])
-            best_run = runs.get(best["trial_id"])
-        except Exception:  # tracking unreachable: the run id is the only thing we can't say
-            best_run = "unknown (MLflow unreachable)"
-    importances = None
-    try:  # what the MLflow callback drew the importances from (its tag on the parent run)
-        from gunn_search.tags import IMPORTANCES_TAG
-        importances = client.get_run(parent_id).data.tags.get(IMPORTANCES_TAG)
-    except Exception:  # tracking unreachable: the summary goes without it
-        pass
-    front = objectives = None
-    if space is not None and len(space.search.objective_list) > 1:
-        objectives = pareto.objectives_of(space.search)
-        front = pareto.front_rows([x for x in rows if x["status"] is TrialStatus.COMPLETED],
-                                  objectives)
-    return SearchOutcome(opts.experiment, parent_id, best and best["trial_id"], best_run,
-                         best and best["val_acc"], best and best["config"], len(results),
-                         experiment_path(opts), top=ranked[:top_n], front=front,
-                         objectives=objectives, importances=importances)
 
 
 def resolve_resources(space: Space) -> Space:
