@@ -86,5 +86,5 @@ def expected_trials(s, max_epochs: int | None = None) -> int:
 
 def tpe_startup_trials(num_samples: int) -> int:
     """TPE's random start-up trials: a quarter of the search, 3 to 10 (measured against other
-    shares: benchmarks/RESULTS.md, "Search efficiency")."""
+    shares in 8 real searches: benchmarks/HISTORY.md, "Search efficiency")."""
     return min(10, max(3, num_samples // 4))
