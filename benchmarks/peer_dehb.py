@@ -39,7 +39,8 @@ Usage
     pip install -e '.[bench]'     # dehb; see pyproject.toml's comment on its numpy pin
     python benchmarks/peer_dehb.py --seeds 0 1 2 3 4 5 6 7 --budget 72 --json dehb.json
 
-Machine and result: benchmarks/RESULTS.md, "The chosen default against every peer" and "Real searches under the budget" (the older unbudgeted runs: HISTORY.md, "Search efficiency").
+Machine and result: benchmarks/RESULTS.md, "The chosen default against every peer" and "Real
+searches under the budget" (the older unbudgeted runs: HISTORY.md, "Search efficiency").
 """
 
 from __future__ import annotations

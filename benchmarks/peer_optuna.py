@@ -16,7 +16,8 @@ What it measures
 Usage
     python benchmarks/peer_optuna.py --seeds 0 1 2 3 4 5 6 7 --budget 72 --json peer.json
 
-Machine and result: benchmarks/RESULTS.md, "The chosen default against every peer" and "Real searches under the budget" (the older unbudgeted runs: HISTORY.md, "Search efficiency").
+Machine and result: benchmarks/RESULTS.md, "The chosen default against every peer" and "Real
+searches under the budget" (the older unbudgeted runs: HISTORY.md, "Search efficiency").
 """
 
 from __future__ import annotations

@@ -34,7 +34,8 @@ Usage
     python benchmarks/search_efficiency.py --budget 72 --tables-from a.json b.json
         [--events-csv benchmarks/data/efficiency_events.csv]
 
-Machine and result: benchmarks/RESULTS.md, "Real searches under the budget" (the runs without a budget: HISTORY.md, "Search efficiency").
+Machine and result: benchmarks/RESULTS.md, "Real searches under the budget" (the runs without a
+budget: HISTORY.md, "Search efficiency").
 """
 
 from __future__ import annotations
