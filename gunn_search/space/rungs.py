@@ -177,11 +177,12 @@ def describe(search, max_epochs: int) -> str:
     out = (f"ASHA rungs at epoch{'s' if len(at) > 1 else ''} {', '.join(map(str, at))} "
            f"(1/{search.reduction_factor} goes on)")
     if search.brackets > 1:
-        shares = bracket_shares(search, max_epochs)
-        out += f" in {search.brackets} Hyperband brackets, " + ", ".join(
-            f"{round(100 * sh)}% from rung {bracket_rungs(search.grace_period, search.reduction_factor, max_epochs, b)[0]}"
-            if bracket_rungs(search.grace_period, search.reduction_factor, max_epochs, b)
-            else f"{round(100 * sh)}% trained to the end" for b, sh in enumerate(shares))
+        parts = []
+        for b, share in enumerate(bracket_shares(search, max_epochs)):
+            first = bracket_rungs(search.grace_period, search.reduction_factor, max_epochs, b)
+            parts.append(f"{round(100 * share)}% " + (f"from rung {first[0]}" if first
+                                                        else "trained to the end"))
+        out += f" in {search.brackets} Hyperband brackets, " + ", ".join(parts)
     if search.branch_epochs and search.branch_rungs == "first" and len(at) > 1:
         out += (f", the first comparing a {search.branch_epochs:g}-epoch annealing branch, "
                 "the others the trial's own val_acc")
