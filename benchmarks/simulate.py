@@ -166,6 +166,18 @@ def with_target(rows: list[dict], target: float) -> None:
                 break
 
 
+def oracle_third(rows: list[dict]) -> dict[int, float]:
+    """The free oracle's share of random + FIFO's epochs, by search seed, where it is at most a
+    third: the oracle trains only the first of random + FIFO's draws that reaches the target,
+    one full training (rows carry `epochs_to_target`)."""
+    fifo = [r for r in rows if r["method"] == "random_fifo"]
+    if not fifo:
+        return {}
+    epochs = fifo[0]["budget_epochs"] / fifo[0]["budget_trainings"]  # one full training
+    return {r["search_seed"]: epochs / r["epochs_to_target"] for r in fifo
+            if r["epochs_to_target"] and epochs / r["epochs_to_target"] <= 1 / 3}
+
+
 def summary(rows: list[dict], methods: list[str], budget: float,
             reference: str = "default") -> list[str]:
     from scipy.stats import wilcoxon
@@ -182,10 +194,8 @@ def summary(rows: list[dict], methods: list[str], budget: float,
     # FIFO's draws it trains only the first that reaches the target, one full training. Where
     # that is at most a third of random + FIFO's epochs, a third is possible; a method's share
     # of random + FIFO's epochs is reported over those searches.
-    epochs = rows[0]["budget_epochs"] / rows[0]["budget_trainings"] if rows else 1.0
     fifo = by.get("random_fifo", {})
-    third = {s: epochs / r["epochs_to_target"] for s, r in fifo.items()
-             if r["epochs_to_target"] and epochs / r["epochs_to_target"] <= 1 / 3}
+    third = oracle_third(rows)
     out = [f"free oracle: a third of random + FIFO's epochs is possible in {len(third)} of "
            f"{len(fifo)} searches (its median share there "
            f"{statistics.median(third.values()) if third else float('nan'):.3f})", "",
@@ -248,7 +258,7 @@ def check_mapping(folder: str, searches: int, trials: int) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     from harness import spawn_pool
 
-    from trainers.errors import ConfigError
+    from trainers.errors import ConfigError, first_line
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--table", default=str(DEFAULT_TABLE))
@@ -269,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
             if split_variant(m)[1]:
                 table_space(table_of(args.table).meta, 0, 0, **split_variant(m)[1])
     except (ValueError, FileNotFoundError, ConfigError) as e:
-        print(f"simulate: {str(e).splitlines()[0]}", file=sys.stderr)
+        print(f"simulate: {first_line(e)}", file=sys.stderr)
         return 2
     if unknown:
         print(f"simulate: unknown method {unknown[0]!r} (known: {', '.join(METHODS)}; "

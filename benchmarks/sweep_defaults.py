@@ -41,6 +41,8 @@ def compare(rows: list[dict], candidates: list[str], peers: list[str], budget: f
     """Per candidate, the figures of the module's docstring (rows carry `epochs_to_target`)."""
     from scipy.stats import wilcoxon
 
+    import simulate
+
     by: dict[str, dict[int, dict]] = {}
     for r in rows:
         by.setdefault(r["method"], {})[r["search_seed"]] = r
@@ -57,9 +59,7 @@ def compare(rows: list[dict], candidates: list[str], peers: list[str], budget: f
         return float(wilcoxon(a, b, alternative="less").pvalue)
 
     fifo = by["random_fifo"]
-    per_training = rows[0]["budget_epochs"] / rows[0]["budget_trainings"]
-    third = [s for s, r in fifo.items()
-             if r["epochs_to_target"] and per_training / r["epochs_to_target"] <= 1 / 3]
+    third = list(simulate.oracle_third(rows))
     out = []
     for c in candidates:
         mine = by[c]

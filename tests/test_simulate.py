@@ -377,6 +377,9 @@ def test_real_searches_under_a_budget_resume_where_they_stopped(tmp_path):
     assert ran == [("default", 1), ("random_fifo", 1)]
     saved = json.loads(out.read_text())["rows"]
     assert len(saved) == 4 and [r["epochs_to_target"] for r in saved] == [None, None, 12.0, 12.0]
+    lines = eb.seed_table(saved, ["default", "random_fifo"])
+    assert lines[-2:] == ["| 0 | never / 0.5000 / 3 | never / 0.5000 / 3 |",
+                          "| 1 | 12 / 0.6000 / 3 | 12 / 0.6000 / 3 |"]
 
 
 def test_optuna_on_its_own_is_the_same_search_on_every_run(table):
@@ -387,6 +390,3 @@ def test_optuna_on_its_own_is_the_same_search_on_every_run(table):
         return sim_engine.simulate(method, sim_engine.Lookup(table, 0, method.space), 2, 120).events
 
     assert events() == events()
-    lines = eb.seed_table(saved, ["default", "random_fifo"])
-    assert lines[-2:] == ["| 0 | never / 0.5000 / 3 | never / 0.5000 / 3 |",
-                          "| 1 | 12 / 0.6000 / 3 | 12 / 0.6000 / 3 |"]
